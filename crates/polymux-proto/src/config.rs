@@ -1,0 +1,353 @@
+//! Session configuration: the dialect and every knob, validated once when built.
+//!
+//! # Memory bounds
+//!
+//! For one session, with the defaults of [`Config::yamux`]:
+//!
+//! | what | bound | default |
+//! |---|---|---|
+//! | receive memory of one stream | the credit granted to the peer: ≤ [`max_stream_window`](Config::max_stream_window) | 256 KiB, auto-tuned up to 16 MiB |
+//! | receive memory of all streams | [`session_recv_budget`](Config::session_recv_budget): when full, the session stops reading the transport until applications read | 32 MiB |
+//! | send memory (all streams) | [`write_budget`](Config::write_budget): writes return `Pending` when it is full | 1 MiB |
+//! | control frames waiting to be written | 64 KiB: beyond it the session stops reading the transport | fixed |
+//! | inbound streams not yet accepted | [`accept_backlog`](Config::accept_backlog): beyond it new streams are refused (RST, or FIN on smux) | 256 |
+//! | outbound streams not yet acknowledged | [`max_unacked_outbound`](Config::max_unacked_outbound): `open()` waits beyond it (yamux) | 256 |
+//! | live streams | [`max_streams`](Config::max_streams) | 65 536 |
+//!
+//! Received payloads of at least 4 KiB are kept as zero-copy slices of the read buffer (64 KiB
+//! chunks); smaller ones are copied so that a few bytes never pin a whole chunk. Resident
+//! receive memory therefore stays within 16 × the accounted bytes in the worst case, and close
+//! to it in practice. An idle stream holds no buffer.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::codec::Dialect;
+
+/// The window every yamux and net-mux stream starts with, fixed by the protocol.
+pub const PROTOCOL_INITIAL_WINDOW: u32 = 256 * 1024;
+
+/// Validated session configuration. Build one with a preset ([`Config::yamux`], …) and adjust
+/// it with [`Config::builder`]-style setters on [`ConfigBuilder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use polymux_proto::Config;
+///
+/// let config = Config::yamux()
+///     .to_builder()
+///     .keepalive_interval(Some(Duration::from_secs(10)))
+///     .accept_backlog(1024)
+///     .build()
+///     .expect("a valid configuration");
+/// assert_eq!(config.accept_backlog(), 1024);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    dialect: Dialect,
+    stream_window: u32,
+    max_stream_window: u32,
+    session_recv_budget: usize,
+    write_budget: usize,
+    max_frame_payload: u32,
+    accept_backlog: usize,
+    max_unacked_outbound: usize,
+    max_streams: usize,
+    keepalive_interval: Option<Duration>,
+    keepalive_timeout: Duration,
+    close_timeout: Duration,
+}
+
+impl Config {
+    /// yamux with the defaults described on each getter.
+    pub fn yamux() -> Config {
+        Config {
+            dialect: Dialect::Yamux,
+            stream_window: PROTOCOL_INITIAL_WINDOW,
+            max_stream_window: 16 * 1024 * 1024,
+            session_recv_budget: 32 * 1024 * 1024,
+            write_budget: 1024 * 1024,
+            max_frame_payload: 64 * 1024,
+            accept_backlog: 256,
+            max_unacked_outbound: 256,
+            max_streams: 65_536,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(15),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// smux version 1: no per-stream flow control (memory is bounded by the session budget
+    /// alone, so one unread stream can stall the others once the budget is full), NOP
+    /// keep-alive every 10 s, frames split at 32 KiB like Go's default.
+    pub fn smux_v1() -> Config {
+        Config {
+            dialect: Dialect::SmuxV1,
+            max_frame_payload: 32 * 1024,
+            keepalive_interval: Some(Duration::from_secs(10)),
+            keepalive_timeout: Duration::from_secs(30),
+            ..Config::yamux()
+        }
+    }
+
+    /// smux version 2: v1 plus per-stream windows (UPD frames), so a slow reader only stalls
+    /// its own stream.
+    pub fn smux_v2() -> Config {
+        Config {
+            dialect: Dialect::SmuxV2,
+            ..Config::smux_v1()
+        }
+    }
+
+    /// net-mux 1.x.
+    pub fn net_mux() -> Config {
+        Config {
+            dialect: Dialect::NetMux,
+            ..Config::yamux()
+        }
+    }
+
+    /// The preset for `dialect`.
+    pub fn for_dialect(dialect: Dialect) -> Config {
+        match dialect {
+            Dialect::Yamux => Config::yamux(),
+            Dialect::SmuxV1 => Config::smux_v1(),
+            Dialect::SmuxV2 => Config::smux_v2(),
+            Dialect::NetMux => Config::net_mux(),
+        }
+    }
+
+    /// A builder starting from this configuration.
+    pub fn to_builder(&self) -> ConfigBuilder {
+        ConfigBuilder {
+            config: self.clone(),
+        }
+    }
+
+    /// The wire protocol.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Receive window each stream starts with, in bytes. yamux and net-mux streams always start
+    /// at 256 KiB on the wire; a larger value is announced with the open/accept. Default 256 KiB.
+    pub fn stream_window(&self) -> u32 {
+        self.stream_window
+    }
+
+    /// Upper bound for auto-tuning a stream's receive window. Default 16 MiB.
+    pub fn max_stream_window(&self) -> u32 {
+        self.max_stream_window
+    }
+
+    /// Bytes received but not yet read by applications, over all streams. Default 32 MiB.
+    pub fn session_recv_budget(&self) -> usize {
+        self.session_recv_budget
+    }
+
+    /// Bytes accepted from writers but not yet written to the transport. Default 1 MiB.
+    pub fn write_budget(&self) -> usize {
+        self.write_budget
+    }
+
+    /// Largest payload of one outbound data frame. Default 64 KiB (yamux, net-mux), 32 KiB (smux).
+    pub fn max_frame_payload(&self) -> u32 {
+        self.max_frame_payload
+    }
+
+    /// Inbound streams waiting for `accept()`; more are refused. Default 256.
+    pub fn accept_backlog(&self) -> usize {
+        self.accept_backlog
+    }
+
+    /// Outbound streams the peer has not acknowledged yet; `open()` waits beyond. Default 256.
+    pub fn max_unacked_outbound(&self) -> usize {
+        self.max_unacked_outbound
+    }
+
+    /// Live streams (both directions). Default 65 536.
+    pub fn max_streams(&self) -> usize {
+        self.max_streams
+    }
+
+    /// How often to send a keep-alive (Ping, or NOP on smux); `None` disables it.
+    /// Default 30 s (yamux, net-mux), 10 s (smux).
+    pub fn keepalive_interval(&self) -> Option<Duration> {
+        self.keepalive_interval
+    }
+
+    /// How long a silent peer may stay silent while a keep-alive is unanswered (smux: how long
+    /// the peer may send nothing at all) before the session ends with
+    /// [`Error::KeepAliveTimeout`](crate::Error::KeepAliveTimeout). Default 15 s (yamux), 30 s (smux).
+    pub fn keepalive_timeout(&self) -> Duration {
+        self.keepalive_timeout
+    }
+
+    /// How long a graceful `close()` waits for open streams to finish. Default 5 s.
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+}
+
+/// Adjusts a [`Config`]; [`ConfigBuilder::build`] rejects nonsensical combinations.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl ConfigBuilder {
+    setter!(
+        /// See [`Config::stream_window`].
+        stream_window: u32
+    );
+    setter!(
+        /// See [`Config::max_stream_window`].
+        max_stream_window: u32
+    );
+    setter!(
+        /// See [`Config::session_recv_budget`].
+        session_recv_budget: usize
+    );
+    setter!(
+        /// See [`Config::write_budget`].
+        write_budget: usize
+    );
+    setter!(
+        /// See [`Config::max_frame_payload`].
+        max_frame_payload: u32
+    );
+    setter!(
+        /// See [`Config::accept_backlog`].
+        accept_backlog: usize
+    );
+    setter!(
+        /// See [`Config::max_unacked_outbound`].
+        max_unacked_outbound: usize
+    );
+    setter!(
+        /// See [`Config::max_streams`].
+        max_streams: usize
+    );
+    setter!(
+        /// See [`Config::keepalive_interval`].
+        keepalive_interval: Option<Duration>
+    );
+    setter!(
+        /// See [`Config::keepalive_timeout`].
+        keepalive_timeout: Duration
+    );
+    setter!(
+        /// See [`Config::close_timeout`].
+        close_timeout: Duration
+    );
+
+    /// Checks the combination and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let c = self.config;
+        let fail = |reason: String| Err(ConfigError { reason });
+        let protocol_min = match c.dialect {
+            Dialect::Yamux | Dialect::NetMux => PROTOCOL_INITIAL_WINDOW,
+            Dialect::SmuxV1 | Dialect::SmuxV2 => 1,
+        };
+        if c.stream_window < protocol_min {
+            return fail(format!(
+                "stream_window {} is below the {} bytes every {} stream starts with",
+                c.stream_window,
+                protocol_min,
+                c.dialect.name()
+            ));
+        }
+        if c.max_stream_window < c.stream_window {
+            return fail(format!(
+                "max_stream_window {} is below stream_window {}",
+                c.max_stream_window, c.stream_window
+            ));
+        }
+        if c.session_recv_budget < c.stream_window as usize {
+            return fail(format!(
+                "session_recv_budget {} cannot hold even one stream window of {}",
+                c.session_recv_budget, c.stream_window
+            ));
+        }
+        if c.max_frame_payload == 0 || c.max_frame_payload > c.dialect.max_frame_payload() {
+            return fail(format!(
+                "max_frame_payload {} must be between 1 and {} for {}",
+                c.max_frame_payload,
+                c.dialect.max_frame_payload(),
+                c.dialect.name()
+            ));
+        }
+        if c.max_frame_payload > 1024 * 1024 {
+            return fail(format!(
+                "max_frame_payload {} exceeds 1 MiB, which common yamux peers refuse",
+                c.max_frame_payload
+            ));
+        }
+        if c.write_budget < c.max_frame_payload as usize {
+            return fail(format!(
+                "write_budget {} is smaller than one frame of max_frame_payload {}",
+                c.write_budget, c.max_frame_payload
+            ));
+        }
+        if c.accept_backlog == 0 || c.max_unacked_outbound == 0 || c.max_streams == 0 {
+            return fail("accept_backlog, max_unacked_outbound and max_streams must be at least 1".into());
+        }
+        if c.keepalive_timeout.is_zero() {
+            return fail("keepalive_timeout must be positive".into());
+        }
+        if c.keepalive_interval.is_some_and(|i| i.is_zero()) {
+            return fail("keepalive_interval must be positive (use None to disable)".into());
+        }
+        Ok(c)
+    }
+}
+
+/// A configuration that makes no sense, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid polymux configuration: {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for d in [Dialect::Yamux, Dialect::SmuxV1, Dialect::SmuxV2, Dialect::NetMux] {
+            let c = Config::for_dialect(d);
+            assert_eq!(c.to_builder().build(), Ok(c.clone()));
+            assert_eq!(c.dialect(), d);
+        }
+    }
+
+    #[test]
+    fn nonsense_is_rejected_with_a_reason() {
+        let small_window = Config::yamux().to_builder().stream_window(1024).build();
+        assert!(small_window.unwrap_err().to_string().contains("256"));
+        let big_smux_frame = Config::smux_v1().to_builder().max_frame_payload(70_000).build();
+        assert!(big_smux_frame.unwrap_err().to_string().contains("65535"));
+        let tiny_budget = Config::yamux().to_builder().session_recv_budget(10).build();
+        assert!(tiny_budget.is_err());
+        let zero_backlog = Config::yamux().to_builder().accept_backlog(0).build();
+        assert!(zero_backlog.is_err());
+    }
+}

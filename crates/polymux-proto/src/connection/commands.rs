@@ -1,0 +1,339 @@
+//! Commands from the application: open, accept, read, write, half-close, reset, release,
+//! ping, GoAway and graceful close.
+//!
+//! A command that cannot complete now returns `Poll::Pending` after registering the caller's
+//! waker; the engine wakes it when the condition it waits for changes (credit, budget room,
+//! data, ACK, a free open slot, the session's end).
+
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::{Connection, State, StreamKey};
+use crate::error::Error;
+use crate::frame::{Frame, StreamId};
+use crate::stream::{register, Origin};
+
+impl Connection {
+    fn ended_error(&self) -> Option<Error> {
+        self.end_reason().cloned()
+    }
+
+    /// Opens a stream. The open is sent at once (data may follow before the peer
+    /// acknowledges). Waits while `max_unacked_outbound` opens are unacknowledged (yamux,
+    /// net-mux). Fails after the peer's GoAway, after `close()`, or at `max_streams`.
+    pub fn poll_open(&mut self, waker: &Waker) -> Poll<Result<StreamKey, Error>> {
+        match &self.state {
+            State::Ended(e) => return Poll::Ready(Err(e.clone())),
+            State::Closing { .. } => return Poll::Ready(Err(Error::SessionClosed)),
+            State::Open => {}
+        }
+        if let Some(code) = self.remote_goaway {
+            return Poll::Ready(Err(Error::GoAway(code)));
+        }
+        let limit = self.config.max_streams();
+        if self.streams.len() >= limit {
+            return Poll::Ready(Err(Error::TooManyStreams { limit }));
+        }
+        if self.dialect.has_ack() && self.unacked_outbound >= self.config.max_unacked_outbound() {
+            self.open_waiters.push(waker.clone());
+            return Poll::Pending;
+        }
+        let id = StreamId(self.next_outbound_id);
+        let Some(next) = self.next_outbound_id.checked_add(2) else {
+            return Poll::Ready(Err(Error::TooManyStreams { limit }));
+        };
+        self.next_outbound_id = next;
+        let key = self.insert_stream(id, Origin::Local);
+        let s = &mut self.streams[key.0];
+        s.acked = !self.dialect.has_ack();
+        if !s.acked {
+            self.unacked_outbound += 1;
+        }
+        let extra = s.recv.grant(self.now);
+        let frame = crate::policy::open(self.dialect, id, extra);
+        self.push_control(&frame);
+        self.stats.opened_outbound += 1;
+        Poll::Ready(Ok(key))
+    }
+
+    /// Waits until the peer acknowledged an outbound stream. Only net-mux needs this before
+    /// the stream is used (its peers expect the opener to wait for the ACK); other dialects are
+    /// ready at once.
+    pub fn poll_established(&mut self, key: StreamKey, waker: &Waker) -> Poll<Result<(), Error>> {
+        let ended = self.ended_error();
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
+        if s.reset {
+            return Poll::Ready(Err(Error::StreamRefused));
+        }
+        if s.acked {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = ended {
+            return Poll::Ready(Err(e));
+        }
+        register(&mut s.write_waker, waker);
+        Poll::Pending
+    }
+
+    /// Takes the next inbound stream, acknowledging it to the peer (yamux, net-mux).
+    pub fn poll_accept(&mut self, waker: &Waker) -> Poll<Result<StreamKey, Error>> {
+        if let Some(key) = self.accept_queue.pop_front() {
+            let now = self.now;
+            let dialect = self.dialect;
+            let s = &mut self.streams[key.0];
+            s.acked = true;
+            if !s.reset {
+                let extra = s.recv.grant(now);
+                if let Some(ack) = crate::policy::accept(dialect, s.id, extra) {
+                    self.push_control(&ack);
+                }
+            }
+            return Poll::Ready(Ok(key));
+        }
+        if let Some(e) = self.ended_error() {
+            return Poll::Ready(Err(e));
+        }
+        register(&mut self.accept_waker, waker);
+        Poll::Pending
+    }
+
+    /// The wire id of `key`.
+    pub fn stream_id(&self, key: StreamKey) -> StreamId {
+        self.streams.get(key.0).map_or(StreamId::SESSION, |s| s.id)
+    }
+
+    /// Reads received bytes of `key` into `buf`. Returns `Ok(0)` at the peer's FIN. After a
+    /// reset or the session's end, bytes that already arrived are still returned first.
+    pub fn poll_read(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, Error>> {
+        let ended = self.ended_error();
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
+        if !s.queue.is_empty() {
+            let n = s.queue.read_into(buf);
+            s.recv.consume(n as u64);
+            self.recv_buffered -= n;
+            if self.paused_on_budget {
+                self.paused_on_budget = false;
+                self.wake_driver();
+            }
+            self.maybe_return_credit(key);
+            return Poll::Ready(Ok(n));
+        }
+        if buf.is_empty() || s.remote_fin {
+            return Poll::Ready(Ok(0));
+        }
+        if s.reset {
+            return Poll::Ready(Err(Error::StreamReset));
+        }
+        if let Some(e) = ended {
+            return Poll::Ready(Err(e));
+        }
+        register(&mut s.read_waker, waker);
+        Poll::Pending
+    }
+
+    /// Queues up to `buf.len()` bytes of `key` for sending; returns how many. Pending while
+    /// the peer's credit or the session's write budget is exhausted.
+    pub fn poll_write(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        buf: &[u8],
+    ) -> Poll<Result<usize, Error>> {
+        if let Some(e) = self.ended_error() {
+            return Poll::Ready(Err(e));
+        }
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
+        if s.reset {
+            return Poll::Ready(Err(Error::StreamReset));
+        }
+        if s.local_fin {
+            return Poll::Ready(Err(Error::WriteAfterClose));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let credit = s.send.available();
+        if credit == 0 {
+            register(&mut s.write_waker, waker);
+            return Poll::Pending;
+        }
+        let room = self.tx.data_room();
+        if room == 0 {
+            register(&mut s.write_waker, waker);
+            if !s.waiting_for_budget {
+                s.waiting_for_budget = true;
+                self.budget_waiters.push_back(key);
+            }
+            return Poll::Pending;
+        }
+        let n = buf
+            .len()
+            .min(credit.min(usize::MAX as u64) as usize)
+            .min(room)
+            .min(self.config.max_frame_payload() as usize);
+        s.send.spend(n as u64);
+        let header = Frame::Data {
+            stream: s.id,
+            flags: crate::Flags::NONE,
+            len: n as u32,
+        };
+        self.tx.push_data(&header, &buf[..n]);
+        self.stats.bytes_sent += n as u64;
+        self.wake_driver();
+        Poll::Ready(Ok(n))
+    }
+
+    /// Half-closes `key`: sends FIN after the data already written. Reading continues.
+    pub fn close_write(&mut self, key: StreamKey) -> Result<(), Error> {
+        let ended = self.ended_error();
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Err(Error::SessionClosed);
+        };
+        if s.reset {
+            return Err(Error::StreamReset);
+        }
+        if s.local_fin {
+            return Ok(());
+        }
+        if let Some(e) = ended {
+            return Err(e);
+        }
+        s.local_fin = true;
+        let fin = crate::policy::fin(self.dialect, s.id);
+        self.push_ordered(&fin);
+        self.maybe_remove(key);
+        self.progress_close();
+        Ok(())
+    }
+
+    /// Aborts `key` in both directions: RST (FIN on smux, whose peers cannot tell), discards
+    /// what was received, fails pending reads and writes.
+    pub fn reset(&mut self, key: StreamKey) {
+        let ended = self.is_ended();
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
+        if s.is_finished() {
+            return;
+        }
+        let send_frame = !ended && (self.dialect.has_reset() || !s.local_fin);
+        s.reset = true;
+        s.local_fin = true;
+        let id = s.id;
+        let discarded = s.queue.discard();
+        s.wake_reader();
+        s.wake_writer();
+        self.recv_buffered -= discarded;
+        if send_frame {
+            let frame = crate::policy::reset(self.dialect, id);
+            self.push_ordered(&frame);
+        }
+        self.maybe_remove(key);
+        self.progress_close();
+    }
+
+    /// The application dropped its handle to `key`. An unfinished stream is half-closed (FIN)
+    /// and detached: inbound data is discarded until the peer finishes too.
+    pub fn release(&mut self, key: StreamKey) {
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
+        s.released = true;
+        s.read_waker = None;
+        s.write_waker = None;
+        let discarded = s.queue.discard();
+        s.recv.consume(discarded as u64);
+        let needs_fin = !s.local_fin && !s.reset;
+        self.recv_buffered -= discarded;
+        if needs_fin && !self.is_ended() {
+            let _ = self.close_write(key);
+        }
+        self.maybe_return_credit(key);
+        self.maybe_remove(key);
+    }
+
+    /// Sends a Ping (unless one is already outstanding) and returns a ticket for
+    /// [`poll_ping`](Self::poll_ping).
+    pub fn start_ping(&mut self, now: Instant) -> Result<u64, Error> {
+        if !self.dialect.has_ping() {
+            return Err(Error::Unsupported("ping (the dialect has no Ping frame)"));
+        }
+        if let Some(e) = self.ended_error() {
+            return Err(e);
+        }
+        let (frame, ticket) = self.keepalive.ping(now);
+        if let Some(frame) = frame {
+            self.push_control(&frame);
+        }
+        Ok(ticket)
+    }
+
+    /// The round trip of the ping identified by `ticket`, once answered.
+    pub fn poll_ping(&mut self, ticket: u64, waker: &Waker) -> Poll<Result<Duration, Error>> {
+        if self.keepalive.answered() > ticket {
+            return Poll::Ready(Ok(self.keepalive.rtt().unwrap_or_default()));
+        }
+        if let Some(e) = self.ended_error() {
+            return Poll::Ready(Err(e));
+        }
+        self.ping_waiters.push(waker.clone());
+        Poll::Pending
+    }
+
+    /// Tells the peer to open no more streams (GoAway, code normal); existing streams continue
+    /// and this side may still open streams. Inbound opens from now on are refused.
+    pub fn go_away(&mut self) -> Result<(), Error> {
+        if !self.dialect.has_goaway() {
+            return Err(Error::Unsupported("GoAway (the dialect has no GoAway frame)"));
+        }
+        if let Some(e) = self.ended_error() {
+            return Err(e);
+        }
+        if !self.local_goaway {
+            self.local_goaway = true;
+            let code = self.dialect.goaway_normal();
+            self.push_control(&Frame::GoAway { code });
+        }
+        Ok(())
+    }
+
+    /// Starts a graceful close: GoAway (where the dialect has it), no new streams either way,
+    /// existing streams run to completion until `close_timeout`; then the session ends with
+    /// [`Error::SessionClosed`] and the driver closes the transport.
+    pub fn close(&mut self, now: Instant) {
+        self.now = now;
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        if self.dialect.has_goaway() {
+            let _ = self.go_away();
+        }
+        self.local_goaway = true;
+        self.state = State::Closing {
+            deadline: now + self.config.close_timeout(),
+        };
+        self.wake_open_waiters();
+        self.wake_driver();
+        self.progress_close();
+    }
+
+    /// Ready once the session has ended.
+    pub fn poll_ended(&mut self, waker: &Waker) -> Poll<Error> {
+        if let Some(e) = self.ended_error() {
+            return Poll::Ready(e);
+        }
+        self.close_waiters.push(waker.clone());
+        Poll::Pending
+    }
+}

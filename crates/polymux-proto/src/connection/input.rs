@@ -1,0 +1,309 @@
+//! Inputs: decoding received bytes and applying each frame to the session.
+//!
+//! Rules implemented here (DESIGN §1): SYN opens (parity and reuse checked; refused with RST —
+//! FIN on smux — when the backlog or stream limit is full or after our GoAway); ACK completes
+//! an open; FIN and RST are honoured on Data and WindowUpdate alike; data beyond the credit
+//! granted is a violation; a frame for a stream that existed but is gone is dropped quietly, one
+//! for a stream that never existed is a violation.
+
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+
+use super::{Connection, RxFrame, State, StreamKey};
+use crate::error::Violation;
+use crate::frame::{Flags, Frame, StreamId};
+use crate::stream::Origin;
+
+/// Payload pieces smaller than this are copied out of the read buffer, so that a few queued
+/// bytes never pin a whole read chunk; larger ones are zero-copy slices.
+pub(crate) const COPY_BELOW: usize = 4096;
+
+impl Connection {
+    /// Decodes and applies as much of `rx` as possible, consuming what it used. Stops early
+    /// (leaving bytes in `rx`) when the receive budget or the control queue is full — see
+    /// [`wants_input`](Self::wants_input) — or when the session ends.
+    pub fn handle_input(&mut self, rx: &mut BytesMut, now: Instant) {
+        self.now = now;
+        while !self.is_ended() && !rx.is_empty() {
+            match self.rx_frame {
+                RxFrame::Payload { .. } => {
+                    if !self.take_payload(rx) {
+                        break;
+                    }
+                }
+                RxFrame::Header => {
+                    if self.tx.control_full() {
+                        break;
+                    }
+                    match self.dialect.decode(rx) {
+                        Ok(None) => break,
+                        Ok(Some((frame, used))) => {
+                            rx.advance(used);
+                            self.keepalive.on_receive(now);
+                            tracing::trace!(?frame, "received");
+                            if let Err(v) = self.on_frame(frame) {
+                                self.end(v.into());
+                            }
+                        }
+                        Err(v) => self.end(v.into()),
+                    }
+                }
+            }
+        }
+        self.progress_close();
+    }
+
+    /// Moves payload bytes of the current Data frame from `rx` to its stream. Returns `false`
+    /// when it cannot make progress (need more bytes, or the receive budget is full).
+    fn take_payload(&mut self, rx: &mut BytesMut) -> bool {
+        let RxFrame::Payload {
+            key,
+            flags,
+            len,
+            remaining,
+        } = self.rx_frame
+        else {
+            return false;
+        };
+        let mut n = rx.len().min(remaining as usize);
+        let delivering = key.filter(|k| {
+            self.streams
+                .get(k.0)
+                .is_some_and(|s| !s.discards_input())
+        });
+        if let Some(k) = delivering {
+            let room = self.config.session_recv_budget() - self.recv_buffered;
+            if room == 0 {
+                self.paused_on_budget = true;
+                return false;
+            }
+            n = n.min(room);
+            if n < COPY_BELOW && n < remaining as usize && n == rx.len() {
+                // Wait for more of this frame rather than copy a small piece of a large one.
+                return false;
+            }
+            let piece = if n < COPY_BELOW {
+                let piece = bytes::Bytes::copy_from_slice(&rx[..n]);
+                rx.advance(n);
+                piece
+            } else {
+                rx.split_to(n).freeze()
+            };
+            self.recv_buffered += n;
+            if let Some(s) = self.streams.get_mut(k.0) {
+                s.queue.push(piece);
+                s.wake_reader();
+            }
+        } else {
+            rx.advance(n);
+            if let Some(k) = key {
+                // A detached or reset stream: discard, and return the credit at once so the
+                // peer's writer is never stuck on a stream nobody reads.
+                if let Some(s) = self.streams.get_mut(k.0) {
+                    s.recv.consume(n as u64);
+                }
+                self.maybe_return_credit(k);
+            }
+        }
+        self.stats.bytes_received += n as u64;
+        let remaining = remaining - n as u32;
+        if remaining == 0 {
+            self.rx_frame = RxFrame::Header;
+            if let Some(k) = key {
+                self.apply_close_flags(k, flags);
+            }
+        } else {
+            self.rx_frame = RxFrame::Payload {
+                key,
+                flags,
+                len,
+                remaining,
+            };
+        }
+        true
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Result<(), Violation> {
+        match frame {
+            Frame::Data { stream, flags, len } => {
+                let key = self.stream_for(stream, flags, "Data")?;
+                if len == 0 {
+                    if let Some(k) = key {
+                        self.apply_close_flags(k, flags);
+                    }
+                    return Ok(());
+                }
+                if let Some(k) = key {
+                    if let Some(s) = self.streams.get_mut(k.0) {
+                        if !s.recv.receive(len.into()) {
+                            return Err(Violation::DataBeyondCredit {
+                                stream,
+                                len,
+                                credit: s.recv.available(),
+                            });
+                        }
+                    }
+                }
+                self.rx_frame = RxFrame::Payload {
+                    key,
+                    flags,
+                    len,
+                    remaining: len,
+                };
+                Ok(())
+            }
+            Frame::WindowUpdate {
+                stream,
+                flags,
+                delta,
+            } => {
+                let Some(k) = self.stream_for(stream, flags, "WindowUpdate")? else {
+                    return Ok(());
+                };
+                if let Some(s) = self.streams.get_mut(k.0) {
+                    if s.send.grant(delta).is_err() {
+                        return Err(Violation::WindowOverflow { stream });
+                    }
+                    if delta > 0 {
+                        s.wake_writer();
+                    }
+                }
+                self.apply_close_flags(k, flags);
+                Ok(())
+            }
+            Frame::Update {
+                stream,
+                consumed,
+                window,
+            } => {
+                if let Some(k) = self.stream_for(stream, Flags::NONE, "UPD")? {
+                    if let Some(s) = self.streams.get_mut(k.0) {
+                        s.send.set_window(consumed, window);
+                        s.wake_writer();
+                    }
+                }
+                Ok(())
+            }
+            Frame::Ping { ack: false, opaque } => {
+                self.push_control(&Frame::Ping { ack: true, opaque });
+                Ok(())
+            }
+            Frame::Ping { ack: true, opaque } => {
+                if self.keepalive.on_pong(opaque, self.now) {
+                    for w in self.ping_waiters.drain(..) {
+                        w.wake();
+                    }
+                }
+                Ok(())
+            }
+            Frame::GoAway { code } => {
+                tracing::debug!(code, "peer sent GoAway");
+                self.remote_goaway.get_or_insert(code);
+                self.wake_open_waiters();
+                Ok(())
+            }
+            Frame::Nop => Ok(()),
+        }
+    }
+
+    /// Resolves the stream a frame is for: opens it on SYN, completes an open on ACK. `None`:
+    /// the stream existed once and is gone (or was refused), so the frame is dropped.
+    fn stream_for(
+        &mut self,
+        id: StreamId,
+        flags: Flags,
+        frame: &'static str,
+    ) -> Result<Option<StreamKey>, Violation> {
+        if flags.contains(Flags::SYN) {
+            return self.on_remote_open(id);
+        }
+        let Some(&key) = self.ids.get(&id) else {
+            return if self.was_opened(id) {
+                Ok(None)
+            } else {
+                Err(Violation::UnknownStream { frame, stream: id })
+            };
+        };
+        if flags.contains(Flags::ACK) {
+            if let Some(s) = self.streams.get_mut(key.0) {
+                if s.origin == Origin::Local && !s.acked {
+                    s.acked = true;
+                    s.wake_writer();
+                    self.unacked_outbound -= 1;
+                    self.wake_open_waiters();
+                }
+            }
+        }
+        Ok(Some(key))
+    }
+
+    fn is_peer_parity(&self, id: StreamId) -> bool {
+        // The client's ids are odd in every dialect.
+        (id.0 % 2 == 1) != (self.role == super::Role::Client)
+    }
+
+    /// Whether `id` was opened at some point by either side.
+    fn was_opened(&self, id: StreamId) -> bool {
+        if self.is_peer_parity(id) {
+            id.0 <= self.max_inbound_id
+        } else {
+            id.0 < self.next_outbound_id
+        }
+    }
+
+    fn on_remote_open(&mut self, id: StreamId) -> Result<Option<StreamKey>, Violation> {
+        if !self.is_peer_parity(id) {
+            return Err(Violation::WrongStreamParity { stream: id });
+        }
+        if id.0 <= self.max_inbound_id {
+            return Err(Violation::StreamIdReused { stream: id });
+        }
+        self.max_inbound_id = id.0;
+        self.stats.opened_inbound += 1;
+        let refuse = if self.local_goaway || !matches!(self.state, State::Open) {
+            Some("GoAway sent")
+        } else if self.accept_queue.len() >= self.config.accept_backlog() {
+            Some("accept backlog full")
+        } else if self.streams.len() >= self.config.max_streams() {
+            Some("stream limit reached")
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            tracing::debug!(stream = %id, why, "refusing inbound stream");
+            self.stats.refused_inbound += 1;
+            self.push_control(&crate::policy::reset(self.dialect, id));
+            return Ok(None);
+        }
+        let key = self.insert_stream(id, Origin::Remote);
+        self.accept_queue.push_back(key);
+        if let Some(w) = self.accept_waker.take() {
+            w.wake();
+        }
+        Ok(Some(key))
+    }
+
+    /// Applies FIN / RST carried by a frame, after its payload.
+    fn apply_close_flags(&mut self, key: StreamKey, flags: Flags) {
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
+        if flags.contains(Flags::RST) && !s.reset {
+            s.reset = true;
+            if s.origin == Origin::Local && !s.acked {
+                // Refused before it was ever acknowledged.
+                s.acked = true;
+                self.unacked_outbound -= 1;
+                self.open_waiters.drain(..).for_each(|w| w.wake());
+            }
+            let s = &mut self.streams[key.0];
+            s.wake_reader();
+            s.wake_writer();
+        } else if flags.contains(Flags::FIN) && !s.remote_fin {
+            s.remote_fin = true;
+            s.wake_reader();
+        }
+        self.maybe_remove(key);
+    }
+}

@@ -1,0 +1,480 @@
+//! The engine: one multiplexed session's state, for every dialect, without I/O.
+//!
+//! Methods fall into three groups (after quinn-proto):
+//! - **inputs** — [`handle_input`](Connection::handle_input) (received bytes),
+//!   [`handle_timeout`](Connection::handle_timeout), [`handle_eof`](Connection::handle_eof),
+//!   [`handle_transport_error`](Connection::handle_transport_error); all take the time from
+//!   the caller;
+//! - **commands** from the application — open, accept, read, write, close, reset, ping, GoAway
+//!   (in `commands.rs`);
+//! - **outputs** — [`poll_transmit`](Connection::poll_transmit) (bytes to write),
+//!   [`poll_timeout`](Connection::poll_timeout) (when to call `handle_timeout`), and wakers:
+//!   commands that cannot complete register a [`Waker`], and the engine wakes it when they can.
+//!
+//! The engine never blocks, reads a clock, or touches a socket, so a test can drive two of them
+//! against each other byte by byte on a virtual clock.
+
+mod commands;
+mod input;
+
+use std::collections::{HashMap, VecDeque};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::codec::Dialect;
+use crate::config::{Config, PROTOCOL_INITIAL_WINDOW};
+use crate::error::Error;
+use crate::flow::{RecvCredit, SendCredit};
+use crate::frame::{Frame, StreamId};
+use crate::keepalive::KeepAlive;
+use crate::stream::{Origin, Stream};
+use crate::tx::{Transmit, TxBuffers};
+
+/// Which end of the transport this session is. The client allocates odd stream ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The side that dialled.
+    Client,
+    /// The side that accepted.
+    Server,
+}
+
+/// A handle to one stream in the engine's table. Valid until the stream is
+/// [released](Connection::release).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StreamKey(usize);
+
+/// Counters and gauges describing a session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Streams in the table (open, closing, or awaiting accept).
+    pub streams: usize,
+    /// Streams this side opened.
+    pub opened_outbound: u64,
+    /// Streams the peer opened (including refused ones).
+    pub opened_inbound: u64,
+    /// Inbound streams refused (backlog or limit full, or after GoAway).
+    pub refused_inbound: u64,
+    /// Stream payload bytes queued for sending.
+    pub bytes_sent: u64,
+    /// Stream payload bytes received.
+    pub bytes_received: u64,
+    /// Received bytes not yet read by applications.
+    pub recv_buffered: usize,
+    /// Inbound streams waiting for `accept()`.
+    pub pending_accept: usize,
+    /// The most recent Ping round trip.
+    pub rtt: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum State {
+    Open,
+    /// `close()` was called: GoAway sent, waiting for streams to finish until `deadline`.
+    Closing {
+        deadline: Instant,
+    },
+    Ended(Error),
+}
+
+/// Where the decoder is within the inbound byte stream.
+#[derive(Debug, Clone, Copy)]
+enum RxFrame {
+    /// Expecting a frame header.
+    Header,
+    /// Inside the payload of a Data frame for `key` (`None`: discard it).
+    Payload {
+        key: Option<StreamKey>,
+        flags: crate::Flags,
+        len: u32,
+        remaining: u32,
+    },
+}
+
+/// The sans-I/O state of one multiplexed session. See the module docs.
+///
+/// ```
+/// use std::time::Instant;
+/// use bytes::BytesMut;
+/// use polymux_proto::{Config, Connection, Role};
+///
+/// let now = Instant::now();
+/// let mut client = Connection::new(Role::Client, Config::yamux(), now);
+/// let mut server = Connection::new(Role::Server, Config::yamux(), now);
+/// let waker = std::task::Waker::noop();
+///
+/// let key = client.poll_open(waker).map(|r| r.unwrap());
+/// let key = match key { std::task::Poll::Ready(k) => k, _ => unreachable!() };
+/// let _ = client.poll_write(key, waker, b"hello");
+///
+/// // Move the client's bytes to the server.
+/// let mut wire = BytesMut::new();
+/// while let Some(batch) = client.poll_transmit() {
+///     wire.extend_from_slice(&batch.control);
+///     wire.extend_from_slice(&batch.data);
+///     client.transmitted(&batch);
+/// }
+/// server.handle_input(&mut wire, now);
+///
+/// let std::task::Poll::Ready(Ok(inbound)) = server.poll_accept(waker) else { panic!() };
+/// let mut buf = [0u8; 16];
+/// let std::task::Poll::Ready(Ok(n)) = server.poll_read(inbound, waker, &mut buf) else { panic!() };
+/// assert_eq!(&buf[..n], b"hello");
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    dialect: Dialect,
+    streams: Slab<Stream>,
+    ids: HashMap<StreamId, StreamKey>,
+    next_outbound_id: u32,
+    /// Highest id the peer has opened; lower peer-parity ids are known (maybe closed).
+    max_inbound_id: u32,
+    accept_queue: VecDeque<StreamKey>,
+    unacked_outbound: usize,
+    tx: TxBuffers,
+    rx_frame: RxFrame,
+    /// Received bytes queued in streams, over all streams (≤ session_recv_budget).
+    recv_buffered: usize,
+    /// Sum of all streams' receive windows, which auto-tuning keeps within the budget.
+    window_sum: u64,
+    /// Decoding stopped because the receive budget was full; an application read resumes it.
+    paused_on_budget: bool,
+    keepalive: KeepAlive,
+    now: Instant,
+    state: State,
+    local_goaway: bool,
+    remote_goaway: Option<u32>,
+    accept_waker: Option<Waker>,
+    /// Tasks waiting in `poll_open` (one entry per waiting task, so bounded by the caller).
+    open_waiters: Vec<Waker>,
+    ping_waiters: Vec<Waker>,
+    close_waiters: Vec<Waker>,
+    driver_waker: Option<Waker>,
+    /// Streams waiting for write-budget room; each key appears at most once.
+    budget_waiters: VecDeque<StreamKey>,
+    stats: Stats,
+}
+
+impl Connection {
+    /// A new session in `role`, at time `now`.
+    pub fn new(role: Role, config: Config, now: Instant) -> Connection {
+        let dialect = config.dialect();
+        let keepalive = KeepAlive::new(
+            dialect.has_ping(),
+            config.keepalive_interval(),
+            config.keepalive_timeout(),
+            now,
+        );
+        Connection {
+            role,
+            dialect,
+            streams: Slab::new(),
+            ids: HashMap::new(),
+            next_outbound_id: crate::policy::first_stream_id(dialect, role == Role::Client),
+            max_inbound_id: 0,
+            accept_queue: VecDeque::new(),
+            unacked_outbound: 0,
+            tx: TxBuffers::new(dialect, config.write_budget()),
+            rx_frame: RxFrame::Header,
+            recv_buffered: 0,
+            window_sum: 0,
+            paused_on_budget: false,
+            keepalive,
+            now,
+            state: State::Open,
+            local_goaway: false,
+            remote_goaway: None,
+            accept_waker: None,
+            open_waiters: Vec::new(),
+            ping_waiters: Vec::new(),
+            close_waiters: Vec::new(),
+            driver_waker: None,
+            budget_waiters: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            streams: self.streams.len(),
+            recv_buffered: self.recv_buffered,
+            pending_accept: self.accept_queue.len(),
+            rtt: self.keepalive.rtt(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Why the session ended, once it has.
+    pub fn end_reason(&self) -> Option<&Error> {
+        match &self.state {
+            State::Ended(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the session has ended; the driver then writes what is queued and closes.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state, State::Ended(_))
+    }
+
+    // ---- outputs -------------------------------------------------------------------------
+
+    /// The next batch of bytes to write, if any. Write all of `control`, then all of `data`,
+    /// then report it with [`transmitted`](Self::transmitted) before taking the next batch.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.tx.take()
+    }
+
+    /// A batch from [`poll_transmit`](Self::poll_transmit) was written completely.
+    pub fn transmitted(&mut self, batch: &Transmit) {
+        self.tx.written(batch.data.len());
+        while let Some(key) = self.budget_waiters.pop_front() {
+            if let Some(s) = self.streams.get_mut(key.0) {
+                s.waiting_for_budget = false;
+                s.wake_writer();
+            }
+        }
+    }
+
+    /// Whether anything is queued for writing or handed out and not yet reported written.
+    pub fn has_pending_output(&self) -> bool {
+        !self.tx.is_empty() || self.tx.in_flight() > 0
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Ended(_) => None,
+            State::Closing { deadline } => Some(
+                self.keepalive
+                    .deadline()
+                    .map_or(deadline, |k| k.min(deadline)),
+            ),
+            State::Open => self.keepalive.deadline(),
+        }
+    }
+
+    /// Whether the driver should read more input now. `false` while the receive budget or the
+    /// control-frame queue is full (reading resumes when applications read / output drains),
+    /// and after the session ended.
+    pub fn wants_input(&self) -> bool {
+        !self.is_ended() && !self.paused_on_budget && !self.tx.control_full()
+    }
+
+    /// Registers the driver's waker: woken when there is output, input may resume, a timer
+    /// changed, or the session ended.
+    pub fn register_driver(&mut self, waker: &Waker) {
+        crate::stream::register(&mut self.driver_waker, waker);
+    }
+
+    fn wake_driver(&mut self) {
+        if let Some(w) = self.driver_waker.take() {
+            w.wake();
+        }
+    }
+
+    // ---- timers and transport events -------------------------------------------------------
+
+    /// Advances timers to `now`: sends keep-alives, detects a dead peer, ends a graceful close
+    /// whose deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.is_ended() {
+            return;
+        }
+        match self.keepalive.poll(now) {
+            Err(()) => {
+                tracing::debug!(dialect = self.dialect.name(), "keep-alive timed out");
+                self.end(Error::KeepAliveTimeout);
+                return;
+            }
+            Ok(Some(probe)) => {
+                self.push_control(&probe);
+            }
+            Ok(None) => {}
+        }
+        if let State::Closing { deadline } = self.state {
+            if now >= deadline {
+                tracing::debug!("graceful close timed out with streams still open");
+                self.end(Error::SessionClosed);
+            }
+        }
+    }
+
+    /// The transport reached EOF; `unread` bytes were left undecoded in the receive buffer.
+    pub fn handle_eof(&mut self, unread: usize) {
+        if self.is_ended() {
+            return;
+        }
+        let truncated = match self.rx_frame {
+            RxFrame::Payload { len, remaining, .. } => Some(crate::Violation::TruncatedFrame {
+                got: (len - remaining) as usize + unread,
+                needed: len as usize,
+            }),
+            RxFrame::Header if unread > 0 => Some(crate::Violation::TruncatedFrame {
+                got: unread,
+                needed: self.dialect.header_len(),
+            }),
+            RxFrame::Header => None,
+        };
+        let reason = match (truncated, &self.state) {
+            (Some(v), _) => Error::ProtocolViolation(v),
+            (None, State::Closing { .. }) => Error::SessionClosed,
+            (None, _) => match self.remote_goaway {
+                Some(code) => Error::GoAway(code),
+                None => Error::TransportClosed,
+            },
+        };
+        self.end(reason);
+    }
+
+    /// The transport failed.
+    pub fn handle_transport_error(&mut self, error: &std::io::Error) {
+        self.end(Error::Transport(error.kind(), error.to_string()));
+    }
+
+    /// Ends the session: every waiting task wakes and sees `reason`. A protocol violation is
+    /// announced with GoAway(protocol error) where the dialect has GoAway.
+    fn end(&mut self, reason: Error) {
+        if self.is_ended() {
+            return;
+        }
+        match &reason {
+            Error::ProtocolViolation(v) => {
+                tracing::warn!(dialect = self.dialect.name(), violation = %v, "peer violated the protocol; ending the session");
+                if self.dialect.has_goaway() {
+                    let code = self.dialect.goaway_protocol_error();
+                    self.push_control(&Frame::GoAway { code });
+                }
+            }
+            other => tracing::debug!(reason = %other, "session ended"),
+        }
+        self.state = State::Ended(reason);
+        self.accept_queue.clear();
+        for (_, s) in self.streams.iter_mut() {
+            s.wake_reader();
+            s.wake_writer();
+        }
+        if let Some(w) = self.accept_waker.take() {
+            w.wake();
+        }
+        for w in self
+            .open_waiters
+            .drain(..)
+            .chain(self.ping_waiters.drain(..))
+            .chain(self.close_waiters.drain(..))
+        {
+            w.wake();
+        }
+        self.wake_driver();
+    }
+
+    // ---- shared helpers --------------------------------------------------------------------
+
+    fn push_control(&mut self, frame: &Frame) {
+        self.tx.push_control(frame);
+        self.wake_driver();
+    }
+
+    fn push_ordered(&mut self, frame: &Frame) {
+        self.tx.push_ordered(frame);
+        self.wake_driver();
+    }
+
+    /// Inserts a new stream with the protocol's initial credit in both directions.
+    fn insert_stream(&mut self, id: StreamId, origin: Origin) -> StreamKey {
+        let window = self.config.stream_window();
+        let (recv, send) = match self.dialect {
+            Dialect::SmuxV1 => (RecvCredit::new(u32::MAX, 0), SendCredit::new(None)),
+            _ => (
+                RecvCredit::new(PROTOCOL_INITIAL_WINDOW, window),
+                SendCredit::new(Some(PROTOCOL_INITIAL_WINDOW)),
+            ),
+        };
+        if self.dialect == Dialect::SmuxV1 {
+            // No flow control: one unlimited allowance, never replenished.
+            debug_assert_eq!(recv.window(), 0);
+        }
+        self.window_sum += u64::from(recv.window());
+        let key = StreamKey(self.streams.insert(Stream::new(id, origin, recv, send)));
+        self.ids.insert(id, key);
+        key
+    }
+
+    /// Removes `key` once the application released it and both directions are over.
+    fn maybe_remove(&mut self, key: StreamKey) {
+        let Some(s) = self.streams.get(key.0) else {
+            return;
+        };
+        if !(s.released && s.is_finished()) {
+            return;
+        }
+        let s = self.streams.remove(key.0);
+        self.recv_buffered -= s.queue.len();
+        self.window_sum -= u64::from(s.recv.window());
+        self.ids.remove(&s.id);
+        if s.origin == Origin::Local && !s.acked {
+            self.unacked_outbound -= 1;
+            self.wake_open_waiters();
+        }
+        if self.streams.len() + 1 == self.config.max_streams() {
+            self.wake_open_waiters();
+        }
+        self.progress_close();
+    }
+
+    fn wake_open_waiters(&mut self) {
+        for w in self.open_waiters.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// During a graceful close, ends the session once every stream has finished.
+    fn progress_close(&mut self) {
+        if matches!(self.state, State::Closing { .. })
+            && self.streams.iter().all(|(_, s)| s.is_finished())
+        {
+            self.end(Error::SessionClosed);
+        }
+    }
+
+    /// Returns credit for `key` if enough was consumed, growing its window when the window is
+    /// what limits throughput (and the session budget allows).
+    fn maybe_return_credit(&mut self, key: StreamKey) {
+        let budget_left = (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
+        let max_window = self.config.max_stream_window();
+        let rtt = self.keepalive.rtt();
+        let now = self.now;
+        let dialect = self.dialect;
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
+        if s.remote_fin || s.reset || !dialect.has_stream_credit() || !s.recv.wants_update() {
+            return;
+        }
+        let growth = s.recv.maybe_grow(now, rtt, max_window, budget_left);
+        let delta = s.recv.grant(now);
+        let frame = crate::policy::credit(dialect, s.id, delta, s.recv.consumed(), s.recv.window());
+        self.window_sum += u64::from(growth);
+        if let Some(frame) = frame {
+            self.push_control(&frame);
+        }
+    }
+}

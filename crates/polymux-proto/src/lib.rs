@@ -1,0 +1,41 @@
+//! The sans-I/O core of polymux: every supported multiplexing protocol as pure state machines.
+//!
+//! No sockets, no clock, no runtime: bytes and time go in, bytes, deadlines and wake-ups come
+//! out. The `polymux` crate drives a [`Connection`] over a real transport; tests drive two of
+//! them against each other deterministically.
+//!
+//! # Layout
+//!
+//! - [`frame`] — the dialect-neutral [`Frame`] (yamux's model: id, kind, SYN/ACK/FIN/RST).
+//! - [`codec`] — bytes ⇄ frames per [`Dialect`]: yamux, smux v1, smux v2, net-mux.
+//! - `policy` — which frames express open, accept, half-close, reset and credit per dialect.
+//! - `flow` — per-stream credit in both directions, window auto-tuning.
+//! - `recv_queue` — a stream's unread bytes as zero-copy slices.
+//! - `stream` — one stream's lifecycle and wakers.
+//! - `keepalive` — Ping/NOP probes, dead-peer detection, RTT.
+//! - `tx` — the bounded output buffers (control first, then data).
+//! - [`connection`] — the engine: the stream table, inputs, commands and outputs.
+//! - [`config`] — the validated [`Config`] with every bound documented.
+//! - [`error`] — [`Error`] and the [`Violation`] that names the rule a peer broke.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod error;
+mod flow;
+pub mod frame;
+mod keepalive;
+mod policy;
+mod recv_queue;
+mod stream;
+mod tx;
+
+pub use codec::Dialect;
+pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};
+pub use connection::{Connection, Role, Stats, StreamKey};
+pub use error::{Error, Violation};
+pub use frame::{Flags, Frame, StreamId};
+pub use tx::Transmit;

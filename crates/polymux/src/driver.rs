@@ -1,0 +1,280 @@
+//! The driver: the one future that owns the transport. It moves bytes between the transport
+//! and the engine, fires timers, and closes the transport when the session ends.
+//!
+//! Each turn of its loop: (1) write the engine's next output batch (vectored: control, then
+//! data) and flush once the engine has nothing more; (2) read into the receive buffer and hand
+//! it to the engine; (3) fire the keep-alive / close timer. Socket reads and writes happen
+//! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
+//! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures::io::{AsyncRead, AsyncWrite};
+use futures_timer::Delay;
+use polymux_proto::{Error, Transmit};
+
+use crate::session::Shared;
+
+/// Bytes requested from the transport per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// The receive buffer never holds more than this undecoded (reading pauses instead).
+const RX_LIMIT: usize = 4 * READ_CHUNK;
+/// Loop turns before yielding to the executor.
+const TURNS_PER_POLL: usize = 64;
+/// After the session ends, how long the driver tries to write what is queued (a final GoAway,
+/// data of finished streams) before it closes the transport regardless.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Drives a session's I/O. Spawn it on any executor (or `.await` it); it completes when the
+/// session has ended and the transport is closed, with `Ok(())` for an orderly end (local
+/// close, the peer's normal GoAway, or EOF) and the reason otherwise.
+#[must_use = "the driver performs all of the session's I/O: spawn it or poll it"]
+pub struct Driver<T> {
+    io: T,
+    shared: Arc<Shared>,
+    rx: BytesMut,
+    batch: Option<Transmit>,
+    /// Bytes of `batch` already written.
+    written: usize,
+    needs_flush: bool,
+    eof: bool,
+    /// Writing failed: queued output can never be written.
+    write_failed: bool,
+    timer: Option<(Instant, Delay)>,
+    /// Armed when the session ends with output still queued; see [`LINGER`].
+    linger: Option<Delay>,
+    done: bool,
+}
+
+impl<T> std::fmt::Debug for Driver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("rx_buffered", &self.rx.len())
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Step {
+    Progress,
+    Idle,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+    pub(crate) fn new(io: T, shared: Arc<Shared>) -> Self {
+        Driver {
+            io,
+            shared,
+            rx: BytesMut::new(),
+            batch: None,
+            written: 0,
+            needs_flush: false,
+            eof: false,
+            write_failed: false,
+            timer: None,
+            linger: None,
+            done: false,
+        }
+    }
+
+    /// Writes as much of the current batch as the transport takes.
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Step {
+        let mut progress = false;
+        loop {
+            if self.batch.is_none() {
+                self.batch = self.shared.lock().poll_transmit();
+                self.written = 0;
+            }
+            let Some(batch) = &self.batch else { break };
+            let control_len = batch.control.len();
+            let slices = if self.written < control_len {
+                [
+                    IoSlice::new(&batch.control[self.written..]),
+                    IoSlice::new(&batch.data),
+                ]
+            } else {
+                [
+                    IoSlice::new(&batch.data[self.written - control_len..]),
+                    IoSlice::new(&[]),
+                ]
+            };
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
+                Poll::Ready(Ok(0)) => {
+                    let err = io::Error::new(io::ErrorKind::WriteZero, "transport accepted no bytes");
+                    self.fail(&err);
+                    return Step::Progress;
+                }
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    self.written += n;
+                    self.needs_flush = true;
+                    if self.written >= batch.len() {
+                        if let Some(batch) = self.batch.take() {
+                            self.shared.lock().transmitted(&batch);
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fail(&e);
+                    return Step::Progress;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.batch.is_none() && self.needs_flush {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => {
+                    self.fail(&e);
+                    return Step::Progress;
+                }
+                Poll::Pending => {}
+            }
+        }
+        if progress {
+            Step::Progress
+        } else {
+            Step::Idle
+        }
+    }
+
+    /// Reads from the transport and feeds the engine, while the engine wants input.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Step {
+        let now = Instant::now();
+        let mut conn = self.shared.lock();
+        if !conn.wants_input() {
+            return Step::Idle;
+        }
+        if !self.rx.is_empty() {
+            // Bytes left over from a pause: offer them again first.
+            let before = self.rx.len();
+            conn.handle_input(&mut self.rx, now);
+            if self.rx.len() != before {
+                return Step::Progress;
+            }
+        }
+        if self.eof || self.rx.len() >= RX_LIMIT {
+            return Step::Idle;
+        }
+        drop(conn);
+        let start = self.rx.len();
+        self.rx.resize(start + READ_CHUNK, 0);
+        let polled = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[start..]);
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                self.rx.truncate(start + n);
+                let mut conn = self.shared.lock();
+                if n == 0 {
+                    self.eof = true;
+                    conn.handle_eof(self.rx.len());
+                } else {
+                    conn.handle_input(&mut self.rx, Instant::now());
+                }
+                Step::Progress
+            }
+            Poll::Ready(Err(e)) => {
+                self.rx.truncate(start);
+                self.fail(&e);
+                Step::Progress
+            }
+            Poll::Pending => {
+                self.rx.truncate(start);
+                Step::Idle
+            }
+        }
+    }
+
+    /// Fires the engine's timer when due and arms a `Delay` for the next deadline.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Step {
+        let now = Instant::now();
+        let mut conn = self.shared.lock();
+        let Some(deadline) = conn.poll_timeout() else {
+            self.timer = None;
+            return Step::Idle;
+        };
+        if deadline <= now {
+            conn.handle_timeout(now);
+            return Step::Progress;
+        }
+        drop(conn);
+        match &mut self.timer {
+            Some((at, delay)) if *at == deadline => {
+                if Pin::new(delay).poll(cx).is_ready() {
+                    self.timer = None;
+                    return Step::Progress;
+                }
+            }
+            _ => {
+                let mut delay = Delay::new(deadline - now);
+                if Pin::new(&mut delay).poll(cx).is_ready() {
+                    return Step::Progress;
+                }
+                self.timer = Some((deadline, delay));
+            }
+        }
+        Step::Idle
+    }
+
+    fn fail(&mut self, error: &io::Error) {
+        self.batch = None;
+        self.eof = true;
+        self.write_failed = true;
+        self.shared.lock().handle_transport_error(error);
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(Ok(()));
+        }
+        for _ in 0..TURNS_PER_POLL {
+            // Register first, so a wake-up that happens during this turn is not lost.
+            this.shared.lock().register_driver(cx.waker());
+            let wrote = this.poll_output(cx);
+            let read = this.poll_input(cx);
+            let timed = this.poll_timer(cx);
+            let (ended, reason, pending_output) = {
+                let conn = this.shared.lock();
+                (
+                    conn.is_ended(),
+                    conn.end_reason().cloned(),
+                    conn.has_pending_output(),
+                )
+            };
+            let lingered_enough = ended && pending_output && {
+                let linger = this.linger.get_or_insert_with(|| Delay::new(LINGER));
+                Pin::new(linger).poll(cx).is_ready()
+            };
+            if ended && (!pending_output || this.write_failed || lingered_enough) {
+                // Everything queued (GoAway included) is written, or cannot be: close.
+                if Pin::new(&mut this.io).poll_close(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.done = true;
+                return Poll::Ready(match reason {
+                    None | Some(Error::SessionClosed) | Some(Error::TransportClosed) => Ok(()),
+                    Some(Error::GoAway(0)) => Ok(()),
+                    Some(other) => Err(other),
+                });
+            }
+            if matches!(
+                (wrote, read, timed),
+                (Step::Idle, Step::Idle, Step::Idle)
+            ) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

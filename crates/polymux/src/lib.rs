@@ -1,0 +1,46 @@
+//! polymux: many independent bidirectional streams over one reliable byte stream, speaking
+//! yamux, smux v1, smux v2 and net-mux, with memory bounded per stream and per session.
+//!
+//! ```no_run
+//! # async fn demo(tcp: impl futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + Send + 'static) -> Result<(), polymux::Error> {
+//! use futures::{AsyncReadExt, AsyncWriteExt};
+//! use polymux::{Config, Session};
+//!
+//! let (session, driver) = Session::client(tcp, Config::yamux());
+//! std::thread::spawn(move || futures::executor::block_on(driver)); // or tokio::spawn, smol::spawn
+//!
+//! let mut stream = session.open().await?;
+//! stream.write_all(b"hello").await?;
+//! stream.close().await?; // half-close: the peer reads EOF, we can still read
+//! let mut reply = Vec::new();
+//! stream.read_to_end(&mut reply).await?;
+//! session.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `session` — [`Session`], the cheap cloneable handle: open, accept, ping, GoAway, close, stats.
+//! - `driver` — [`Driver`], the future that owns the transport and does all I/O and timers.
+//! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
+//! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
+//!
+//! The protocol logic lives in the sans-I/O crate [`polymux_proto`]; this crate only moves
+//! bytes, wakes tasks and keeps time. The driver makes progress on its own: a user who only
+//! opens streams and never accepts does not stall the session.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod driver;
+mod session;
+mod stream;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+pub use driver::Driver;
+pub use polymux_proto::{
+    Config, ConfigBuilder, ConfigError, Dialect, Error, Role, Stats, StreamId, Violation,
+};
+pub use session::{Incoming, Session};
+pub use stream::Stream;

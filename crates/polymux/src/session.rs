@@ -1,0 +1,162 @@
+//! The session handle: a cheap `Clone + Send + Sync` reference to one multiplexed session.
+//!
+//! All handles and streams share one [`Connection`] behind one mutex (no lock or channel per
+//! stream). Each operation locks it briefly, runs one sans-I/O command, and — when the command
+//! cannot complete — leaves its waker in the engine, which wakes it when it can.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::io::{AsyncRead, AsyncWrite};
+use polymux_proto::{Config, Connection, Dialect, Error, Role, Stats};
+
+use crate::driver::Driver;
+use crate::stream::Stream;
+
+/// State shared by the session handles, the streams and the driver.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    conn: Mutex<Connection>,
+}
+
+impl Shared {
+    /// Locks the engine. A panic while holding the lock cannot leave the engine in a state
+    /// that is unsafe to keep using (every command is a small state update), so poisoning is
+    /// ignored rather than propagated as a second panic.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A multiplexed session. Clone it freely; every clone refers to the same session.
+///
+/// Created together with its [`Driver`], which must be spawned (or polled) for anything to
+/// happen.
+#[derive(Clone, Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    dialect: Dialect,
+}
+
+impl Session {
+    /// A session on `io` as the dialling side (odd stream ids).
+    pub fn client<T>(io: T, config: Config) -> (Session, Driver<T>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        Session::new(io, config, Role::Client)
+    }
+
+    /// A session on `io` as the accepting side (even stream ids).
+    pub fn server<T>(io: T, config: Config) -> (Session, Driver<T>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        Session::new(io, config, Role::Server)
+    }
+
+    /// A session on `io` in `role`.
+    pub fn new<T>(io: T, config: Config, role: Role) -> (Session, Driver<T>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let dialect = config.dialect();
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(Connection::new(role, config, Instant::now())),
+        });
+        let driver = Driver::new(io, shared.clone());
+        (Session { shared, dialect }, driver)
+    }
+
+    /// The wire protocol of this session.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Opens a new stream. The open is sent at once, so the peer sees the stream even before
+    /// this side writes anything. Waits while too many opens are unacknowledged, and on
+    /// net-mux until the peer acknowledges (its peers require it).
+    ///
+    /// Fails with [`Error::GoAway`] after the peer's GoAway, [`Error::SessionClosed`] after
+    /// [`close`](Self::close), [`Error::TooManyStreams`] at the stream limit, or the session's
+    /// end reason.
+    pub async fn open(&self) -> Result<Stream, Error> {
+        let key = poll_fn(|cx| self.shared.lock().poll_open(cx.waker())).await?;
+        let stream = Stream::new(self.shared.clone(), key);
+        if self.dialect == Dialect::NetMux {
+            poll_fn(|cx| self.shared.lock().poll_established(key, cx.waker())).await?;
+        }
+        Ok(stream)
+    }
+
+    /// Waits for the next inbound stream and acknowledges it to the peer. Fails with the
+    /// session's end reason once it has ended.
+    pub async fn accept(&self) -> Result<Stream, Error> {
+        let key = poll_fn(|cx| self.shared.lock().poll_accept(cx.waker())).await?;
+        Ok(Stream::new(self.shared.clone(), key))
+    }
+
+    /// Inbound streams as a [`futures::Stream`]; it ends when the session ends.
+    pub fn incoming(&self) -> Incoming {
+        Incoming {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Measures the round trip to the peer with a Ping. [`Error::Unsupported`] on smux.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let ticket = self.shared.lock().start_ping(Instant::now())?;
+        poll_fn(|cx| self.shared.lock().poll_ping(ticket, cx.waker())).await
+    }
+
+    /// Sends GoAway: the peer may open no more streams; existing streams continue, and this
+    /// side may still open streams. [`Error::Unsupported`] on smux.
+    pub fn go_away(&self) -> Result<(), Error> {
+        self.shared.lock().go_away()
+    }
+
+    /// Closes gracefully: GoAway (where the dialect has it), no new streams, open streams run
+    /// to completion (up to [`Config::close_timeout`]), then the transport is closed. Returns
+    /// when the session has ended.
+    pub async fn close(&self) {
+        self.shared.lock().close(Instant::now());
+        poll_fn(|cx| self.shared.lock().poll_ended(cx.waker()).map(drop)).await;
+    }
+
+    /// Waits until the session ends, and returns why.
+    pub async fn closed(&self) -> Error {
+        poll_fn(|cx| self.shared.lock().poll_ended(cx.waker())).await
+    }
+
+    /// Why the session ended, if it has.
+    pub fn end_reason(&self) -> Option<Error> {
+        self.shared.lock().end_reason().cloned()
+    }
+
+    /// Counters: streams, bytes, the latest RTT, buffered bytes.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().stats()
+    }
+}
+
+/// Inbound streams of a [`Session`] as a [`futures::Stream`]. Ends when the session ends.
+#[derive(Debug)]
+pub struct Incoming {
+    shared: Arc<Shared>,
+}
+
+impl futures::Stream for Incoming {
+    type Item = Stream;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stream>> {
+        let polled = self.shared.lock().poll_accept(cx.waker());
+        match polled {
+            Poll::Ready(Ok(key)) => Poll::Ready(Some(Stream::new(self.shared.clone(), key))),
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

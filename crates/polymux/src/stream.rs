@@ -1,0 +1,136 @@
+//! One multiplexed stream: `futures::io::AsyncRead + AsyncWrite`, and tokio's traits with the
+//! `tokio` feature. Errors become `io::Error` here, at the edge, with the typed
+//! [`Error`](polymux_proto::Error) inside (`io::Error::get_ref` / `into_inner`).
+//!
+//! | event | `read` | `write` |
+//! |---|---|---|
+//! | peer half-closed (FIN) | buffered bytes, then `Ok(0)` | continues |
+//! | this side half-closed (`close`) | continues | `BrokenPipe` |
+//! | reset (either side) | buffered bytes, then `ConnectionReset` | `ConnectionReset` |
+//! | session ended | buffered bytes, then the end reason | the end reason |
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use polymux_proto::{StreamId, StreamKey};
+
+use crate::session::Shared;
+
+/// A bidirectional stream within a [`Session`](crate::Session).
+///
+/// Writes are copied into the session's write buffer and return `Pending` while the peer's
+/// credit or the session's write budget is exhausted. `flush` returns at once: the driver
+/// writes queued bytes as soon as the transport accepts them. `close` half-closes (FIN).
+/// Dropping the handle half-closes an unfinished stream and discards what arrives for it.
+#[derive(Debug)]
+pub struct Stream {
+    shared: Arc<Shared>,
+    key: StreamKey,
+    id: StreamId,
+}
+
+impl Stream {
+    pub(crate) fn new(shared: Arc<Shared>, key: StreamKey) -> Stream {
+        let id = shared.lock().stream_id(key);
+        Stream { shared, key, id }
+    }
+
+    /// The stream's id on the wire.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Aborts the stream in both directions: RST on yamux and net-mux; on smux, which has no
+    /// reset, a FIN (the peer sees an orderly end) while this side discards what arrives.
+    /// Pending and later reads and writes fail with `ConnectionReset`.
+    pub fn reset(&mut self) {
+        self.shared.lock().reset(self.key);
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let polled = self.shared.lock().poll_read(self.key, cx.waker(), buf);
+        polled.map_err(io::Error::from)
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = self.shared.lock().poll_write(self.key, cx.waker(), buf);
+        polled.map_err(io::Error::from)
+    }
+
+    fn close_write(&mut self) -> Poll<io::Result<()>> {
+        let closed = self.shared.lock().close_write(self.key);
+        Poll::Ready(closed.map_err(io::Error::from))
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.shared.lock().release(self.key);
+    }
+}
+
+impl futures::io::AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.read(cx, buf)
+    }
+}
+
+impl futures::io::AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.close_write()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = match self.read(cx, buf.initialize_unfilled()) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.close_write()
+    }
+}
