@@ -4,40 +4,75 @@
 //!
 //! | event | yamux | net-mux | smux v1 | smux v2 |
 //! |---|---|---|---|---|
-//! | open | WindowUpdate SYN (delta = window beyond 256 KiB) | Data SYN, empty | SYN | SYN |
-//! | accept | WindowUpdate ACK (delta as above) | WindowUpdate ACK | — | — |
-//! | half-close | WindowUpdate FIN | WindowUpdate FIN | FIN | FIN |
-//! | reset | WindowUpdate RST | WindowUpdate RST | FIN + local discard | FIN + local discard |
+//! | open | WindowUpdate SYN (delta = window beyond 256 KiB) | empty Data SYN (+ WindowUpdate) | SYN | SYN (+ UPD) |
+//! | accept | WindowUpdate ACK (delta as above) | empty Data ACK (+ WindowUpdate) | — | — |
+//! | half-close | WindowUpdate FIN | empty Data FIN | FIN | FIN |
+//! | reset | WindowUpdate RST | empty Data RST | FIN + local discard | FIN + local discard |
 //! | credit | WindowUpdate delta | WindowUpdate delta | — | UPD consumed/window |
+//!
+//! yamux flags ride on WindowUpdate frames as Go's `sendWindowUpdate`/`sendClose` do; net-mux
+//! uses empty Data frames for SYN/ACK/FIN/RST (net-mux 1.0.1 `protocol/frame.rs`, `Frame::syn`
+//! … `Frame::rst`). Where the open or ACK cannot carry extra window, it follows as a credit
+//! frame.
 
 use crate::codec::Dialect;
 use crate::frame::{Flags, Frame, StreamId};
 
 /// The frame that opens `stream`, announcing `extra_window` bytes of credit beyond the
-/// protocol's initial window.
-pub(crate) fn open(dialect: Dialect, stream: StreamId, extra_window: u32) -> Frame {
-    match dialect {
-        Dialect::Yamux => Frame::WindowUpdate {
-            stream,
-            flags: Flags::SYN,
-            delta: extra_window,
-        },
-        Dialect::NetMux | Dialect::SmuxV1 | Dialect::SmuxV2 => Frame::Data {
-            stream,
-            flags: Flags::SYN,
-            len: 0,
-        },
+/// protocol's initial window (with the open itself on yamux, as a separate `Frame::WindowUpdate`
+/// or `Frame::Update` — the second element — elsewhere).
+pub(crate) fn open(dialect: Dialect, stream: StreamId, extra_window: u32) -> (Frame, Option<Frame>) {
+    flagged_with_credit(dialect, stream, Flags::SYN, extra_window)
+}
+
+/// The frame(s) that acknowledge `stream` when the application accepts it; `None` where opens
+/// are not acknowledged (smux), unless extra window must still be announced.
+pub(crate) fn accept(
+    dialect: Dialect,
+    stream: StreamId,
+    extra_window: u32,
+) -> (Option<Frame>, Option<Frame>) {
+    if dialect.has_ack() {
+        let (ack, credit) = flagged_with_credit(dialect, stream, Flags::ACK, extra_window);
+        (Some(ack), credit)
+    } else {
+        (None, extra_credit(dialect, stream, extra_window))
     }
 }
 
-/// The frame that acknowledges `stream` when the application accepts it; `None` where opens
-/// are not acknowledged.
-pub(crate) fn accept(dialect: Dialect, stream: StreamId, extra_window: u32) -> Option<Frame> {
-    dialect.has_ack().then_some(Frame::WindowUpdate {
-        stream,
-        flags: Flags::ACK,
-        delta: extra_window,
-    })
+fn flagged_with_credit(
+    dialect: Dialect,
+    stream: StreamId,
+    flags: Flags,
+    extra_window: u32,
+) -> (Frame, Option<Frame>) {
+    match dialect {
+        Dialect::Yamux => (
+            Frame::WindowUpdate {
+                stream,
+                flags,
+                delta: extra_window,
+            },
+            None,
+        ),
+        _ => (
+            Frame::Data {
+                stream,
+                flags,
+                len: 0,
+            },
+            extra_credit(dialect, stream, extra_window),
+        ),
+    }
+}
+
+/// Announces `extra_window` beyond the initial 256 KiB on a fresh stream, if non-zero.
+fn extra_credit(dialect: Dialect, stream: StreamId, extra_window: u32) -> Option<Frame> {
+    if extra_window == 0 {
+        return None;
+    }
+    let window = crate::config::PROTOCOL_INITIAL_WINDOW.saturating_add(extra_window);
+    credit(dialect, stream, extra_window, 0, window)
 }
 
 /// The frame that half-closes our direction of `stream`.
@@ -58,12 +93,12 @@ pub(crate) fn reset(dialect: Dialect, stream: StreamId) -> Frame {
 
 fn flag_frame(dialect: Dialect, stream: StreamId, flags: Flags) -> Frame {
     match dialect {
-        Dialect::Yamux | Dialect::NetMux => Frame::WindowUpdate {
+        Dialect::Yamux => Frame::WindowUpdate {
             stream,
             flags,
             delta: 0,
         },
-        Dialect::SmuxV1 | Dialect::SmuxV2 => Frame::Data {
+        Dialect::NetMux | Dialect::SmuxV1 | Dialect::SmuxV2 => Frame::Data {
             stream,
             flags,
             len: 0,

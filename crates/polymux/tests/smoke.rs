@@ -70,3 +70,8 @@ async fn smux_v1_echo() {
 async fn smux_v2_echo() {
     echo_roundtrip(Config::smux_v2()).await;
 }
+
+#[tokio::test]
+async fn net_mux_echo() {
+    echo_roundtrip(Config::net_mux()).await;
+}

@@ -50,8 +50,11 @@ impl Connection {
             self.unacked_outbound += 1;
         }
         let extra = s.recv.grant(self.now);
-        let frame = crate::policy::open(self.dialect, id, extra);
-        self.push_control(&frame);
+        let (open, credit) = crate::policy::open(self.dialect, id, extra);
+        self.push_control(&open);
+        if let Some(credit) = credit {
+            self.push_control(&credit);
+        }
         self.stats.opened_outbound += 1;
         Poll::Ready(Ok(key))
     }
@@ -86,8 +89,9 @@ impl Connection {
             s.acked = true;
             if !s.reset {
                 let extra = s.recv.grant(now);
-                if let Some(ack) = crate::policy::accept(dialect, s.id, extra) {
-                    self.push_control(&ack);
+                let (ack, credit) = crate::policy::accept(dialect, s.id, extra);
+                for frame in [ack, credit].into_iter().flatten() {
+                    self.push_control(&frame);
                 }
             }
             return Poll::Ready(Ok(key));
