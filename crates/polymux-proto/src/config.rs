@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn nonsense_is_rejected_with_a_reason() {
         let small_window = Config::yamux().to_builder().stream_window(1024).build();
-        assert!(small_window.unwrap_err().to_string().contains("256"));
+        assert!(small_window.unwrap_err().to_string().contains("262144"));
         let big_smux_frame = Config::smux_v1().to_builder().max_frame_payload(70_000).build();
         assert!(big_smux_frame.unwrap_err().to_string().contains("65535"));
         let tiny_budget = Config::yamux().to_builder().session_recv_budget(10).build();

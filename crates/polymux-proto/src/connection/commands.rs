@@ -131,11 +131,15 @@ impl Connection {
             self.maybe_return_credit(key);
             return Poll::Ready(Ok(n));
         }
-        if buf.is_empty() || s.remote_fin {
+        if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        // Reset before FIN: a local reset discards unread bytes, which a clean EOF would hide.
         if s.reset {
             return Poll::Ready(Err(Error::StreamReset));
+        }
+        if s.remote_fin {
+            return Poll::Ready(Ok(0));
         }
         if let Some(e) = ended {
             return Poll::Ready(Err(e));

@@ -328,10 +328,15 @@ impl Connection {
                 got: (len - remaining) as usize + unread,
                 needed: len as usize,
             }),
-            RxFrame::Header if unread > 0 => Some(crate::Violation::TruncatedFrame {
-                got: unread,
-                needed: self.dialect.header_len(),
-            }),
+            RxFrame::Header if unread > 0 => {
+                let header = self.dialect.header_len();
+                // A whole header left undecoded is a smux v2 UPD waiting for its 8-byte body.
+                let upd = self.dialect == Dialect::SmuxV2 && unread >= header;
+                Some(crate::Violation::TruncatedFrame {
+                    got: unread,
+                    needed: if upd { header + 8 } else { header },
+                })
+            }
             RxFrame::Header => None,
         };
         let reason = match (truncated, &self.state) {
@@ -427,6 +432,13 @@ impl Connection {
             return;
         }
         let s = self.streams.remove(key.0);
+        if let RxFrame::Payload { key: frame_key, .. } = &mut self.rx_frame {
+            if *frame_key == Some(key) {
+                // The rest of a frame being received for it is discarded: the slab slot may be
+                // reused by a new stream, which must not get these bytes (or the frame's FIN/RST).
+                *frame_key = None;
+            }
+        }
         self.recv_buffered -= s.queue.len();
         self.window_sum -= u64::from(s.recv.window());
         self.ids.remove(&s.id);
