@@ -488,5 +488,13 @@ impl Connection {
         if let Some(frame) = frame {
             self.push_control(&frame);
         }
+        if rtt.is_none() && dialect.has_ping() {
+            // Auto-tuning needs the round trip: measure it the first time credit matters
+            // (a ping already outstanding will do).
+            let (probe, _) = self.keepalive.ping(now);
+            if let Some(probe) = probe {
+                self.push_control(&probe);
+            }
+        }
     }
 }
