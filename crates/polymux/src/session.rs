@@ -6,6 +6,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -20,9 +21,23 @@ use crate::stream::Stream;
 #[derive(Debug)]
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    /// Live `Session`, `Incoming` and `Stream` handles. When the last one goes, nobody can use
+    /// the session any more, so it closes gracefully (instead of idling on keep-alives forever).
+    handles: AtomicUsize,
 }
 
 impl Shared {
+    pub(crate) fn acquire(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn release(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            tracing::debug!("last handle dropped; closing the session");
+            self.lock().close(Instant::now());
+        }
+    }
+
     /// Locks the engine. A panic while holding the lock cannot leave the engine in a state
     /// that is unsafe to keep using (every command is a small state update), so poisoning is
     /// ignored rather than propagated as a second panic.
@@ -34,11 +49,28 @@ impl Shared {
 /// A multiplexed session. Clone it freely; every clone refers to the same session.
 ///
 /// Created together with its [`Driver`], which must be spawned (or polled) for anything to
-/// happen.
-#[derive(Clone, Debug)]
+/// happen. When every `Session` clone, every [`Stream`] and every [`Incoming`] is dropped, the
+/// session closes gracefully as if [`close`](Session::close) had been called.
+#[derive(Debug)]
 pub struct Session {
     shared: Arc<Shared>,
     dialect: Dialect,
+}
+
+impl Clone for Session {
+    fn clone(&self) -> Self {
+        self.shared.acquire();
+        Session {
+            shared: self.shared.clone(),
+            dialect: self.dialect,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.release();
+    }
 }
 
 impl Session {
@@ -66,6 +98,7 @@ impl Session {
         let dialect = config.dialect();
         let shared = Arc::new(Shared {
             conn: Mutex::new(Connection::new(role, config, Instant::now())),
+            handles: AtomicUsize::new(1),
         });
         let driver = Driver::new(io, shared.clone());
         (Session { shared, dialect }, driver)
@@ -101,6 +134,7 @@ impl Session {
 
     /// Inbound streams as a [`futures::Stream`]; it ends when the session ends.
     pub fn incoming(&self) -> Incoming {
+        self.shared.acquire();
         Incoming {
             shared: self.shared.clone(),
         }
@@ -146,6 +180,12 @@ impl Session {
 #[derive(Debug)]
 pub struct Incoming {
     shared: Arc<Shared>,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.shared.release();
+    }
 }
 
 impl futures::Stream for Incoming {

@@ -34,6 +34,7 @@ pub struct Stream {
 impl Stream {
     pub(crate) fn new(shared: Arc<Shared>, key: StreamKey) -> Stream {
         let id = shared.lock().stream_id(key);
+        shared.acquire();
         Stream { shared, key, id }
     }
 
@@ -68,6 +69,7 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.shared.lock().release(self.key);
+        self.shared.release();
     }
 }
 

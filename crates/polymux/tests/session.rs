@@ -188,3 +188,30 @@ async fn writes_wait_for_credit_until_the_reader_reads() {
         .unwrap();
     assert!(client.stats().bytes_sent >= 256 * 1024 + 1);
 }
+
+#[tokio::test]
+async fn dropping_every_handle_closes_the_session() {
+    let (a, b) = tcp_pair().await;
+    let (client, client_driver) = polymux::tokio::client(a, Config::yamux());
+    let (server, server_driver) = polymux::tokio::server(b, Config::yamux());
+    let mut s = client.open().await.unwrap();
+    s.write_all(b"last words").await.unwrap();
+    drop(s);
+    drop(client);
+    // The peer gets the stream's data and FIN, then GoAway.
+    let mut inbound = server.accept().await.unwrap();
+    let mut got = Vec::new();
+    inbound.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"last words");
+    // Once the stream is finished both ways, the graceful close completes.
+    inbound.shutdown().await.unwrap();
+    timeout(Duration::from_secs(2), client_driver)
+        .await
+        .expect("the client's driver finishes once every handle is gone")
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.closed().await, Error::GoAway(0));
+    drop(inbound);
+    drop(server);
+    assert_eq!(server_driver.await.unwrap(), Ok(()));
+}
