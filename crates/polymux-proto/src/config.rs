@@ -300,7 +300,9 @@ impl ConfigBuilder {
             ));
         }
         if c.accept_backlog == 0 || c.max_unacked_outbound == 0 || c.max_streams == 0 {
-            return fail("accept_backlog, max_unacked_outbound and max_streams must be at least 1".into());
+            return fail(
+                "accept_backlog, max_unacked_outbound and max_streams must be at least 1".into(),
+            );
         }
         if c.keepalive_timeout.is_zero() {
             return fail("keepalive_timeout must be positive".into());
@@ -332,7 +334,12 @@ mod tests {
 
     #[test]
     fn presets_are_valid() {
-        for d in [Dialect::Yamux, Dialect::SmuxV1, Dialect::SmuxV2, Dialect::NetMux] {
+        for d in [
+            Dialect::Yamux,
+            Dialect::SmuxV1,
+            Dialect::SmuxV2,
+            Dialect::NetMux,
+        ] {
             let c = Config::for_dialect(d);
             assert_eq!(c.to_builder().build(), Ok(c.clone()));
             assert_eq!(c.dialect(), d);
@@ -343,7 +350,10 @@ mod tests {
     fn nonsense_is_rejected_with_a_reason() {
         let small_window = Config::yamux().to_builder().stream_window(1024).build();
         assert!(small_window.unwrap_err().to_string().contains("262144"));
-        let big_smux_frame = Config::smux_v1().to_builder().max_frame_payload(70_000).build();
+        let big_smux_frame = Config::smux_v1()
+            .to_builder()
+            .max_frame_payload(70_000)
+            .build();
         assert!(big_smux_frame.unwrap_err().to_string().contains("65535"));
         let tiny_budget = Config::yamux().to_builder().session_recv_budget(10).build();
         assert!(tiny_budget.is_err());

@@ -110,7 +110,10 @@ impl fmt::Display for Violation {
                 write!(f, "{frame} frame on stream {stream}; it must use stream 0")
             }
             Violation::StreamFrameOnSession { frame } => {
-                write!(f, "{frame} frame on stream 0, which is reserved for the session")
+                write!(
+                    f,
+                    "{frame} frame on stream 0, which is reserved for the session"
+                )
             }
             Violation::DataBeyondCredit {
                 stream,
@@ -121,16 +124,25 @@ impl fmt::Display for Violation {
                 "stream {stream}: {len} bytes of data exceed the {credit} bytes of credit granted"
             ),
             Violation::WindowOverflow { stream } => {
-                write!(f, "stream {stream}: window update overflows the send window")
+                write!(
+                    f,
+                    "stream {stream}: window update overflows the send window"
+                )
             }
             Violation::WrongStreamParity { stream } => {
-                write!(f, "stream {stream} opened with the parity reserved for our ids")
+                write!(
+                    f,
+                    "stream {stream} opened with the parity reserved for our ids"
+                )
             }
             Violation::StreamIdReused { stream } => {
                 write!(f, "stream {stream} opened again; ids must not be reused")
             }
             Violation::UnknownStream { frame, stream } => {
-                write!(f, "{frame} frame for stream {stream}, which was never opened")
+                write!(
+                    f,
+                    "{frame} frame for stream {stream}, which was never opened"
+                )
             }
             Violation::TruncatedFrame { got, needed } => write!(
                 f,
@@ -185,7 +197,10 @@ impl fmt::Display for Error {
             Error::TransportClosed => f.write_str("transport closed by the peer"),
             Error::Transport(kind, msg) => write!(f, "transport failed ({kind:?}): {msg}"),
             Error::TooManyStreams { limit } => {
-                write!(f, "stream limit of {limit} reached; close streams or raise max_streams")
+                write!(
+                    f,
+                    "stream limit of {limit} reached; close streams or raise max_streams"
+                )
             }
             Error::WriteAfterClose => f.write_str("write after the stream was half-closed"),
             Error::Unsupported(what) => write!(f, "not supported by this dialect: {what}"),

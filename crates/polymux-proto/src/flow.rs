@@ -201,10 +201,19 @@ mod tests {
         let rtt = Some(Duration::from_millis(10));
         let mut c = RecvCredit::new(100, 100);
         c.grant(t0);
-        assert_eq!(c.maybe_grow(t0 + Duration::from_millis(50), rtt, 1000, 1000), 0);
-        assert_eq!(c.maybe_grow(t0 + Duration::from_millis(5), rtt, 1000, 1000), 100);
+        assert_eq!(
+            c.maybe_grow(t0 + Duration::from_millis(50), rtt, 1000, 1000),
+            0
+        );
+        assert_eq!(
+            c.maybe_grow(t0 + Duration::from_millis(5), rtt, 1000, 1000),
+            100
+        );
         assert_eq!(c.window(), 200);
-        assert_eq!(c.maybe_grow(t0 + Duration::from_millis(5), rtt, 1000, 30), 30);
+        assert_eq!(
+            c.maybe_grow(t0 + Duration::from_millis(5), rtt, 1000, 30),
+            30
+        );
         assert_eq!(c.maybe_grow(t0, rtt, 230, 1000), 0);
     }
 

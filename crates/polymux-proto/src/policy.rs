@@ -21,7 +21,11 @@ use crate::frame::{Flags, Frame, StreamId};
 /// The frame that opens `stream`, announcing `extra_window` bytes of credit beyond the
 /// protocol's initial window (with the open itself on yamux, as a separate `Frame::WindowUpdate`
 /// or `Frame::Update` — the second element — elsewhere).
-pub(crate) fn open(dialect: Dialect, stream: StreamId, extra_window: u32) -> (Frame, Option<Frame>) {
+pub(crate) fn open(
+    dialect: Dialect,
+    stream: StreamId,
+    extra_window: u32,
+) -> (Frame, Option<Frame>) {
     flagged_with_credit(dialect, stream, Flags::SYN, extra_window)
 }
 

@@ -10,6 +10,9 @@
 //!   any ──► reset (sent or received) ─► (handle released) ─► removed
 //! ```
 //!
+//! On smux, which has no RST, a local reset is a FIN plus local discard: the stream lingers,
+//! discarding and returning credit, until the peer's FIN (`awaiting_peer_fin`).
+//!
 //! A stream whose handle was released before it finished is *detached*: the FIN is sent,
 //! further inbound data is discarded and its credit returned at once, and it is removed when
 //! the peer finishes too.
@@ -36,6 +39,10 @@ pub(crate) struct Stream {
     pub(crate) local_fin: bool,
     pub(crate) remote_fin: bool,
     pub(crate) reset: bool,
+    /// Reset locally in a dialect without RST (smux): the peer saw only a FIN and may keep
+    /// sending until it closes too, so the stream stays, discarding and returning credit,
+    /// until the peer's FIN.
+    pub(crate) awaiting_peer_fin: bool,
     /// The application dropped its handle.
     pub(crate) released: bool,
     pub(crate) recv: RecvCredit,
@@ -56,6 +63,7 @@ impl Stream {
             local_fin: false,
             remote_fin: false,
             reset: false,
+            awaiting_peer_fin: false,
             released: false,
             recv,
             send,
@@ -68,7 +76,12 @@ impl Stream {
 
     /// Both directions are over: nothing more will be sent or received.
     pub(crate) fn is_finished(&self) -> bool {
-        self.reset || (self.local_fin && self.remote_fin)
+        (self.reset && !self.awaiting_peer_fin) || (self.local_fin && self.remote_fin)
+    }
+
+    /// Whether the peer may still send data (and so may still need credit).
+    pub(crate) fn peer_may_send(&self) -> bool {
+        !self.remote_fin && (!self.reset || self.awaiting_peer_fin)
     }
 
     /// Inbound data is thrown away (and its credit returned) instead of queued.

@@ -97,7 +97,10 @@ fn a_fast_reader_grows_the_window_up_to_the_configured_maximum() {
 #[test]
 fn growth_stays_within_the_session_budget() {
     let window = window_after_warmup(Dialect::Yamux, 16 * 1024 * 1024, 1024 * 1024);
-    assert!(window <= 1024 * KIB, "window {window} exceeds the 1 MiB budget");
+    assert!(
+        window <= 1024 * KIB,
+        "window {window} exceeds the 1 MiB budget"
+    );
     assert!(window > 256 * KIB, "window {window} did not grow at all");
 }
 

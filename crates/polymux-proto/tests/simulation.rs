@@ -25,9 +25,21 @@
 //! exact virtual time the rules give, a responsive idle pair survives ten intervals, and ping
 //! measures exactly the simulated round trip.
 //!
+//! Two smux facts shape the checks. A smux v2 stream may receive the protocol's initial
+//! 256 KiB whatever the configured window (the engine does not announce a smaller window up
+//! front), so the per-stream bound is `max(max_stream_window, 256 KiB)`. And smux has no RST:
+//! after the peer resets (or refuses) a stream — a FIN on the wire, what follows discarded, no
+//! credit returned — a writer out of credit stays pending for good (Go's smux returns EOF to
+//! it instead), so the simulated application gives up and half-closes.
+//!
+//! Further scenarios: back-pressure on the receive budget (input pauses exactly at the budget
+//! and resumes without loss once the application reads), and regressions for engine bugs the
+//! simulation found.
+//!
 //! A failure prints the dialect, seed and step. Replay one run with
-//! `SIM_DIALECT="smux v2" SIM_SEED=7 cargo test -p polymux-proto --test simulation`;
-//! `SIM_SEEDS=200` runs more seeds.
+//! `SIM_DIALECT="smux v2" SIM_SEED=7 cargo test -p polymux-proto --test simulation`, adding
+//! `SIM_TRACE=1` for every operation and batch; `SIM_SEEDS=400` runs more seeds, `SIM_STEPS`
+//! longer runs, `SIM_VERBOSE=1` prints each run's coverage.
 
 mod sim;
 
@@ -413,7 +425,9 @@ fn connected_stream(
 fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
     let now = Instant::now();
     let w = noop_waker();
-    for dialect in ALL {
+    // On smux a locally reset stream lingers until the peer's FIN (there is no RST), which
+    // follows the frame in flight, so there the slot cannot be reused mid-frame.
+    for dialect in [Dialect::Yamux, Dialect::NetMux] {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
         assert_eq!(
             client.poll_write(ck, &w, &[7u8; 10_000]),

@@ -20,7 +20,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("smux1") => Dialect::SmuxV1,
         Some("smux2") => Dialect::SmuxV2,
         Some("netmux") => Dialect::NetMux,
-        Some(other) => return Err(format!("unknown dialect {other:?}: use yamux, smux1, smux2 or netmux").into()),
+        Some(other) => {
+            return Err(
+                format!("unknown dialect {other:?}: use yamux, smux1, smux2 or netmux").into(),
+            )
+        }
     };
     let config = Config::for_dialect(dialect);
 
@@ -28,7 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     let server_config = config.clone();
     tokio::spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else { return };
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
         let (session, _driver) = polymux::tokio::server(tcp, server_config);
         while let Ok(stream) = session.accept().await {
             tokio::spawn(async move {
@@ -66,7 +72,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for task in tasks {
         let id = task.await??;
-        println!("  stream {id:>3}: {} MiB echoed and verified", BYTES_PER_STREAM >> 20);
+        println!(
+            "  stream {id:>3}: {} MiB echoed and verified",
+            BYTES_PER_STREAM >> 20
+        );
     }
     let elapsed = started.elapsed();
     let moved = (2 * STREAMS * BYTES_PER_STREAM) as f64 / (1024.0 * 1024.0);

@@ -106,7 +106,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             };
             match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
                 Poll::Ready(Ok(0)) => {
-                    let err = io::Error::new(io::ErrorKind::WriteZero, "transport accepted no bytes");
+                    let err =
+                        io::Error::new(io::ErrorKind::WriteZero, "transport accepted no bytes");
                     self.fail(&err);
                     return Step::Progress;
                 }
@@ -267,10 +268,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
                     Some(other) => Err(other),
                 });
             }
-            if matches!(
-                (wrote, read, timed),
-                (Step::Idle, Step::Idle, Step::Idle)
-            ) {
+            if matches!((wrote, read, timed), (Step::Idle, Step::Idle, Step::Idle)) {
                 return Poll::Pending;
             }
         }

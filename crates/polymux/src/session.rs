@@ -42,7 +42,9 @@ impl Shared {
     /// that is unsafe to keep using (every command is a small state update), so poisoning is
     /// ignored rather than propagated as a second panic.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -66,7 +66,10 @@ fn smol_over_loopback_tcp() {
 #[test]
 fn futures_executor_over_a_unix_socket_pair() {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let pool = futures::executor::ThreadPool::builder().pool_size(2).create().unwrap();
+    let pool = futures::executor::ThreadPool::builder()
+        .pool_size(2)
+        .create()
+        .unwrap();
     let a = smol::Async::new(a).unwrap();
     let b = smol::Async::new(b).unwrap();
     let (client, client_driver) = Session::client(a, Config::smux_v2());

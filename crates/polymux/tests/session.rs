@@ -47,7 +47,12 @@ async fn a_side_that_never_accepts_still_makes_progress() {
     let flood = tokio::spawn(async move {
         let mut held = Vec::new();
         for _ in 0..300 {
-            held.push(opener.open().await.expect("open toward a non-accepting client"));
+            held.push(
+                opener
+                    .open()
+                    .await
+                    .expect("open toward a non-accepting client"),
+            );
         }
         held
     });
@@ -178,7 +183,10 @@ async fn writes_wait_for_credit_until_the_reader_reads() {
     // 256 KiB of credit: the first 256 KiB are accepted, the next write waits.
     s.write_all(&vec![1u8; 256 * 1024]).await.unwrap();
     let blocked = timeout(Duration::from_millis(300), s.write_all(&[2u8; 1])).await;
-    assert!(blocked.is_err(), "a write beyond the peer's credit must wait");
+    assert!(
+        blocked.is_err(),
+        "a write beyond the peer's credit must wait"
+    );
     let mut inbound = server.accept().await.unwrap();
     let mut buf = vec![0u8; 256 * 1024];
     inbound.read_exact(&mut buf).await.unwrap();
@@ -186,7 +194,7 @@ async fn writes_wait_for_credit_until_the_reader_reads() {
         .await
         .expect("credit returns once the reader reads")
         .unwrap();
-    assert!(client.stats().bytes_sent >= 256 * 1024 + 1);
+    assert!(client.stats().bytes_sent > 256 * 1024);
 }
 
 #[tokio::test]

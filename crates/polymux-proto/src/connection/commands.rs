@@ -238,6 +238,7 @@ impl Connection {
         let send_frame = !ended && (self.dialect.has_reset() || !s.local_fin);
         s.reset = true;
         s.local_fin = true;
+        s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
         let id = s.id;
         let discarded = s.queue.discard();
         s.wake_reader();
@@ -303,7 +304,9 @@ impl Connection {
     /// and this side may still open streams. Inbound opens from now on are refused.
     pub fn go_away(&mut self) -> Result<(), Error> {
         if !self.dialect.has_goaway() {
-            return Err(Error::Unsupported("GoAway (the dialect has no GoAway frame)"));
+            return Err(Error::Unsupported(
+                "GoAway (the dialect has no GoAway frame)",
+            ));
         }
         if let Some(e) = self.ended_error() {
             return Err(e);

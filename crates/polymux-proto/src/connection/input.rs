@@ -67,11 +67,7 @@ impl Connection {
             return false;
         };
         let mut n = rx.len().min(remaining as usize);
-        let delivering = key.filter(|k| {
-            self.streams
-                .get(k.0)
-                .is_some_and(|s| !s.discards_input())
-        });
+        let delivering = key.filter(|k| self.streams.get(k.0).is_some_and(|s| !s.discards_input()));
         if let Some(k) = delivering {
             let room = self.config.session_recv_budget() - self.recv_buffered;
             if room == 0 {
@@ -302,6 +298,7 @@ impl Connection {
             s.wake_writer();
         } else if flags.contains(Flags::FIN) && !s.remote_fin {
             s.remote_fin = true;
+            s.awaiting_peer_fin = false;
             s.wake_reader();
         }
         self.maybe_remove(key);

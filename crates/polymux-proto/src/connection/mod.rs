@@ -470,7 +470,8 @@ impl Connection {
     /// Returns credit for `key` if enough was consumed, growing its window when the window is
     /// what limits throughput (and the session budget allows).
     fn maybe_return_credit(&mut self, key: StreamKey) {
-        let budget_left = (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
+        let budget_left =
+            (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.rtt();
         let now = self.now;
@@ -478,7 +479,7 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
-        if s.remote_fin || s.reset || !dialect.has_stream_credit() || !s.recv.wants_update() {
+        if !s.peer_may_send() || !dialect.has_stream_credit() || !s.recv.wants_update() {
             return;
         }
         let growth = s.recv.maybe_grow(now, rtt, max_window, budget_left);

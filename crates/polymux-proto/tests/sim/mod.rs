@@ -19,8 +19,6 @@
 //! Any panic prints the dialect, seed, step and virtual time (see `Drop for Sim`), and the run
 //! can be replayed with `SIM_DIALECT=<name> SIM_SEED=<seed>`.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -87,14 +85,6 @@ impl Rng {
             _ => max,
         };
         self.range(1, cap.min(max) as u64) as usize
-    }
-
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        if items.is_empty() {
-            None
-        } else {
-            Some(items[self.below(items.len() as u64) as usize])
-        }
     }
 }
 
@@ -469,15 +459,6 @@ impl Side {
     }
 }
 
-fn pair(sides: &mut [Side; 2], s: usize) -> (&mut Side, &mut Side) {
-    let [a, b] = sides;
-    if s == 0 {
-        (a, b)
-    } else {
-        (b, a)
-    }
-}
-
 fn is_flag_frame(frame: &Frame) -> bool {
     let close = |f: Flags| f.contains(Flags::FIN) || f.contains(Flags::RST);
     match *frame {
@@ -740,9 +721,12 @@ impl Sim {
             return 0;
         }
         if side.driver_w.is_armed() {
+            // Input resumed: the engine must have woken the driver, unless the driver itself
+            // made room (it took output, which empties a full control queue).
             let woken = side.driver_w.woken() || side.took_output;
+            side.driver_w.cancel();
             assert!(
-                side.driver_w.complete() && woken,
+                woken,
                 "{:?}: input resumed without the driver being woken (lost driver wake-up)",
                 side.role
             );
@@ -1760,7 +1744,7 @@ impl Sim {
 
     /// End-of-run checks: every stream's bytes, the streams' accounting, the end reasons.
     pub fn final_checks(&self) {
-        self.phase_check();
+        assert!(self.finished(), "final checks before the run finished");
         let mut disturbed = false;
         for s in 0..2 {
             let w = &self.sides[s];
@@ -1851,10 +1835,6 @@ impl Sim {
                 );
             }
         }
-    }
-
-    fn phase_check(&self) {
-        assert!(self.finished(), "final checks before the run finished");
     }
 
     /// Where misdelivered bytes came from: the stream direction and offset whose payload they

@@ -1,0 +1,510 @@
+//! The authentication preamble: a shared-secret check before the multiplexer starts.
+//!
+//! It runs on the raw TCP connection (or inside TLS, when TLS is on), once per connection,
+//! before either side speaks the multiplexing protocol. All integers are big-endian.
+//!
+//! Client → server:
+//!
+//! ```text
+//! magic     4 bytes  "PMUX"
+//! version   u8       1
+//! mode      u8       1 = tunnel, 2 = forward
+//! protocol  u8       1 = yamux, 2 = smux1, 3 = smux2, 4 = netmux
+//! token_len u16      0 ..= 1024
+//! token     token_len bytes
+//! ```
+//!
+//! Server → client:
+//!
+//! ```text
+//! status    u8       0 = ok, 1 = wrong token, 2 = wrong mode, 3 = wrong protocol,
+//!                    4 = unsupported version, 5 = busy (connection limit), 6 = shutting down
+//! msg_len   u16      0 ..= 1024
+//! message   msg_len bytes of UTF-8, for humans
+//! ```
+//!
+//! After status 0 both sides start the multiplexer on the same connection; on any other
+//! status the server closes it. The server compares SHA-256 digests of the two tokens with
+//! [`subtle`]'s constant-time equality, so neither the token's content nor its length leaks
+//! through timing; it answers a wrong token only after a short delay, to slow down guessing.
+//! The whole exchange (TLS included) must finish within [`HANDSHAKE_TIMEOUT`].
+//!
+//! The mode and protocol are in the preamble so that a mismatch (a tunnel client pointed at a
+//! forward server, `--protocol smux2` against a yamux server) gets a clear message instead of a
+//! protocol violation later.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{auth_error, config_error};
+use crate::protocol::Protocol;
+
+/// The first four bytes a polymux client sends.
+pub const MAGIC: [u8; 4] = *b"PMUX";
+/// The preamble version.
+pub const VERSION: u8 = 1;
+/// The longest token accepted.
+pub const MAX_TOKEN_LEN: usize = 1024;
+/// The longest status message sent or accepted.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+/// The time limit for the TLS handshake plus the preamble.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server waits before answering a wrong token.
+const FAILURE_DELAY: Duration = Duration::from_millis(300);
+/// Tokens shorter than this get a warning at startup.
+const WEAK_TOKEN_LEN: usize = 16;
+/// The environment variable that may hold the token.
+pub const TOKEN_ENV: &str = "POLYMUX_TOKEN";
+
+/// What a connection is for; a client and a server must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `polymux tunnel`.
+    Tunnel,
+    /// `polymux forward`.
+    Forward,
+}
+
+impl Mode {
+    fn code(self) -> u8 {
+        match self {
+            Mode::Tunnel => 1,
+            Mode::Forward => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Mode> {
+        match code {
+            1 => Some(Mode::Tunnel),
+            2 => Some(Mode::Forward),
+            _ => None,
+        }
+    }
+
+    /// The subcommand name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tunnel => "tunnel",
+            Mode::Forward => "forward",
+        }
+    }
+}
+
+/// The server's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Authenticated; the multiplexer starts.
+    Ok = 0,
+    /// The token does not match.
+    WrongToken = 1,
+    /// The client is a tunnel client and the server a forward server, or the reverse.
+    WrongMode = 2,
+    /// The client and server were started with different `--protocol`.
+    WrongProtocol = 3,
+    /// The preamble version is not one the server speaks.
+    UnsupportedVersion = 4,
+    /// The server is at its connection limit.
+    Busy = 5,
+    /// The server is shutting down.
+    ShuttingDown = 6,
+}
+
+impl Status {
+    fn from_code(code: u8) -> Option<Status> {
+        Some(match code {
+            0 => Status::Ok,
+            1 => Status::WrongToken,
+            2 => Status::WrongMode,
+            3 => Status::WrongProtocol,
+            4 => Status::UnsupportedVersion,
+            5 => Status::Busy,
+            6 => Status::ShuttingDown,
+            _ => return None,
+        })
+    }
+}
+
+/// A shared secret. Its `Debug` output is redacted.
+#[derive(Clone)]
+pub struct Token(Vec<u8>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token(<{} bytes>)", self.0.len())
+    }
+}
+
+impl Token {
+    /// The token from `--token` (which clap also fills from `POLYMUX_TOKEN`) or `--token-file`.
+    pub fn from_args(token: Option<&str>, token_file: Option<&Path>) -> anyhow::Result<Option<Token>> {
+        let raw = match (token, token_file) {
+            (Some(_), Some(_)) => {
+                return Err(config_error(
+                    "both --token (or POLYMUX_TOKEN) and --token-file are set; keep one",
+                ))
+            }
+            (Some(t), None) => t.to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    config_error(format!(
+                        "cannot read --token-file {}: {e}; check the path and its permissions",
+                        path.display()
+                    ))
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if raw.is_empty() {
+            return Err(config_error(
+                "the token is empty; pass a non-empty --token / POLYMUX_TOKEN / --token-file",
+            ));
+        }
+        if raw.len() > MAX_TOKEN_LEN {
+            return Err(config_error(format!(
+                "the token is {} bytes long; the limit is {MAX_TOKEN_LEN}",
+                raw.len()
+            )));
+        }
+        if raw.len() < WEAK_TOKEN_LEN {
+            tracing::warn!(
+                "the token is only {} characters long; use at least {WEAK_TOKEN_LEN} random ones \
+                 (e.g. `openssl rand -hex 32`)",
+                raw.len()
+            );
+        }
+        Ok(Some(Token(raw.into_bytes())))
+    }
+
+    fn digest(bytes: &[u8]) -> ring::digest::Digest {
+        ring::digest::digest(&ring::digest::SHA256, bytes)
+    }
+}
+
+/// What a server accepts.
+#[derive(Clone, Debug)]
+pub struct Expectation {
+    /// The subcommand the server runs.
+    pub mode: Mode,
+    /// The server's `--protocol`.
+    pub protocol: Protocol,
+    /// SHA-256 of the token; `None` when the server runs with `--insecure-no-token`.
+    token_digest: Option<[u8; 32]>,
+}
+
+impl Expectation {
+    /// A server-side expectation. `token: None` accepts any token.
+    pub fn new(mode: Mode, protocol: Protocol, token: Option<&Token>) -> Expectation {
+        let token_digest = token.map(|t| {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(Token::digest(&t.0).as_ref());
+            out
+        });
+        Expectation {
+            mode,
+            protocol,
+            token_digest,
+        }
+    }
+
+    fn token_matches(&self, given: &[u8]) -> bool {
+        match &self.token_digest {
+            None => true,
+            Some(expected) => {
+                let given = Token::digest(given);
+                bool::from(given.as_ref().ct_eq(expected.as_slice()))
+            }
+        }
+    }
+}
+
+/// Why a server refused a client; the connection is closed afterwards.
+#[derive(Debug)]
+pub struct Refusal {
+    /// What the server answered.
+    pub status: Status,
+    /// The log line.
+    pub reason: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Runs the server side of the preamble. `Ok(())` means the client is authenticated;
+/// a [`Refusal`] means the client was told why and must be disconnected; other errors are
+/// I/O failures or garbage. The caller applies [`HANDSHAKE_TIMEOUT`].
+pub async fn server_handshake<T>(io: &mut T, expect: &Expectation) -> anyhow::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut head = [0u8; 4];
+    io.read_exact(&mut head)
+        .await
+        .context("the client closed the connection before sending the preamble")?;
+    if head != MAGIC {
+        if head[0] == 0x16 && head[1] == 0x03 {
+            bail!("the client started TLS, but this server has no --tls-cert/--tls-key");
+        }
+        bail!(
+            "the client did not send the polymux preamble (first bytes {head:02x?}); it is not a \
+             `polymux {} client`, or it speaks TLS while this server does not",
+            expect.mode.name()
+        );
+    }
+    let mut fixed = [0u8; 5];
+    io.read_exact(&mut fixed).await.context("reading the preamble")?;
+    let [version, mode, protocol, len_hi, len_lo] = fixed;
+    if version != VERSION {
+        return refuse(
+            io,
+            Status::UnsupportedVersion,
+            format!("preamble version {version} is not supported (this server speaks {VERSION}); use the same polymux release on both sides"),
+        )
+        .await;
+    }
+    let token_len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+    if token_len > MAX_TOKEN_LEN {
+        bail!("the client sent a {token_len}-byte token; the limit is {MAX_TOKEN_LEN}");
+    }
+    let mut token = vec![0u8; token_len];
+    io.read_exact(&mut token).await.context("reading the token")?;
+
+    if !expect.token_matches(&token) {
+        tokio::time::sleep(FAILURE_DELAY).await;
+        let message = if token.is_empty() {
+            "this server requires a token"
+        } else {
+            "wrong token"
+        };
+        return refuse(io, Status::WrongToken, message.to_owned()).await;
+    }
+    match Mode::from_code(mode) {
+        Some(m) if m == expect.mode => {}
+        other => {
+            let theirs = other.map_or("an unknown mode", Mode::name);
+            return refuse(
+                io,
+                Status::WrongMode,
+                format!(
+                    "this is a `polymux {} server`, the client is a `{theirs}` client",
+                    expect.mode.name()
+                ),
+            )
+            .await;
+        }
+    }
+    if Protocol::from_wire_code(protocol) != Some(expect.protocol) {
+        let theirs = Protocol::from_wire_code(protocol).map_or("an unknown protocol", Protocol::name);
+        return refuse(
+            io,
+            Status::WrongProtocol,
+            format!(
+                "this server speaks --protocol {}, the client asked for {theirs}",
+                expect.protocol
+            ),
+        )
+        .await;
+    }
+    send_status(io, Status::Ok, "").await?;
+    Ok(())
+}
+
+/// Answers a client that cannot be served (`Busy`, `ShuttingDown`) after reading its preamble,
+/// so that it sees the message rather than a reset. Bounded by the caller's timeout.
+pub async fn refuse_client<T>(io: &mut T, status: Status, message: &str) -> anyhow::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut fixed = [0u8; 9];
+    io.read_exact(&mut fixed).await?;
+    let token_len = usize::from(u16::from_be_bytes([fixed[7], fixed[8]])).min(MAX_TOKEN_LEN);
+    let mut token = vec![0u8; token_len];
+    io.read_exact(&mut token).await?;
+    send_status(io, status, message).await
+}
+
+async fn refuse<T>(io: &mut T, status: Status, reason: String) -> anyhow::Result<()>
+where
+    T: AsyncWrite + Unpin,
+{
+    // Best effort: the client may already be gone; the refusal is what matters.
+    let _ = send_status(io, status, &reason).await;
+    Err(Refusal { status, reason }.into())
+}
+
+async fn send_status<T>(io: &mut T, status: Status, message: &str) -> anyhow::Result<()>
+where
+    T: AsyncWrite + Unpin,
+{
+    let message = truncate(message, MAX_MESSAGE_LEN);
+    let mut out = Vec::with_capacity(3 + message.len());
+    out.push(status as u8);
+    out.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    out.extend_from_slice(message.as_bytes());
+    io.write_all(&out).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Runs the client side of the preamble against `server` (for messages). Errors are
+/// classified: a refused token is an authentication error (exit 3), a mode/protocol/version
+/// mismatch a configuration error (exit 4), anything else a runtime error (retryable).
+pub async fn client_handshake<T>(
+    io: &mut T,
+    server: &str,
+    mode: Mode,
+    protocol: Protocol,
+    token: Option<&Token>,
+) -> anyhow::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let token = token.map_or(&[][..], |t| &t.0[..]);
+    let mut out = Vec::with_capacity(9 + token.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[VERSION, mode.code(), protocol.wire_code()]);
+    out.extend_from_slice(&(token.len() as u16).to_be_bytes());
+    out.extend_from_slice(token);
+    io.write_all(&out)
+        .await
+        .with_context(|| format!("sending the preamble to {server}"))?;
+    io.flush().await?;
+
+    let mut head = [0u8; 3];
+    if let Err(e) = io.read_exact(&mut head).await {
+        return Err(anyhow::Error::new(e).context(format!(
+            "{server} closed the connection during the polymux handshake: check that it is a \
+             `polymux {} server` (not an echo server) and that both sides agree on TLS \
+             (--tls-cert on the server, --tls/--tls-ca/--tls-pin on the client)",
+            mode.name()
+        )));
+    }
+    let len = usize::from(u16::from_be_bytes([head[1], head[2]]));
+    let Some(status) = Status::from_code(head[0]) else {
+        let hint = if head[0] == 0x15 || head[0] == 0x16 {
+            " (it looks like TLS: start the client with --tls-ca FILE or --tls-pin SHA256)"
+        } else {
+            ""
+        };
+        return Err(config_error(format!(
+            "{server} answered the polymux handshake with byte {:#04x}, which is not a polymux \
+             status{hint}",
+            head[0]
+        )));
+    };
+    if len > MAX_MESSAGE_LEN {
+        bail!("{server} sent a {len}-byte handshake message; the limit is {MAX_MESSAGE_LEN}");
+    }
+    let mut message = vec![0u8; len];
+    io.read_exact(&mut message).await?;
+    let message = String::from_utf8_lossy(&message);
+    match status {
+        Status::Ok => Ok(()),
+        Status::WrongToken => Err(auth_error(format!(
+            "{server} refused the token ({message}): pass the server's token with --token, \
+             --token-file or the {TOKEN_ENV} environment variable"
+        ))),
+        Status::WrongMode | Status::WrongProtocol | Status::UnsupportedVersion => Err(config_error(
+            format!("{server} refused the connection: {message}; start both sides with the same subcommand and --protocol"),
+        )),
+        Status::Busy => bail!("{server} is busy: {message}; will retry"),
+        Status::ShuttingDown => bail!("{server} is shutting down: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{exit_code, EXIT_AUTH, EXIT_CONFIG};
+
+    fn token(s: &str) -> Token {
+        Token(s.as_bytes().to_vec())
+    }
+
+    async fn run(
+        client_mode: Mode,
+        client_proto: Protocol,
+        client_token: Option<&Token>,
+        expect: Expectation,
+    ) -> (anyhow::Result<()>, anyhow::Result<()>) {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let server = tokio::spawn(async move { server_handshake(&mut b, &expect).await });
+        let client = client_handshake(&mut a, "test", client_mode, client_proto, client_token).await;
+        let server = server.await.expect("server task");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn right_token_passes() {
+        let t = token("0123456789abcdef");
+        let expect = Expectation::new(Mode::Tunnel, Protocol::Yamux, Some(&t));
+        let (c, s) = run(Mode::Tunnel, Protocol::Yamux, Some(&t), expect).await;
+        c.expect("client accepted");
+        s.expect("server accepted");
+    }
+
+    #[tokio::test]
+    async fn wrong_or_missing_token_is_an_auth_error_on_both_sides() {
+        let expect = Expectation::new(Mode::Forward, Protocol::Smux2, Some(&token("right-token")));
+        let (c, s) = run(Mode::Forward, Protocol::Smux2, Some(&token("wrong")), expect.clone()).await;
+        let c = c.expect_err("client refused");
+        assert_eq!(exit_code(&c), EXIT_AUTH);
+        assert!(c.to_string().contains("wrong token"), "{c}");
+        let s = s.expect_err("server refused");
+        assert_eq!(s.downcast_ref::<Refusal>().map(|r| r.status), Some(Status::WrongToken));
+
+        let (c, _) = run(Mode::Forward, Protocol::Smux2, None, expect).await;
+        assert!(c.expect_err("refused").to_string().contains("requires a token"));
+    }
+
+    #[tokio::test]
+    async fn mode_and_protocol_mismatches_are_config_errors() {
+        let t = token("0123456789abcdef");
+        let expect = Expectation::new(Mode::Forward, Protocol::Yamux, Some(&t));
+        let (c, _) = run(Mode::Tunnel, Protocol::Yamux, Some(&t), expect.clone()).await;
+        let c = c.expect_err("mode mismatch");
+        assert_eq!(exit_code(&c), EXIT_CONFIG);
+        assert!(c.to_string().contains("forward server"), "{c}");
+        let (c, _) = run(Mode::Forward, Protocol::Netmux, Some(&t), expect).await;
+        assert!(c.expect_err("protocol mismatch").to_string().contains("netmux"));
+    }
+
+    #[tokio::test]
+    async fn no_token_expected_accepts_anything() {
+        let expect = Expectation::new(Mode::Tunnel, Protocol::Smux1, None);
+        let (c, s) = run(Mode::Tunnel, Protocol::Smux1, None, expect).await;
+        c.expect("accepted");
+        s.expect("accepted");
+    }
+
+    #[tokio::test]
+    async fn garbage_is_rejected_without_a_panic() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let expect = Expectation::new(Mode::Tunnel, Protocol::Yamux, None);
+        a.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+        let err = server_handshake(&mut b, &expect).await.expect_err("garbage");
+        assert!(err.to_string().contains("preamble"), "{err}");
+    }
+}

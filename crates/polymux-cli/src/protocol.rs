@@ -1,0 +1,140 @@
+//! `--protocol`: the four dialects as command-line values, their code in the authentication
+//! preamble, and the session configuration every subcommand derives from them.
+
+use std::time::Duration;
+
+use polymux::{Config, Dialect};
+use serde::Serialize;
+
+use crate::error::config_error;
+
+/// A wire protocol, as spelled on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// yamux (hashicorp/yamux spec).
+    Yamux,
+    /// smux version 1 (xtaci/smux): no per-stream flow control.
+    Smux1,
+    /// smux version 2 (xtaci/smux): per-stream windows.
+    Smux2,
+    /// net-mux 1.x.
+    Netmux,
+}
+
+impl Protocol {
+    /// Every protocol, in the order the bench reports them.
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Yamux,
+        Protocol::Smux1,
+        Protocol::Smux2,
+        Protocol::Netmux,
+    ];
+
+    /// The library dialect.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Protocol::Yamux => Dialect::Yamux,
+            Protocol::Smux1 => Dialect::SmuxV1,
+            Protocol::Smux2 => Dialect::SmuxV2,
+            Protocol::Netmux => Dialect::NetMux,
+        }
+    }
+
+    /// The command-line spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Yamux => "yamux",
+            Protocol::Smux1 => "smux1",
+            Protocol::Smux2 => "smux2",
+            Protocol::Netmux => "netmux",
+        }
+    }
+
+    /// The byte that names this protocol in the authentication preamble.
+    pub fn wire_code(self) -> u8 {
+        match self {
+            Protocol::Yamux => 1,
+            Protocol::Smux1 => 2,
+            Protocol::Smux2 => 3,
+            Protocol::Netmux => 4,
+        }
+    }
+
+    /// The protocol a preamble byte names.
+    pub fn from_wire_code(code: u8) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.wire_code() == code)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The knobs the subcommands expose on top of a dialect's preset.
+#[derive(Clone, Debug)]
+pub struct SessionTuning {
+    /// Streams one session may carry at once (the CLI's own limit; the engine gets headroom
+    /// above it so that the CLI, not the engine, reports the limit).
+    pub max_streams: usize,
+    /// Keep-alive interval; `None` disables it.
+    pub keepalive: Option<Duration>,
+    /// How long `close()` lets open streams finish.
+    pub close_timeout: Duration,
+    /// Inbound streams that may wait for accept.
+    pub accept_backlog: usize,
+}
+
+impl Default for SessionTuning {
+    fn default() -> Self {
+        SessionTuning {
+            max_streams: 1024,
+            keepalive: Some(Duration::from_secs(15)),
+            close_timeout: Duration::from_secs(2),
+            accept_backlog: 1024,
+        }
+    }
+}
+
+/// The session configuration for `protocol` with `tuning` applied.
+pub fn session_config(protocol: Protocol, tuning: &SessionTuning) -> anyhow::Result<Config> {
+    let engine_streams = tuning
+        .max_streams
+        .saturating_mul(2)
+        .saturating_add(64)
+        .min(1 << 20);
+    let keepalive_timeout = tuning
+        .keepalive
+        .map(|i| i.max(Duration::from_secs(10)))
+        .unwrap_or(Duration::from_secs(30));
+    Config::for_dialect(protocol.dialect())
+        .to_builder()
+        .max_streams(engine_streams)
+        .accept_backlog(tuning.accept_backlog.max(1))
+        .keepalive_interval(tuning.keepalive)
+        .keepalive_timeout(keepalive_timeout)
+        .close_timeout(tuning.close_timeout)
+        .build()
+        .map_err(|e| {
+            config_error(format!(
+                "{e}; adjust --max-streams / --keepalive (protocol {protocol})"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_codes_round_trip_and_configs_build() {
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_wire_code(p.wire_code()), Some(p));
+            let config = session_config(p, &SessionTuning::default()).expect("valid");
+            assert_eq!(config.dialect(), p.dialect());
+        }
+        assert_eq!(Protocol::from_wire_code(0), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! Per-stream protocol of `tunnel` and `forward`, and the byte relay between a stream and a
+//! TCP connection.
+//!
+//! The side that opens a stream (the tunnel server, the forward client) starts it with a
+//! header naming the service; the side that accepts it (the tunnel client, the forward
+//! server) connects to that service's target and answers with a status:
+//!
+//! ```text
+//! opener → acceptor:  version u8 (1) | name_len u8 | name (UTF-8)
+//! acceptor → opener:  status u8 | msg_len u16 (big-endian) | message (UTF-8)
+//!                     status: 0 ok, 1 unknown service, 2 target unreachable,
+//!                             3 shutting down, 4 stream limit reached
+//! ```
+//!
+//! After status 0 the stream carries the raw bytes of the TCP connection in both directions.
+//! The opener does not wait for the status before sending: it relays the client's first
+//! bytes at once (saving a round trip) and reads the status before relaying the answer.
+//!
+//! Half-close is preserved end to end: EOF from one TCP peer becomes a FIN on the stream and a
+//! write shutdown on the other TCP connection, while the other direction keeps flowing. An
+//! error on either side resets the stream, so the far end tears its connection down too.
+
+use std::io;
+use std::time::Duration;
+
+use polymux::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Header version.
+pub const STREAM_VERSION: u8 = 1;
+/// How long the acceptor waits for a header, and the opener for a status.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Relay buffer per direction.
+const BUFFER: usize = 32 * 1024;
+const MAX_MESSAGE: usize = 1024;
+
+/// The acceptor's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OpenStatus {
+    /// Connected to the target; relaying.
+    Ok = 0,
+    /// No target for the service name.
+    UnknownService = 1,
+    /// The target refused or timed out.
+    TargetUnreachable = 2,
+    /// The acceptor is shutting down.
+    ShuttingDown = 3,
+    /// The acceptor's stream limit is reached.
+    Busy = 4,
+}
+
+impl OpenStatus {
+    fn describe(code: u8) -> &'static str {
+        match code {
+            1 => "unknown service",
+            2 => "target unreachable",
+            3 => "shutting down",
+            4 => "stream limit reached",
+            _ => "unknown status",
+        }
+    }
+}
+
+/// Bytes moved by one relay.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Moved {
+    /// From the TCP connection into the stream.
+    pub into_stream: u64,
+    /// From the stream into the TCP connection.
+    pub out_of_stream: u64,
+}
+
+/// Why a relay did not complete.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The acceptor answered with a non-ok status.
+    Refused {
+        /// What the status means.
+        what: &'static str,
+        /// The acceptor's message.
+        message: String,
+    },
+    /// I/O failed on the stream or the TCP connection.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RelayError::Refused { what, message } => write!(f, "{what}: {message}"),
+            RelayError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+impl From<io::Error> for RelayError {
+    fn from(e: io::Error) -> Self {
+        RelayError::Io(e)
+    }
+}
+
+/// Writes the header naming `service` (at most 255 bytes).
+pub async fn write_header<W: AsyncWrite + Unpin>(w: &mut W, service: &str) -> io::Result<()> {
+    let name = service.as_bytes();
+    let len = u8::try_from(name.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "service name over 255 bytes"))?;
+    let mut out = Vec::with_capacity(2 + name.len());
+    out.extend_from_slice(&[STREAM_VERSION, len]);
+    out.extend_from_slice(name);
+    w.write_all(&out).await
+}
+
+/// Reads the header and returns the service name.
+pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> {
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).await?;
+    if head[0] != STREAM_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "stream header version {} (expected {STREAM_VERSION}); use the same polymux \
+                 release on both sides",
+                head[0]
+            ),
+        ));
+    }
+    let mut name = vec![0u8; usize::from(head[1])];
+    r.read_exact(&mut name).await?;
+    String::from_utf8(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "service name is not UTF-8"))
+}
+
+/// Writes the acceptor's status.
+pub async fn write_status<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    status: OpenStatus,
+    message: &str,
+) -> io::Result<()> {
+    let message = &message.as_bytes()[..message.len().min(MAX_MESSAGE)];
+    let mut out = Vec::with_capacity(3 + message.len());
+    out.push(status as u8);
+    out.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    out.extend_from_slice(message);
+    w.write_all(&out).await
+}
+
+/// Reads the acceptor's status; `Err(Refused)` for anything but ok.
+pub async fn read_status<R: AsyncRead + Unpin>(r: &mut R) -> Result<(), RelayError> {
+    let mut head = [0u8; 3];
+    r.read_exact(&mut head).await?;
+    let len = usize::from(u16::from_be_bytes([head[1], head[2]])).min(MAX_MESSAGE);
+    let mut message = vec![0u8; len];
+    r.read_exact(&mut message).await?;
+    if head[0] == OpenStatus::Ok as u8 {
+        return Ok(());
+    }
+    Err(RelayError::Refused {
+        what: OpenStatus::describe(head[0]),
+        message: String::from_utf8_lossy(&message).into_owned(),
+    })
+}
+
+/// Copies `r` to `w` until EOF, then shuts `w` down (half-close).
+async fn pump<R, W>(r: R, w: &mut W) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut r = BufReader::with_capacity(BUFFER, r);
+    let n = tokio::io::copy_buf(&mut r, w).await?;
+    w.shutdown().await?;
+    Ok(n)
+}
+
+/// The opener's relay: header, then both directions, the answer only after an ok status.
+/// On failure the stream is reset.
+pub async fn relay_opened(
+    mut stream: Stream,
+    tcp: TcpStream,
+    service: &str,
+) -> Result<Moved, RelayError> {
+    if let Err(e) = write_header(&mut stream, service).await {
+        stream.reset();
+        return Err(e.into());
+    }
+    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (tr, mut tw) = tcp.into_split();
+    let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
+    let download = async {
+        tokio::time::timeout(HEADER_TIMEOUT, read_status(&mut sr))
+            .await
+            .map_err(|_| {
+                RelayError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer from the other side within {HEADER_TIMEOUT:?}"),
+                ))
+            })??;
+        pump(&mut sr, &mut tw).await.map_err(RelayError::from)
+    };
+    let result = tokio::try_join!(upload, download);
+    finish(sr.unsplit(sw), result)
+}
+
+/// The acceptor's relay, after it wrote an ok status. On failure the stream is reset.
+pub async fn relay_accepted(stream: Stream, tcp: TcpStream) -> Result<Moved, RelayError> {
+    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (tr, mut tw) = tcp.into_split();
+    let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
+    let download = async { pump(&mut sr, &mut tw).await.map_err(RelayError::from) };
+    let result = tokio::try_join!(upload, download);
+    finish(sr.unsplit(sw), result)
+}
+
+fn finish(mut stream: Stream, result: Result<(u64, u64), RelayError>) -> Result<Moved, RelayError> {
+    match result {
+        Ok((into_stream, out_of_stream)) => Ok(Moved {
+            into_stream,
+            out_of_stream,
+        }),
+        Err(e) => {
+            stream.reset();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn header_and_status_round_trip() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        write_header(&mut a, "web").await.expect("write");
+        assert_eq!(read_header(&mut b).await.expect("read"), "web");
+        write_status(&mut b, OpenStatus::Ok, "").await.expect("write");
+        read_status(&mut a).await.expect("ok");
+        write_status(&mut b, OpenStatus::UnknownService, "no target for db")
+            .await
+            .expect("write");
+        let err = read_status(&mut a).await.expect_err("refused");
+        assert_eq!(err.to_string(), "unknown service: no target for db");
+    }
+}

@@ -1,0 +1,165 @@
+//! `NAME=ADDR` service specs (`--expose`, `--target`, `--listen` of the forward client) and
+//! the name → target lookup on the side that dials targets.
+//!
+//! A spec without a name is the `default` service on the listening side; on the dialling side
+//! an unnamed target is a catch-all for every service without its own target.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use crate::error::config_error;
+
+/// The service name of an unnamed listening spec.
+pub const DEFAULT_SERVICE: &str = "default";
+/// The longest service name (it travels in a one-byte length).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// `[NAME=]HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// The name, if given.
+    pub name: Option<String>,
+    /// `HOST:PORT`.
+    pub addr: String,
+}
+
+impl ServiceSpec {
+    /// The name used on the wire for a listening spec.
+    pub fn wire_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(DEFAULT_SERVICE)
+    }
+}
+
+/// Whether `name` is a valid service name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl FromStr for ServiceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, addr) = match s.split_once('=') {
+            Some((name, addr)) => {
+                if !valid_name(name) {
+                    return Err(format!(
+                        "service name {name:?} must be 1-{MAX_NAME_LEN} letters, digits, '.', '_' or '-'"
+                    ));
+                }
+                (Some(name.to_owned()), addr)
+            }
+            None => (None, s),
+        };
+        let valid_port = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid_port {
+            return Err(format!(
+                "{addr:?} is not HOST:PORT (e.g. 127.0.0.1:8080 or web=127.0.0.1:8080)"
+            ));
+        }
+        Ok(ServiceSpec {
+            name,
+            addr: addr.to_owned(),
+        })
+    }
+}
+
+/// Checks that listening specs have distinct names.
+pub fn check_unique(specs: &[ServiceSpec], flag: &str) -> anyhow::Result<()> {
+    let mut seen = HashMap::new();
+    for spec in specs {
+        if let Some(previous) = seen.insert(spec.wire_name(), &spec.addr) {
+            return Err(config_error(format!(
+                "{flag}: service {:?} is given twice ({previous} and {}); name them NAME=ADDR",
+                spec.wire_name(),
+                spec.addr
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where the dialling side connects each service.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    named: HashMap<String, String>,
+    catch_all: Option<String>,
+}
+
+impl Targets {
+    /// Builds the map from `--target` specs.
+    pub fn new(specs: &[ServiceSpec], flag: &str) -> anyhow::Result<Targets> {
+        let mut targets = Targets::default();
+        for spec in specs {
+            match &spec.name {
+                Some(name) => {
+                    if targets.named.insert(name.clone(), spec.addr.clone()).is_some() {
+                        return Err(config_error(format!(
+                            "{flag}: service {name:?} is given twice"
+                        )));
+                    }
+                }
+                None => {
+                    if targets.catch_all.replace(spec.addr.clone()).is_some() {
+                        return Err(config_error(format!(
+                            "{flag}: only one target may be unnamed; name the others NAME=ADDR"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// The target for `service`.
+    pub fn lookup(&self, service: &str) -> Option<&str> {
+        self.named
+            .get(service)
+            .or(self.catch_all.as_ref())
+            .map(String::as_str)
+    }
+
+    /// The configured service names, for messages.
+    pub fn describe(&self) -> String {
+        let mut names: Vec<&str> = self.named.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        if self.catch_all.is_some() {
+            names.push("(any other)");
+        }
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse() {
+        let s: ServiceSpec = "web=127.0.0.1:80".parse().expect("named");
+        assert_eq!(s.name.as_deref(), Some("web"));
+        assert_eq!(s.addr, "127.0.0.1:80");
+        let s: ServiceSpec = "[::1]:7000".parse().expect("v6");
+        assert_eq!((s.name, s.wire_name().len()), (None, DEFAULT_SERVICE.len()));
+        assert!("web=nope".parse::<ServiceSpec>().is_err());
+        assert!("bad name=1.2.3.4:5".parse::<ServiceSpec>().is_err());
+        assert!(":80".parse::<ServiceSpec>().is_err());
+    }
+
+    #[test]
+    fn lookup_prefers_names_then_catch_all() {
+        let specs = ["web=127.0.0.1:1", "127.0.0.1:2"].map(|s| s.parse().expect("valid"));
+        let t = Targets::new(&specs, "--target").expect("valid");
+        assert_eq!(t.lookup("web"), Some("127.0.0.1:1"));
+        assert_eq!(t.lookup("db"), Some("127.0.0.1:2"));
+        let only_named = Targets::new(&specs[..1], "--target").expect("valid");
+        assert_eq!(only_named.lookup("db"), None);
+        let dup = ["a=1.1.1.1:1", "a=1.1.1.1:2"].map(|s| s.parse().expect("valid"));
+        assert!(check_unique(&dup, "--expose").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! The connection under a session: TCP, optionally TLS, then the authentication preamble.
+//!
+//! [`Dialer`] is the client side (connect, TLS, preamble, start a session);
+//! [`Gate`] is the server side (TLS, preamble, within [`HANDSHAKE_TIMEOUT`]). Both hand the
+//! multiplexer a [`BoxIo`], so the session code does not care whether TLS is on.
+//! Also here: binding listeners with actionable errors, and the loopback check that decides
+//! whether a server may run without a token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use polymux::{Config, Session};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::auth::{self, Expectation, Mode, Token, HANDSHAKE_TIMEOUT};
+use crate::error::config_error;
+use crate::protocol::Protocol;
+use crate::tls::{self, ClientTls, ServerTls};
+
+/// Any byte stream a session can run on.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A boxed [`Io`].
+pub type BoxIo = Box<dyn Io>;
+
+/// How long a TCP connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The driver task of a session.
+pub type DriverHandle = JoinHandle<Result<(), polymux::Error>>;
+
+/// Everything a client needs to establish an authenticated session.
+#[derive(Clone)]
+pub struct Dialer {
+    /// `host:port` of the server.
+    pub server: String,
+    /// TLS, if on.
+    pub tls: Option<ClientTls>,
+    /// The token to present.
+    pub token: Option<Token>,
+    /// The subcommand.
+    pub mode: Mode,
+    /// `--protocol`.
+    pub protocol: Protocol,
+    /// The session configuration.
+    pub config: Config,
+}
+
+impl Dialer {
+    /// Connects, runs TLS and the preamble, and starts a client session. Errors are classified
+    /// (see [`crate::error`]): retry only those that are not permanent.
+    pub async fn connect(&self) -> anyhow::Result<(Session, DriverHandle)> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.server))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "connecting to {} timed out after {CONNECT_TIMEOUT:?}; is the server running \
+                     and reachable?",
+                    self.server
+                )
+            })?
+            .with_context(|| {
+                format!(
+                    "cannot connect to {}; is `polymux {} server` running there?",
+                    self.server,
+                    self.mode.name()
+                )
+            })?;
+        tcp.set_nodelay(true).ok();
+        let handshake = async {
+            let mut io: BoxIo = Box::new(tcp);
+            if let Some(tls) = &self.tls {
+                io = match tls.connector.connect(tls.server_name.clone(), io).await {
+                    Ok(stream) => Box::new(stream),
+                    Err(e) if tls::is_tls_failure(&e) => {
+                        return Err(config_error(format!(
+                            "TLS handshake with {} failed: {e}; check --tls-ca / --tls-pin / \
+                             --tls-server-name, and that the server runs with --tls-cert/--tls-key",
+                            self.server
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("TLS handshake with {} failed", self.server)))
+                    }
+                };
+            }
+            auth::client_handshake(
+                &mut io,
+                &self.server,
+                self.mode,
+                self.protocol,
+                self.token.as_ref(),
+            )
+            .await?;
+            Ok::<_, anyhow::Error>(io)
+        };
+        let io = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} did not complete the handshake within {HANDSHAKE_TIMEOUT:?}; check that \
+                     it is a polymux {} server and that both sides agree on TLS",
+                    self.server,
+                    self.mode.name()
+                )
+            })??;
+        Ok(polymux::tokio::client(io, self.config.clone()))
+    }
+}
+
+/// The server side: TLS (if on) and the preamble for each inbound connection.
+#[derive(Clone)]
+pub struct Gate {
+    /// TLS, if on.
+    pub tls: Option<ServerTls>,
+    /// What clients must present.
+    pub expect: Expectation,
+}
+
+impl Gate {
+    /// Runs TLS and the preamble on an accepted connection, within [`HANDSHAKE_TIMEOUT`].
+    pub async fn admit(&self, tcp: TcpStream) -> anyhow::Result<BoxIo> {
+        tcp.set_nodelay(true).ok();
+        let work = async {
+            let mut io: BoxIo = match &self.tls {
+                Some(tls) => Box::new(tls.acceptor.accept(tcp).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "TLS handshake failed: {e} (a client without --tls/--tls-ca/--tls-pin, \
+                         or one that does not trust this certificate)"
+                    )
+                })?),
+                None => Box::new(tcp),
+            };
+            auth::server_handshake(&mut io, &self.expect).await?;
+            Ok::<_, anyhow::Error>(io)
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
+            .await
+            .map_err(|_| anyhow::anyhow!("handshake not completed within {HANDSHAKE_TIMEOUT:?}"))?
+    }
+
+    /// Tells a client that cannot be served why (after its preamble), best effort and bounded.
+    pub async fn turn_away(&self, tcp: TcpStream, status: auth::Status, message: &str) {
+        let work = async {
+            let mut io: BoxIo = match &self.tls {
+                Some(tls) => Box::new(tls.acceptor.accept(tcp).await?),
+                None => Box::new(tcp),
+            };
+            auth::refuse_client(&mut io, status, message).await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), work).await;
+    }
+}
+
+/// Binds a listener for `flag` (used in messages) at `addr`.
+pub async fn bind(addr: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "another process uses that port; pick another one",
+            std::io::ErrorKind::PermissionDenied => {
+                "ports below 1024 need privileges; pick a port above 1023"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "that address is not on this machine; use 127.0.0.1, 0.0.0.0 or a local address"
+            }
+            _ => "check the address (HOST:PORT)",
+        };
+        anyhow::Error::new(e).context(format!("cannot listen on {addr} ({flag}): {hint}"))
+    })
+}
+
+/// Whether every address `addr` resolves to is a loopback address.
+pub async fn is_loopback(addr: &str) -> anyhow::Result<bool> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| config_error(format!("cannot resolve {addr}: {e}; use HOST:PORT")))?
+        .collect();
+    Ok(!resolved.is_empty() && resolved.iter().all(|a| a.ip().is_loopback()))
+}
+
+/// Server-side security policy: a token is required, except on loopback with
+/// `--insecure-no-token`. Warns about clear-text tokens beyond loopback.
+pub async fn check_server_security(
+    listen: &str,
+    token: Option<&Token>,
+    insecure_no_token: bool,
+    tls: bool,
+) -> anyhow::Result<()> {
+    let loopback = is_loopback(listen).await?;
+    match (token.is_some(), loopback, insecure_no_token) {
+        (true, _, _) => {}
+        (false, true, true) => tracing::warn!(
+            "--insecure-no-token: any local process can use this server on {listen}"
+        ),
+        (false, true, false) => {
+            return Err(config_error(format!(
+                "no token: set --token, --token-file or {} (e.g. `export {}=$(openssl rand -hex 32)`) \
+                 and give the client the same one; on a loopback address like {listen} you may \
+                 instead pass --insecure-no-token",
+                auth::TOKEN_ENV,
+                auth::TOKEN_ENV
+            )))
+        }
+        (false, false, _) => {
+            return Err(config_error(format!(
+                "refusing to listen on {listen} without a token: anyone who can reach it could \
+                 use it. Set --token, --token-file or {} (e.g. `export {}=$(openssl rand -hex 32)`); \
+                 --insecure-no-token is accepted on loopback addresses only",
+                auth::TOKEN_ENV,
+                auth::TOKEN_ENV
+            )))
+        }
+    }
+    if !loopback && !tls {
+        tracing::warn!(
+            "listening on {listen} without TLS: the token and all traffic cross the network in \
+             clear text; add --tls-cert/--tls-key"
+        );
+    }
+    Ok(())
+}
