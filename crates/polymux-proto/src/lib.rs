@@ -10,6 +10,7 @@
 //! - [`codec`] — bytes ⇄ frames per [`Dialect`]: yamux, smux v1, smux v2, net-mux.
 //! - `policy` — which frames express open, accept, half-close, reset and credit per dialect.
 //! - `flow` — per-stream credit in both directions, window auto-tuning.
+//! - `inbound_ids` — which ids the peer opened (reuse vs. reordered opens).
 //! - `recv_queue` — a stream's unread bytes as zero-copy slices.
 //! - `stream` — one stream's lifecycle and wakers.
 //! - `keepalive` — Ping/NOP probes, dead-peer detection, RTT.
@@ -27,6 +28,7 @@ pub mod connection;
 pub mod error;
 mod flow;
 pub mod frame;
+mod inbound_ids;
 mod keepalive;
 mod policy;
 mod recv_queue;

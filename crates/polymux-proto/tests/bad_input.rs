@@ -828,8 +828,12 @@ fn reused_stream_id() {
                 stream: StreamId(3),
             },
         );
-        // #1 was never used, but the peer already opened #3: ids only go up.
-        Fixture::new(d).violate(
+        // #1 was skipped when the peer opened #3: its open may arrive late (Go sends SYNs from
+        // concurrent goroutines, Rust yamux sends SYN with the first write), but only once.
+        let mut fx = Fixture::new(d);
+        fx.s.feed_ok(&syn(d, 1));
+        assert_eq!(fx.s.conn.stats().pending_accept, 1, "{}", d.name());
+        fx.violate(
             &syn(d, 1),
             Violation::StreamIdReused {
                 stream: StreamId(1),
@@ -885,11 +889,20 @@ fn frame_for_a_stream_never_opened() {
             cases.push((ack(d, 4), 4, flag_frame));
         }
         for (bad, stream, frame) in cases {
-            let v = Violation::UnknownStream {
-                frame,
-                stream: StreamId(stream),
-            };
-            Fixture::new(d).violate(&bad, v);
+            if is_smux(d) {
+                let v = Violation::UnknownStream {
+                    frame,
+                    stream: StreamId(stream),
+                };
+                Fixture::new(d).violate(&bad, v);
+            } else {
+                // yamux-shaped peers send such frames legitimately (Rust yamux: a FIN without
+                // SYN for a stream closed before its first write): dropped, unanswered.
+                let mut fx = Fixture::new(d);
+                fx.s.feed_ok(&bad);
+                assert_eq!(fx.s.output(), b"", "{}: {frame} on #{stream}", d.name());
+                assert!(!fx.s.conn.is_ended(), "{}", d.name());
+            }
         }
     }
 }

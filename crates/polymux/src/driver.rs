@@ -15,11 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use futures::io::{AsyncRead, AsyncWrite};
 use futures_timer::Delay;
 use polymux_proto::{Error, Transmit};
 
 use crate::session::Shared;
+use crate::transport::Transport;
 
 /// Bytes requested from the transport per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -66,7 +66,7 @@ enum Step {
     Idle,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+impl<T: Transport> Driver<T> {
     pub(crate) fn new(io: T, shared: Arc<Shared>) -> Self {
         Driver {
             io,
@@ -104,7 +104,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     IoSlice::new(&[]),
                 ]
             };
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
+            match self.io.poll_write_slices(cx, &slices) {
                 Poll::Ready(Ok(0)) => {
                     let err =
                         io::Error::new(io::ErrorKind::WriteZero, "transport accepted no bytes");
@@ -129,7 +129,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             }
         }
         if self.batch.is_none() && self.needs_flush {
-            match Pin::new(&mut self.io).poll_flush(cx) {
+            match self.io.poll_flush_out(cx) {
                 Poll::Ready(Ok(())) => self.needs_flush = false,
                 Poll::Ready(Err(e)) => {
                     self.fail(&e);
@@ -164,12 +164,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             return Step::Idle;
         }
         drop(conn);
-        let start = self.rx.len();
-        self.rx.resize(start + READ_CHUNK, 0);
-        let polled = Pin::new(&mut self.io).poll_read(cx, &mut self.rx[start..]);
+        let polled = self.io.poll_read_into(cx, &mut self.rx, READ_CHUNK);
         match polled {
             Poll::Ready(Ok(n)) => {
-                self.rx.truncate(start + n);
                 let mut conn = self.shared.lock();
                 if n == 0 {
                     self.eof = true;
@@ -180,14 +177,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Step::Progress
             }
             Poll::Ready(Err(e)) => {
-                self.rx.truncate(start);
                 self.fail(&e);
                 Step::Progress
             }
-            Poll::Pending => {
-                self.rx.truncate(start);
-                Step::Idle
-            }
+            Poll::Pending => Step::Idle,
         }
     }
 
@@ -230,7 +223,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
+impl<T: Transport> Future for Driver<T> {
     type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -258,7 +251,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Driver<T> {
             };
             if ended && (!pending_output || this.write_failed || lingered_enough) {
                 // Everything queued (GoAway included) is written, or cannot be: close.
-                if Pin::new(&mut this.io).poll_close(cx).is_pending() {
+                if this.io.poll_shutdown_out(cx).is_pending() {
                     return Poll::Pending;
                 }
                 this.done = true;

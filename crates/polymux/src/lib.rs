@@ -23,6 +23,7 @@
 //! - `session` — [`Session`], the cheap cloneable handle: open, accept, ping, GoAway, close, stats.
 //! - `driver` — [`Driver`], the future that owns the transport and does all I/O and timers.
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
+//! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
 //!
 //! The protocol logic lives in the sans-I/O crate [`polymux_proto`]; this crate only moves
@@ -37,6 +38,7 @@ mod session;
 mod stream;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+mod transport;
 
 pub use driver::Driver;
 pub use polymux_proto::{
@@ -44,3 +46,6 @@ pub use polymux_proto::{
 };
 pub use session::{Incoming, Session};
 pub use stream::Stream;
+#[cfg(feature = "tokio")]
+pub use transport::TokioIo;
+pub use transport::Transport;

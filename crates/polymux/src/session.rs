@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::io::{AsyncRead, AsyncWrite};
 use polymux_proto::{Config, Connection, Dialect, Error, Role, Stats};
 
 use crate::driver::Driver;
 use crate::stream::Stream;
+use crate::transport::Transport;
 
 /// State shared by the session handles, the streams and the driver.
 #[derive(Debug)]
@@ -79,7 +79,7 @@ impl Session {
     /// A session on `io` as the dialling side (odd stream ids).
     pub fn client<T>(io: T, config: Config) -> (Session, Driver<T>)
     where
-        T: AsyncRead + AsyncWrite + Unpin,
+        T: Transport,
     {
         Session::new(io, config, Role::Client)
     }
@@ -87,7 +87,7 @@ impl Session {
     /// A session on `io` as the accepting side (even stream ids).
     pub fn server<T>(io: T, config: Config) -> (Session, Driver<T>)
     where
-        T: AsyncRead + AsyncWrite + Unpin,
+        T: Transport,
     {
         Session::new(io, config, Role::Server)
     }
@@ -95,7 +95,7 @@ impl Session {
     /// A session on `io` in `role`.
     pub fn new<T>(io: T, config: Config, role: Role) -> (Session, Driver<T>)
     where
-        T: AsyncRead + AsyncWrite + Unpin,
+        T: Transport,
     {
         let dialect = config.dialect();
         let shared = Arc::new(Shared {

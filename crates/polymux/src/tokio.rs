@@ -18,12 +18,11 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
-use crate::{Config, Driver, Error, Role, Session};
+use crate::{Config, Driver, Error, Role, Session, TokioIo};
 
 /// The driver type for a tokio transport.
-pub type TokioDriver<T> = Driver<Compat<T>>;
+pub type TokioDriver<T> = Driver<TokioIo<T>>;
 
 /// A client session on tokio I/O; the driver is spawned with `tokio::spawn`.
 pub fn client<T>(io: T, config: Config) -> (Session, JoinHandle<Result<(), Error>>)
@@ -46,7 +45,7 @@ pub fn session<T>(io: T, config: Config, role: Role) -> (Session, TokioDriver<T>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    Session::new(io.compat(), config, role)
+    Session::new(TokioIo(io), config, role)
 }
 
 fn spawn<T>(io: T, config: Config, role: Role) -> (Session, JoinHandle<Result<(), Error>>)

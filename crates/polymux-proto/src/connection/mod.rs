@@ -28,6 +28,7 @@ use crate::config::{Config, PROTOCOL_INITIAL_WINDOW};
 use crate::error::Error;
 use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
+use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
 use crate::stream::{Origin, Stream};
 use crate::tx::{Transmit, TxBuffers};
@@ -132,8 +133,8 @@ pub struct Connection {
     streams: Slab<Stream>,
     ids: HashMap<StreamId, StreamKey>,
     next_outbound_id: u32,
-    /// Highest id the peer has opened; lower peer-parity ids are known (maybe closed).
-    max_inbound_id: u32,
+    /// Which ids the peer has opened.
+    inbound_ids: InboundIds,
     accept_queue: VecDeque<StreamKey>,
     unacked_outbound: usize,
     tx: TxBuffers,
@@ -176,7 +177,7 @@ impl Connection {
             streams: Slab::new(),
             ids: HashMap::new(),
             next_outbound_id: crate::policy::first_stream_id(dialect, role == Role::Client),
-            max_inbound_id: 0,
+            inbound_ids: InboundIds::default(),
             accept_queue: VecDeque::new(),
             unacked_outbound: 0,
             tx: TxBuffers::new(dialect, config.write_budget()),

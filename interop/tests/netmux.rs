@@ -1,0 +1,38 @@
+//! polymux (net-mux) against the Rust `net-mux` 1.x crate, both directions, every scenario of
+//! `interop/SCENARIOS.md`.
+
+mod common;
+
+use polymux::Dialect;
+use polymux_interop::peers::NetMux;
+use polymux_interop::{Role, Scenario, Side};
+
+use Role::{Client, Server};
+use Scenario::*;
+
+mod rust_net_mux_1 {
+    use super::*;
+
+    /// net-mux has no ping API (session/keepalive.rs:20-40) and treats any GoAway, sent or
+    /// received, as the start of its shutdown (session/inner.rs:65-77, session/reader.rs:108-111).
+    const UNSUPPORTED: &[(Scenario, Role)] = &[
+        (GoAwayByClient, Client),
+        (GoAwayByClient, Server),
+        (GoAwayByServer, Client),
+        (GoAwayByServer, Server),
+        (Ping, Client),
+        (Ping, Server),
+    ];
+
+    fn check(scenario: Scenario, role: Role) {
+        common::check(
+            Side::rust(NetMux),
+            Dialect::NetMux,
+            scenario,
+            role,
+            UNSUPPORTED,
+        );
+    }
+
+    matrix_tests!(check);
+}

@@ -1,0 +1,87 @@
+//! polymux (yamux) against Go `hashicorp/yamux`, Rust `yamux` 0.14 and `tokio-yamux` 0.3, both
+//! directions, every scenario of `interop/SCENARIOS.md`.
+
+mod common;
+
+use polymux::Dialect;
+use polymux_interop::peers::{TokioYamux, Yamux014};
+use polymux_interop::{GoProto, Role, Scenario, Side};
+
+use Role::{Client, Server};
+use Scenario::*;
+
+mod go_hashicorp_yamux {
+    use super::*;
+
+    /// hashicorp/yamux (Debian 0.0+git20190923) cannot reset a stream: `Stream` has only
+    /// `Close`, which sends FIN (stream.go:273-322).
+    const UNSUPPORTED: &[(Scenario, Role)] = &[(ResetByClient, Server), (ResetByServer, Client)];
+
+    fn check(scenario: Scenario, role: Role) {
+        common::check(
+            Side::Go(GoProto::Yamux),
+            Dialect::Yamux,
+            scenario,
+            role,
+            UNSUPPORTED,
+        );
+    }
+
+    matrix_tests!(check);
+}
+
+mod rust_yamux_0_14 {
+    use super::*;
+
+    /// yamux 0.14 ends the connection on a received GoAway (connection.rs:592), sends GoAway
+    /// only while closing (connection/closing.rs:69-72), and has no ping API (connection/rtt.rs:46).
+    const UNSUPPORTED: &[(Scenario, Role)] = &[
+        (GoAwayByClient, Client),
+        (GoAwayByClient, Server),
+        (GoAwayByServer, Client),
+        (GoAwayByServer, Server),
+        (Ping, Client),
+        (Ping, Server),
+    ];
+
+    fn check(scenario: Scenario, role: Role) {
+        common::check(
+            Side::rust(Yamux014),
+            Dialect::Yamux,
+            scenario,
+            role,
+            UNSUPPORTED,
+        );
+    }
+
+    matrix_tests!(check);
+}
+
+mod tokio_yamux_0_3 {
+    use super::*;
+
+    /// tokio-yamux 0.3 stops taking in frames (window updates included) once the peer's FIN is
+    /// queued, so as an echo server it stalls when the client half-closes early
+    /// (stream.rs:275-277, 308-310); it answers a GoAway with its own and ends the session
+    /// (session.rs:542-550); it has no ping API (session.rs:238).
+    const UNSUPPORTED: &[(Scenario, Role)] = &[
+        (Echo100, Client),
+        (Bulk64, Client),
+        (GoAwayByClient, Client),
+        (GoAwayByServer, Server),
+        (Ping, Client),
+        (Ping, Server),
+    ];
+
+    fn check(scenario: Scenario, role: Role) {
+        common::check(
+            Side::rust(TokioYamux),
+            Dialect::Yamux,
+            scenario,
+            role,
+            UNSUPPORTED,
+        );
+    }
+
+    matrix_tests!(check);
+}
