@@ -223,3 +223,78 @@ async fn dropping_every_handle_closes_the_session() {
     drop(server);
     assert_eq!(server_driver.await.unwrap(), Ok(()));
 }
+
+/// Opens stream A and fills it without the peer reading it, then moves `bulk` bytes through
+/// stream B. Returns whether B finished within `limit`, and the sessions (A still unread).
+async fn transfer_beside_an_unread_stream(
+    config: Config,
+    bulk: usize,
+    limit: Duration,
+) -> (bool, Session, polymux::Stream) {
+    let (a, b) = tcp_pair().await;
+    let (client, _cd) = polymux::tokio::client(a, config.clone());
+    let (server, _sd) = polymux::tokio::server(b, config);
+    let mut unread = client.open().await.unwrap();
+    let slow = server.accept().await.unwrap(); // accepted, never read (for now)
+    let mut fast = client.open().await.unwrap();
+    let mut fast_in = server.accept().await.unwrap();
+    let filler = tokio::spawn(async move {
+        let _ = unread.write_all(&vec![0xAA; 2 << 20]).await;
+        unread
+    });
+    let reader = tokio::spawn(async move {
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = fast_in.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    });
+    let writer = async move {
+        let chunk = vec![0x55u8; 256 * 1024];
+        for _ in 0..bulk / chunk.len() {
+            fast.write_all(&chunk).await.unwrap();
+        }
+        fast.shutdown().await.unwrap();
+    };
+    let done = timeout(limit, async {
+        writer.await;
+        reader.await.unwrap()
+    })
+    .await;
+    filler.abort();
+    (done.is_ok_and(|n| n == bulk), server, slow)
+}
+
+#[tokio::test]
+async fn smux_v2_one_unread_stream_never_stalls_another() {
+    let (done, _server, _slow) =
+        transfer_beside_an_unread_stream(Config::smux_v2(), 64 << 20, Duration::from_secs(60))
+            .await;
+    assert!(
+        done,
+        "64 MiB on stream B must pass while stream A is never read"
+    );
+}
+
+#[tokio::test]
+async fn smux_v1_unread_stream_stalls_the_session_once_the_budget_is_full() {
+    // The documented v1 weakness: without per-stream windows, the session budget (1 MiB here)
+    // fills with stream A's unread bytes and the session stops reading the transport.
+    let config = Config::smux_v1()
+        .to_builder()
+        .stream_window(256 * 1024)
+        .session_recv_budget(1 << 20)
+        .build()
+        .unwrap();
+    let (done, server, mut slow) =
+        transfer_beside_an_unread_stream(config, 8 << 20, Duration::from_millis(1500)).await;
+    assert!(!done, "v1 cannot isolate streams once the budget is full");
+    assert!(server.stats().recv_buffered <= 1 << 20);
+    // Reading the stalled stream releases the budget.
+    let mut buf = vec![0u8; 64 * 1024];
+    assert!(slow.read(&mut buf).await.unwrap() > 0);
+}

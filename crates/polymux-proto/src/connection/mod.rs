@@ -300,6 +300,11 @@ impl Connection {
         if self.is_ended() {
             return;
         }
+        if !self.wants_input() {
+            // We stopped reading (receive budget or control queue full): silence is ours,
+            // not the peer's.
+            self.keepalive.on_receive(now);
+        }
         match self.keepalive.poll(now) {
             Err(()) => {
                 tracing::debug!(dialect = self.dialect.name(), "keep-alive timed out");
