@@ -2,7 +2,7 @@
 //! yamux, smux v1, smux v2 and net-mux, with memory bounded per stream and per session.
 //!
 //! ```no_run
-//! # async fn demo(tcp: impl futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + Send + 'static) -> Result<(), polymux::Error> {
+//! # async fn demo(tcp: impl futures::io::AsyncRead + futures::io::AsyncWrite + Unpin + Send + 'static) -> Result<(), Box<dyn std::error::Error>> {
 //! use futures::{AsyncReadExt, AsyncWriteExt};
 //! use polymux::{Config, Session};
 //!
@@ -45,6 +45,11 @@ pub use polymux_proto::{
     Config, ConfigBuilder, ConfigError, Dialect, Error, Role, Stats, StreamId, Violation,
 };
 pub use session::{Incoming, Session};
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 pub use stream::Stream;
 #[cfg(feature = "tokio")]
 pub use transport::TokioIo;
