@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,72 +56,92 @@ func loopbackPair(t *testing.T) (server, client net.Conn) {
 	return server, client
 }
 
-// The smux server side of the echo scenarios, driven by a Go smux client. A Go smux client cannot
-// play the client side as written (half-close, then read: smux Close closes both directions), so
-// this client reads the whole echo first and closes afterwards. It checks the server role, which
-// is the one the Rust tests use against Go smux.
-func TestSmuxServerEcho(t *testing.T) {
-	cases := []struct {
-		scenario string
-		n        int
-		size     int
-	}{{"echo100", 100, mib}, {"bulk64", 1, 64 * mib}, {"open1000", 1000, kib}, {"idle", 1, kib}}
-	for _, version := range []int{1, 2} {
-		for _, c := range cases {
-			proto := map[int]string{1: "smux1", 2: "smux2"}[version]
-			t.Run(proto+"/"+c.scenario, func(t *testing.T) {
+// Both smux sides of the echo scenarios in-process (selftest.sh also runs them as two
+// processes): the client plays "read exactly N bytes, then close" and confirms the server's FIN
+// on the wire; the server echoes to EOF and half-closes.
+func TestSmuxEcho(t *testing.T) {
+	cases := []string{"echo100", "bulk64", "open1000", "idle"}
+	for _, proto := range []string{"smux1", "smux2"} {
+		for _, scenario := range cases {
+			t.Run(proto+"/"+scenario, func(t *testing.T) {
 				sc, cc := loopbackPair(t)
 				defer sc.Close()
 				defer cc.Close()
-				ssess, err := newSession(proto, sc, false, c.scenario)
+				ssess, err := newSession(proto, sc, false, scenario)
 				if err != nil {
 					t.Fatal(err)
 				}
 				srv := make(chan error, 1)
-				go func() { srv <- runServer(ssess, c.scenario) }()
-
-				cfg := smux.DefaultConfig()
-				cfg.Version = version
-				csess, err := smux.Client(cc, cfg)
+				go func() { srv <- runServer(ssess, scenario) }()
+				csess, err := newSession(proto, cc, true, scenario)
 				if err != nil {
 					t.Fatal(err)
 				}
-				var wg sync.WaitGroup
-				errs := make(chan error, c.n)
-				for i := 0; i < c.n; i++ {
-					wg.Add(1)
-					go func(i int) {
-						defer wg.Done()
-						st, err := csess.OpenStream()
-						if err != nil {
-							errs <- err
-							return
-						}
-						rd := make(chan error, 1)
-						go func() { rd <- recvExact(st, newVerifier("echo", uint64(i+1), int64(c.size))) }()
-						if err := writePayload(st, uint64(i+1), int64(c.size)); err != nil {
-							errs <- err
-							return
-						}
-						if err := <-rd; err != nil {
-							errs <- err
-							return
-						}
-						st.Close()
-					}(i)
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
+				if err := runClient(csess, scenario); err != nil {
 					t.Fatal("client:", err)
 				}
+				// The client confirmed every server FIN, so the server is done.
 				select {
 				case err := <-srv:
 					if err != nil {
 						t.Fatal("server:", err)
 					}
-				case <-time.After(30 * time.Second):
-					t.Fatal("server did not finish")
+				case <-time.After(5 * time.Second):
+					t.Fatal("server did not finish after the client saw all its FINs")
+				}
+			})
+		}
+	}
+}
+
+// The smux echo client must notice what smux itself hides once the client has closed the
+// stream: a server that echoes more than N bytes, and a server that never sends its FIN.
+func TestSmuxEchoExactClientChecksServer(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra int  // bytes the server sends after the echo
+		fin   bool // the server half-closes after EOF (else it drops the connection)
+		want  string
+	}{
+		{"extra bytes", 5, true, "the server sent 1029 data bytes"},
+		{"no FIN", 0, false, "before the peer's FIN arrived"},
+	} {
+		for _, version := range []int{1, 2} {
+			proto := map[int]string{1: "smux1", 2: "smux2"}[version]
+			t.Run(proto+"/"+tc.name, func(t *testing.T) {
+				sc, cc := loopbackPair(t)
+				defer sc.Close()
+				defer cc.Close()
+				cfg := smux.DefaultConfig()
+				cfg.Version = version
+				ssess, err := smux.Server(sc, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					st, err := ssess.AcceptStream()
+					if err != nil {
+						return
+					}
+					buf := make([]byte, kib)
+					if _, err := io.ReadFull(st, buf); err != nil {
+						return
+					}
+					st.Write(append(buf, make([]byte, tc.extra)...))
+					io.Copy(io.Discard, st) // until the client's FIN
+					if tc.fin {
+						st.Close()
+					} else {
+						sc.Close()
+					}
+				}()
+				csess, err := newSession(proto, cc, true, "idle")
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = clientEcho(csess, 1, kib)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("client: got %v, want an error containing %q", err, tc.want)
 				}
 			})
 		}

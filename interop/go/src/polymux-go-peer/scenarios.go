@@ -275,8 +275,12 @@ func acceptEcho(sess muxSession, n int, size int64) error {
 
 // clientEcho opens n streams concurrently; stream i writes size bytes (seed i+1), half-closes,
 // reads the echo to EOF and verifies it. The echo is read concurrently with writing (otherwise
-// flow control deadlocks once the echo fills this side's receive window).
+// flow control deadlocks once the echo fills this side's receive window). A library that cannot
+// read after its own half-close (smux) plays clientEchoExact instead.
 func clientEcho(sess muxSession, n int, size int64) error {
+	if sess.CloseClosesBoth() {
+		return clientEchoExact(sess, n, size)
+	}
 	setPhase(fmt.Sprintf("client echo on %d stream(s) of %d bytes", n, size))
 	streams := make([]muxStream, n)
 	errs := make(chan error, n)
@@ -322,6 +326,72 @@ func clientEcho(sess muxSession, n int, size int64) error {
 	default:
 	}
 	return confirmEOFAfterHalfClose(sess, streams)
+}
+
+// peerFINWait bounds the wait for the server's FIN after the client's (clientEchoExact).
+const peerFINWait = 10 * time.Second
+
+// clientEchoExact is the echo client for a library whose Close closes both directions (smux, see
+// mux.go), the SCENARIOS.md variant "read exactly N bytes, then close": stream i writes size
+// bytes (seed i+1) while reading the echo, reads exactly size bytes and verifies them, and only
+// then closes (FIN). The server sees all size bytes, then EOF, and half-closes; smux drops that
+// FIN (the stream is gone), so it is confirmed on the wire, together with the server having sent
+// exactly size bytes, before the stream counts as done (and so before the session is torn down).
+func clientEchoExact(sess muxSession, n int, size int64) error {
+	setPhase(fmt.Sprintf("client echo (read exactly N, then close) on %d stream(s) of %d bytes", n, size))
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := echoExactOne(sess, i, size); err != nil {
+				errs <- fmt.Errorf("stream %d: %v", i, err)
+			}
+		}(i)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case err := <-errs:
+		return err
+	case <-done:
+	}
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	return nil
+}
+
+func echoExactOne(sess muxSession, i int, size int64) error {
+	st, err := sess.Open()
+	if err != nil {
+		return fmt.Errorf("open: %v", err)
+	}
+	seed := uint64(i + 1)
+	rd := make(chan error, 1)
+	go func() { rd <- recvExact(st, newVerifier(fmt.Sprintf("stream %d echo", i), seed, size)) }()
+	if err := writePayload(st, seed, size); err != nil {
+		return annotateWrite(sess, err)
+	}
+	if err := <-rd; err != nil {
+		return err
+	}
+	// All size bytes are written and their echo is read: only now send FIN.
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("close (FIN) after the whole echo: %v", err)
+	}
+	sent, err := sess.AwaitPeerFIN(st, peerFINWait)
+	if err != nil {
+		return err
+	}
+	if sent != size {
+		return fmt.Errorf("the server sent %d data bytes on the stream before its FIN, want exactly %d "+
+			"(bytes after the first %d are dropped by smux once the stream is closed)", sent, size, size)
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------- GoAway helpers
