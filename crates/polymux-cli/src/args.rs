@@ -11,7 +11,12 @@ use crate::shutdown::{self, parse_duration};
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ClientAuthArgs {
     /// The shared secret the server requires.
-    #[arg(long, env = "POLYMUX_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "POLYMUX_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Read the shared secret from this file (first line), instead of --token.
     #[arg(long, value_name = "FILE")]
@@ -30,7 +35,12 @@ impl ClientAuthArgs {
 pub struct ServerAuthArgs {
     /// The shared secret clients must present (checked in constant time before anything is
     /// served). Prefer POLYMUX_TOKEN or --token-file: command lines are visible to other users.
-    #[arg(long, env = "POLYMUX_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "POLYMUX_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Read the shared secret from this file (first line), instead of --token.
     #[arg(long, value_name = "FILE")]

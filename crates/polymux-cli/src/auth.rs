@@ -142,7 +142,10 @@ impl fmt::Debug for Token {
 
 impl Token {
     /// The token from `--token` (which clap also fills from `POLYMUX_TOKEN`) or `--token-file`.
-    pub fn from_args(token: Option<&str>, token_file: Option<&Path>) -> anyhow::Result<Option<Token>> {
+    pub fn from_args(
+        token: Option<&str>,
+        token_file: Option<&Path>,
+    ) -> anyhow::Result<Option<Token>> {
         let raw = match (token, token_file) {
             (Some(_), Some(_)) => {
                 return Err(config_error(
@@ -254,6 +257,20 @@ where
         .context("the client closed the connection before sending the preamble")?;
     if head != MAGIC {
         if head[0] == 0x16 && head[1] == 0x03 {
+            // A TLS ClientHello. Read the rest of the record and answer with a fatal
+            // handshake_failure alert, so that the client's TLS stack reports a TLS error
+            // (permanent: it stops retrying) rather than a connection reset.
+            let mut len_lo = [0u8; 1];
+            if io.read_exact(&mut len_lo).await.is_ok() {
+                let len = usize::from(u16::from_be_bytes([head[3], len_lo[0]]));
+                let mut record = vec![0u8; len.min(16 * 1024)];
+                if io.read_exact(&mut record).await.is_ok() {
+                    let _ = io
+                        .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
+                        .await;
+                    let _ = io.flush().await;
+                }
+            }
             bail!("the client started TLS, but this server has no --tls-cert/--tls-key");
         }
         bail!(
@@ -263,7 +280,9 @@ where
         );
     }
     let mut fixed = [0u8; 5];
-    io.read_exact(&mut fixed).await.context("reading the preamble")?;
+    io.read_exact(&mut fixed)
+        .await
+        .context("reading the preamble")?;
     let [version, mode, protocol, len_hi, len_lo] = fixed;
     if version != VERSION {
         return refuse(
@@ -278,7 +297,9 @@ where
         bail!("the client sent a {token_len}-byte token; the limit is {MAX_TOKEN_LEN}");
     }
     let mut token = vec![0u8; token_len];
-    io.read_exact(&mut token).await.context("reading the token")?;
+    io.read_exact(&mut token)
+        .await
+        .context("reading the token")?;
 
     if !expect.token_matches(&token) {
         tokio::time::sleep(FAILURE_DELAY).await;
@@ -305,7 +326,8 @@ where
         }
     }
     if Protocol::from_wire_code(protocol) != Some(expect.protocol) {
-        let theirs = Protocol::from_wire_code(protocol).map_or("an unknown protocol", Protocol::name);
+        let theirs =
+            Protocol::from_wire_code(protocol).map_or("an unknown protocol", Protocol::name);
         return refuse(
             io,
             Status::WrongProtocol,
@@ -451,7 +473,8 @@ mod tests {
     ) -> (anyhow::Result<()>, anyhow::Result<()>) {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let server = tokio::spawn(async move { server_handshake(&mut b, &expect).await });
-        let client = client_handshake(&mut a, "test", client_mode, client_proto, client_token).await;
+        let client =
+            client_handshake(&mut a, "test", client_mode, client_proto, client_token).await;
         let server = server.await.expect("server task");
         (client, server)
     }
@@ -468,15 +491,27 @@ mod tests {
     #[tokio::test]
     async fn wrong_or_missing_token_is_an_auth_error_on_both_sides() {
         let expect = Expectation::new(Mode::Forward, Protocol::Smux2, Some(&token("right-token")));
-        let (c, s) = run(Mode::Forward, Protocol::Smux2, Some(&token("wrong")), expect.clone()).await;
+        let (c, s) = run(
+            Mode::Forward,
+            Protocol::Smux2,
+            Some(&token("wrong")),
+            expect.clone(),
+        )
+        .await;
         let c = c.expect_err("client refused");
         assert_eq!(exit_code(&c), EXIT_AUTH);
         assert!(c.to_string().contains("wrong token"), "{c}");
         let s = s.expect_err("server refused");
-        assert_eq!(s.downcast_ref::<Refusal>().map(|r| r.status), Some(Status::WrongToken));
+        assert_eq!(
+            s.downcast_ref::<Refusal>().map(|r| r.status),
+            Some(Status::WrongToken)
+        );
 
         let (c, _) = run(Mode::Forward, Protocol::Smux2, None, expect).await;
-        assert!(c.expect_err("refused").to_string().contains("requires a token"));
+        assert!(c
+            .expect_err("refused")
+            .to_string()
+            .contains("requires a token"));
     }
 
     #[tokio::test]
@@ -488,7 +523,10 @@ mod tests {
         assert_eq!(exit_code(&c), EXIT_CONFIG);
         assert!(c.to_string().contains("forward server"), "{c}");
         let (c, _) = run(Mode::Forward, Protocol::Netmux, Some(&t), expect).await;
-        assert!(c.expect_err("protocol mismatch").to_string().contains("netmux"));
+        assert!(c
+            .expect_err("protocol mismatch")
+            .to_string()
+            .contains("netmux"));
     }
 
     #[tokio::test]
@@ -504,7 +542,9 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let expect = Expectation::new(Mode::Tunnel, Protocol::Yamux, None);
         a.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
-        let err = server_handshake(&mut b, &expect).await.expect_err("garbage");
+        let err = server_handshake(&mut b, &expect)
+            .await
+            .expect_err("garbage");
         assert!(err.to_string().contains("preamble"), "{err}");
     }
 }

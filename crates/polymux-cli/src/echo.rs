@@ -52,7 +52,11 @@ pub struct EchoArgs {
 
 /// The echo server's session configuration: a deep accept backlog (a benchmark opens
 /// streams in bursts of a thousand) and no keep-alive of its own (clients probe).
-pub fn echo_config(protocol: Protocol, max_streams: usize, close_timeout: Duration) -> anyhow::Result<Config> {
+pub fn echo_config(
+    protocol: Protocol,
+    max_streams: usize,
+    close_timeout: Duration,
+) -> anyhow::Result<Config> {
     session_config(
         protocol,
         &SessionTuning {
@@ -82,7 +86,15 @@ pub async fn run(args: EchoArgs, protocol: Protocol, shutdown: Shutdown) -> anyh
     let set = SessionSet::default();
     let tasks = TaskTracker::new();
     let limiter = Limiter::new(args.max_connections, "connections", "--max-connections");
-    accept_loop(listener, config, set.clone(), tasks.clone(), limiter, shutdown).await;
+    accept_loop(
+        listener,
+        config,
+        set.clone(),
+        tasks.clone(),
+        limiter,
+        shutdown,
+    )
+    .await;
     tracing::info!(
         "closing {} session(s); open streams may finish for up to {timeout:?}",
         set.len()

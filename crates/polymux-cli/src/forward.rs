@@ -135,7 +135,7 @@ pub async fn run_server(
     let set = SessionSet::default();
     let session_tasks = TaskTracker::new();
     let relays = TaskTracker::new();
-    let streams = Limiter::new(args.session.max_streams, "streams", "--max-streams");
+    let max_streams = args.session.max_streams;
     let clients = Limiter::new(args.max_clients, "forward clients", "--max-clients");
 
     let on_session = {
@@ -143,7 +143,8 @@ pub async fn run_server(
         let shutdown = shutdown.clone();
         move |entry: crate::sessions::Entry| {
             let targets = targets.clone();
-            let streams = streams.clone();
+            // The stream limit is per session (per client).
+            let streams = Limiter::new(max_streams, "streams", "--max-streams");
             let relays = relays.clone();
             let shutdown = shutdown.clone();
             async move {
@@ -236,7 +237,11 @@ pub async fn run_client(
     };
 
     let relays = TaskTracker::new();
-    let connections = Limiter::new(args.max_connections, "local connections", "--max-connections");
+    let connections = Limiter::new(
+        args.max_connections,
+        "local connections",
+        "--max-connections",
+    );
     let mut loops = Vec::new();
     for (name, listener) in listeners {
         tracing::info!(
@@ -256,9 +261,14 @@ pub async fn run_client(
     }
 
     let mut maintainer = maintainer;
-    tokio::select! {
-        ended = &mut maintainer => {
-            // Only a permanent error (or exhausted retries) ends it before shutdown.
+    let ended_early = tokio::select! {
+        biased;
+        _ = shutdown.requested() => None,
+        ended = &mut maintainer => Some(ended),
+    };
+    let maintainer = match ended_early {
+        // Only a permanent error (or exhausted retries) ends it before shutdown.
+        Some(ended) if !shutdown.is_requested() => {
             shutdown.token().cancel();
             for handle in loops {
                 let _ = handle.await;
@@ -269,18 +279,20 @@ pub async fn run_client(
                 Err(e) => Err(anyhow!("the connection task failed: {e}")),
             };
         }
-        _ = shutdown.requested() => {}
-    }
+        Some(_) => None,
+        None => Some(maintainer),
+    };
     for handle in loops {
         let _ = handle.await;
     }
-    let clean =
-        shutdown::drain(&relays, args.shutdown.shutdown_timeout, "connections").await;
+    let clean = shutdown::drain(&relays, args.shutdown.shutdown_timeout, "connections").await;
     let session = current_rx.borrow().clone();
     if let Some(session) = session {
         let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), maintainer).await;
+    if let Some(maintainer) = maintainer {
+        let _ = tokio::time::timeout(Duration::from_secs(5), maintainer).await;
+    }
     if clean {
         tracing::info!("forward client stopped");
         Ok(())
@@ -374,7 +386,9 @@ async fn carry(
                 moved.out_of_stream
             ),
             Err(RelayError::Refused { what, message }) => {
-                tracing::warn!("{name}: the forward server could not serve {peer}: {what}: {message}")
+                tracing::warn!(
+                    "{name}: the forward server could not serve {peer}: {what}: {message}"
+                )
             }
             Err(RelayError::Io(e)) => {
                 tracing::debug!("{name}: connection from {peer} on stream {id} ended: {e}")

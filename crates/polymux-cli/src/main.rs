@@ -66,7 +66,7 @@ use crate::shutdown::Shutdown;
     version,
     propagate_version = true,
     after_help = concat!(
-        "Quick start (a reverse tunnel in two terminals):\n",
+        "Example: a reverse tunnel in two terminals\n",
         "  export POLYMUX_TOKEN=$(openssl rand -hex 32)     # same value in both terminals\n",
         "  polymux tunnel server --listen 0.0.0.0:7000 --expose 0.0.0.0:8080\n",
         "  polymux tunnel client --server HOST:7000 --target 127.0.0.1:80\n\n",
@@ -75,13 +75,26 @@ use crate::shutdown::Shutdown;
 )]
 struct Cli {
     /// Wire protocol [default: yamux; `bench` without --connect: all four].
-    #[arg(long, short = 'p', global = true, value_enum, value_name = "PROTOCOL")]
+    #[arg(
+        long,
+        short = 'p',
+        global = true,
+        value_enum,
+        value_name = "PROTOCOL",
+        display_order = 900
+    )]
     protocol: Option<Protocol>,
     /// More logging (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 901)]
     verbose: u8,
     /// Log warnings and errors only.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        display_order = 902
+    )]
     quiet: bool,
     #[command(subcommand)]
     command: Command,

@@ -105,9 +105,11 @@ pub fn session_config(protocol: Protocol, tuning: &SessionTuning) -> anyhow::Res
         .saturating_mul(2)
         .saturating_add(64)
         .min(1 << 20);
+    // Twice the interval: on smux the timeout is how long the peer may stay silent, and a
+    // peer probing at the same interval must not trip it.
     let keepalive_timeout = tuning
         .keepalive
-        .map(|i| i.max(Duration::from_secs(10)))
+        .map(|i| (i * 2).max(Duration::from_secs(10)))
         .unwrap_or(Duration::from_secs(30));
     Config::for_dialect(protocol.dialect())
         .to_builder()

@@ -151,7 +151,9 @@ mod tests {
         let mut b = Backoff::new(Duration::from_secs(4));
         let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
         assert!(delays[0] >= Duration::from_millis(400) && delays[0] <= Duration::from_millis(600));
-        assert!(delays[5] <= Duration::from_millis(4800) && delays[5] >= Duration::from_millis(3200));
+        assert!(
+            delays[5] <= Duration::from_millis(4800) && delays[5] >= Duration::from_millis(3200)
+        );
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(600));
     }

@@ -237,7 +237,9 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         write_header(&mut a, "web").await.expect("write");
         assert_eq!(read_header(&mut b).await.expect("read"), "web");
-        write_status(&mut b, OpenStatus::Ok, "").await.expect("write");
+        write_status(&mut b, OpenStatus::Ok, "")
+            .await
+            .expect("write");
         read_status(&mut a).await.expect("ok");
         write_status(&mut b, OpenStatus::UnknownService, "no target for db")
             .await

@@ -98,7 +98,11 @@ impl Targets {
         for spec in specs {
             match &spec.name {
                 Some(name) => {
-                    if targets.named.insert(name.clone(), spec.addr.clone()).is_some() {
+                    if targets
+                        .named
+                        .insert(name.clone(), spec.addr.clone())
+                        .is_some()
+                    {
                         return Err(config_error(format!(
                             "{flag}: service {name:?} is given twice"
                         )));
@@ -145,7 +149,7 @@ mod tests {
         assert_eq!(s.name.as_deref(), Some("web"));
         assert_eq!(s.addr, "127.0.0.1:80");
         let s: ServiceSpec = "[::1]:7000".parse().expect("v6");
-        assert_eq!((s.name, s.wire_name().len()), (None, DEFAULT_SERVICE.len()));
+        assert_eq!((s.name.as_deref(), s.wire_name()), (None, DEFAULT_SERVICE));
         assert!("web=nope".parse::<ServiceSpec>().is_err());
         assert!("bad name=1.2.3.4:5".parse::<ServiceSpec>().is_err());
         assert!(":80".parse::<ServiceSpec>().is_err());

@@ -26,7 +26,9 @@ pub async fn serve(
     {
         Ok(Ok(name)) => name,
         Ok(Err(e)) => {
-            tracing::warn!("stream {id}: bad stream header ({e}); is the peer a polymux of the same release?");
+            tracing::warn!(
+                "stream {id}: bad stream header ({e}); is the peer a polymux of the same release?"
+            );
             stream.reset();
             return;
         }
@@ -56,13 +58,27 @@ pub async fn serve(
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
-            tracing::warn!("{service}: cannot connect to target {addr}: {e}; is that service running?");
-            answer(&mut stream, OpenStatus::TargetUnreachable, &format!("{addr}: {e}")).await;
+            tracing::warn!(
+                "{service}: cannot connect to target {addr}: {e}; is that service running?"
+            );
+            answer(
+                &mut stream,
+                OpenStatus::TargetUnreachable,
+                &format!("{addr}: {e}"),
+            )
+            .await;
             return;
         }
         Err(_) => {
-            tracing::warn!("{service}: connecting to target {addr} timed out after {CONNECT_TIMEOUT:?}");
-            answer(&mut stream, OpenStatus::TargetUnreachable, &format!("{addr}: timed out")).await;
+            tracing::warn!(
+                "{service}: connecting to target {addr} timed out after {CONNECT_TIMEOUT:?}"
+            );
+            answer(
+                &mut stream,
+                OpenStatus::TargetUnreachable,
+                &format!("{addr}: timed out"),
+            )
+            .await;
             return;
         }
     };
@@ -113,9 +129,9 @@ pub async fn accept_loop(
                     });
                     continue;
                 }
-                relays.spawn(async move {
-                    serve(stream, goaway, &targets, &streams, &shutdown).await
-                });
+                relays.spawn(
+                    async move { serve(stream, goaway, &targets, &streams, &shutdown).await },
+                );
             }
             Err(e) => return e,
         }

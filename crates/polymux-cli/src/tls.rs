@@ -194,7 +194,7 @@ impl ClientTls {
                 let (added, _ignored) = roots.add_parsable_certificates(found.certs);
                 if added == 0 {
                     return Err(config_error(
-                        "--tls: no system root certificates found; pass the server's CA with \
+                        "--tls: no system root certificates found to verify the TLS server; pass the server's CA with \
                          --tls-ca FILE or pin its certificate with --tls-pin SHA256",
                     ));
                 }

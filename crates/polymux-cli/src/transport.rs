@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
 use polymux::{Config, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,9 +62,9 @@ impl Dialer {
                     self.server
                 )
             })?
-            .with_context(|| {
-                format!(
-                    "cannot connect to {}; is `polymux {} server` running there?",
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to {}: {e}; is `polymux {} server` running there?",
                     self.server,
                     self.mode.name()
                 )

@@ -247,7 +247,10 @@ async fn carry(tcp: TcpStream, peer: SocketAddr, name: &str, set: &SessionSet, w
         let stream = match tokio::time::timeout(OPEN_TIMEOUT, entry.session.open()).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                tracing::debug!("{name}: opening a stream on session {} failed: {e}", entry.id);
+                tracing::debug!(
+                    "{name}: opening a stream on session {} failed: {e}",
+                    entry.id
+                );
                 if matches!(e, polymux::Error::TooManyStreams { .. }) {
                     tracing::warn!("{name}: {e}; raise --max-streams on both sides");
                 }

@@ -4,7 +4,8 @@
 //! need.
 //!
 //! The heap counter is exact (bytes allocated minus bytes freed between two points); RSS also
-//! sees allocator caching and page granularity, so it is the noisier of the two.
+//! sees allocator caching and page granularity, so it is the noisier of the two (the
+//! allocator's cached free memory is returned to the system before the baseline is taken).
 
 #![allow(unsafe_code)]
 
@@ -53,7 +54,10 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded as is.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() && ENABLED.load(Ordering::Relaxed) {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
         }
         new
     }
@@ -67,6 +71,22 @@ pub fn enable() {
 /// Live heap bytes counted since [`enable`] (only differences are meaningful).
 pub fn heap_live() -> i64 {
     LIVE.load(Ordering::Relaxed) as i64
+}
+
+/// Returns freed heap memory to the operating system (glibc keeps it cached otherwise, and
+/// a later RSS delta would then measure reuse of the cache rather than growth).
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only releases free pages of the allocator's own arenas;
+        // it takes no pointers and is thread-safe.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// Resident set size in bytes, if the platform tells.
@@ -94,7 +114,7 @@ pub fn raise_fd_limit() -> Option<u64> {
         let mut limit = getrlimit(Resource::Nofile);
         if limit.current != limit.maximum {
             limit.current = limit.maximum;
-            if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+            if setrlimit(Resource::Nofile, limit).is_err() {
                 return getrlimit(Resource::Nofile).current;
             }
         }

@@ -203,7 +203,8 @@ pub async fn run(
                 targets.push(report);
                 break 'plans;
             }
-            let result = run_scenario(&target, scenario, &sizes, fd_limit, &args, &mut progress).await;
+            let result =
+                run_scenario(&target, scenario, &sizes, fd_limit, &args, &mut progress).await;
             report.results.push(result);
         }
         target.teardown().await;
@@ -280,7 +281,11 @@ async fn run_scenario(
             sizes.concurrent as u64,
             "streams",
         ),
-        Scenario::Idle => (format!("{name}: {idle} idle streams"), idle as u64, "streams"),
+        Scenario::Idle => (
+            format!("{name}: {idle} idle streams"),
+            idle as u64,
+            "streams",
+        ),
         Scenario::Pingpong => (
             format!("{name}: ping-pong"),
             sizes.pings as u64,

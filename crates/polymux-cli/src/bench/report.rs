@@ -59,11 +59,7 @@ impl TargetReport {
     }
 
     fn failed(&self, scenario: Scenario) -> bool {
-        self.error.is_some()
-            || self
-                .results
-                .iter()
-                .any(|r| r.scenario == scenario && !r.ok)
+        self.error.is_some() || self.results.iter().any(|r| r.scenario == scenario && !r.ok)
     }
 }
 

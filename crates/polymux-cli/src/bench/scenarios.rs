@@ -262,7 +262,11 @@ pub async fn sequential(
 
 /// `n` streams opened at once, each echoing 16 bytes; all stay open until every one has
 /// echoed, so `n` are really open together.
-pub async fn concurrent(peer: &Peer, n: usize, progress: Arc<AtomicU64>) -> io::Result<Vec<Metric>> {
+pub async fn concurrent(
+    peer: &Peer,
+    n: usize,
+    progress: Arc<AtomicU64>,
+) -> io::Result<Vec<Metric>> {
     let n = n.max(1);
     let release = CancellationToken::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<io::Result<Duration>>(n);
@@ -346,6 +350,7 @@ pub async fn idle(
     let mut held = Vec::with_capacity(n);
     let settle = Duration::from_millis(300);
     tokio::time::sleep(settle).await;
+    memory::trim();
     let heap_before = memory::heap_live();
     let rss_before = memory::rss();
     const BATCH: usize = 256;
@@ -379,7 +384,11 @@ pub async fn idle(
     tokio::time::sleep(settle).await;
     let heap_after = memory::heap_live();
     let rss_after = memory::rss();
-    let sides = if both_ends { "both ends" } else { "client side" };
+    let sides = if both_ends {
+        "both ends"
+    } else {
+        "client side"
+    };
     let mut metrics = vec![Metric {
         key: "heap_bytes_per_stream",
         label: format!("idle heap/stream, {sides} (B)"),
@@ -431,7 +440,11 @@ pub async fn idle(
 }
 
 /// Round-trip latency: `rounds` 32-byte ping-pongs on one stream, after a warm-up.
-pub async fn pingpong(peer: &Peer, rounds: usize, progress: Arc<AtomicU64>) -> io::Result<Vec<Metric>> {
+pub async fn pingpong(
+    peer: &Peer,
+    rounds: usize,
+    progress: Arc<AtomicU64>,
+) -> io::Result<Vec<Metric>> {
     const MESSAGE: usize = 32;
     const WARMUP: usize = 50;
     let rounds = rounds.max(1);
