@@ -12,6 +12,17 @@
 
 use std::time::{Duration, Instant};
 
+/// How auto-tuning tells that a stream's window, not its reader, limits throughput.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pace {
+    /// Dialects with a ping measure the round trip (`None` until it is known): credit used up
+    /// within two round trips means the window is too small for the path.
+    RoundTrip(Option<Duration>),
+    /// smux has no ping: a reader that has drained its queue when credit is due is waiting on
+    /// the window. (A writer that is itself slow never uses half its credit, so never grows it.)
+    ReaderStarved,
+}
+
 /// What the receiving side of one stream has allowed and seen.
 #[derive(Debug, Clone)]
 pub(crate) struct RecvCredit {
@@ -79,20 +90,30 @@ impl RecvCredit {
         (self.consumed + u64::from(self.window)).saturating_sub(self.limit)
     }
 
-    /// Auto-tuning: if the previous grant was used up within two round trips, the window is
-    /// what limits throughput, so double it (up to `max`, and only by what `budget_left`
-    /// allows). Returns how much the window grew.
+    /// Auto-tuning: when the window is what limits throughput, double it (up to `max`, and
+    /// only by what `budget_left` allows). Returns how much the window grew. See [`Pace`] for
+    /// how "the window limits throughput" is told.
     pub(crate) fn maybe_grow(
         &mut self,
         now: Instant,
-        rtt: Option<Duration>,
+        pace: Pace,
         max: u32,
         budget_left: u64,
     ) -> u32 {
-        let (Some(last), Some(rtt)) = (self.last_grant, rtt) else {
+        if self.window >= max {
             return 0;
+        }
+        let window_limits = match pace {
+            // The previous grant was used up within two round trips.
+            Pace::RoundTrip(Some(rtt)) => self
+                .last_grant
+                .is_some_and(|last| now.saturating_duration_since(last) < rtt * 2),
+            Pace::RoundTrip(None) => false,
+            // The application has read everything that arrived, yet the peer has already used
+            // at least half its credit (a grant is due): the reader waits on the window.
+            Pace::ReaderStarved => self.received == self.consumed,
         };
-        if now.saturating_duration_since(last) >= rtt * 2 || self.window >= max {
+        if !window_limits {
             return 0;
         }
         let grown = self.window.saturating_mul(2).min(max);
@@ -198,7 +219,7 @@ mod tests {
     #[test]
     fn window_grows_only_when_used_within_two_rtts_and_within_budget() {
         let t0 = Instant::now();
-        let rtt = Some(Duration::from_millis(10));
+        let rtt = Pace::RoundTrip(Some(Duration::from_millis(10)));
         let mut c = RecvCredit::new(100, 100);
         c.grant(t0);
         assert_eq!(
@@ -215,6 +236,20 @@ mod tests {
             30
         );
         assert_eq!(c.maybe_grow(t0, rtt, 230, 1000), 0);
+    }
+
+    #[test]
+    fn without_a_round_trip_the_window_grows_only_for_a_starved_reader() {
+        let t0 = Instant::now();
+        let mut c = RecvCredit::new(100, 100);
+        c.grant(t0);
+        assert!(c.receive(80));
+        c.consume(60);
+        assert_eq!(c.maybe_grow(t0, Pace::RoundTrip(None), 1000, 1000), 0);
+        assert_eq!(c.maybe_grow(t0, Pace::ReaderStarved, 1000, 1000), 0);
+        c.consume(20);
+        assert_eq!(c.maybe_grow(t0, Pace::ReaderStarved, 1000, 1000), 100);
+        assert_eq!(c.window(), 200);
     }
 
     #[test]

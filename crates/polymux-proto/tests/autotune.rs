@@ -71,7 +71,9 @@ fn window_after_warmup(dialect: Dialect, max_window: u32, budget: usize) -> usiz
         now += Duration::from_millis(1);
         pump(&mut server, &mut client, now);
     }
-    assert!(server.stats().rtt.is_some(), "an RTT probe was answered");
+    if dialect.has_ping() {
+        assert!(server.stats().rtt.is_some(), "an RTT probe was answered");
+    }
     // Drain what is in flight, then measure the credit with the reader stopped.
     read_all(&mut server, rx);
     pump(&mut server, &mut client, now);
@@ -83,7 +85,8 @@ fn window_after_warmup(dialect: Dialect, max_window: u32, budget: usize) -> usiz
 
 #[test]
 fn a_fast_reader_grows_the_window_up_to_the_configured_maximum() {
-    for dialect in [Dialect::Yamux, Dialect::NetMux] {
+    // smux v2 has no ping: there the signal is a reader that drained its queue.
+    for dialect in [Dialect::Yamux, Dialect::NetMux, Dialect::SmuxV2] {
         let window = window_after_warmup(dialect, 4 * 1024 * 1024, 64 * 1024 * 1024);
         assert!(
             window > 1024 * KIB,

@@ -26,7 +26,7 @@ use slab::Slab;
 use crate::codec::Dialect;
 use crate::config::{Config, PROTOCOL_INITIAL_WINDOW};
 use crate::error::Error;
-use crate::flow::{RecvCredit, SendCredit};
+use crate::flow::{Pace, RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
@@ -482,13 +482,18 @@ impl Connection {
         let rtt = self.keepalive.rtt();
         let now = self.now;
         let dialect = self.dialect;
+        let pace = if dialect.has_ping() {
+            Pace::RoundTrip(rtt)
+        } else {
+            Pace::ReaderStarved
+        };
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
         if !s.peer_may_send() || !dialect.has_stream_credit() || !s.recv.wants_update() {
             return;
         }
-        let growth = s.recv.maybe_grow(now, rtt, max_window, budget_left);
+        let growth = s.recv.maybe_grow(now, pace, max_window, budget_left);
         let delta = s.recv.grant(now);
         let frame = crate::policy::credit(dialect, s.id, delta, s.recv.consumed(), s.recv.window());
         self.window_sum += u64::from(growth);
