@@ -1,0 +1,281 @@
+//! The implementations under test and the scenarios, with their names on the command line.
+//!
+//! Every Rust multiplexer is driven through the interop harness's adapters
+//! (`polymux_interop::peers`, `polymux_interop::Polymux`), which give them one
+//! [`MuxSession`](polymux_interop::MuxSession) interface over a tokio `TcpStream`; the Go
+//! libraries run in the Go bench peer (`go/`), and raw TCP is the physical baseline (one TCP
+//! connection per "stream").
+
+use std::fmt;
+
+use anyhow::bail;
+use polymux::Dialect;
+
+/// One implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Impl {
+    /// One TCP connection per stream: the physical baseline.
+    RawTcp,
+    /// polymux in a dialect.
+    Polymux(Dialect),
+    /// libp2p `yamux` 0.14.
+    Yamux014,
+    /// `tokio-yamux` 0.3.
+    TokioYamux,
+    /// `net-mux` 1.x.
+    NetMux,
+    /// `async_smux` 0.4 (smux v1).
+    AsyncSmux,
+    /// the `smux` 0.2 crate (smux v1).
+    SmuxRs,
+    /// A Go library, server and client both in Go.
+    Go(GoLib),
+}
+
+/// The Go reference libraries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GoLib {
+    /// hashicorp/yamux.
+    Yamux,
+    /// xtaci/smux, protocol version 1.
+    Smux1,
+    /// xtaci/smux, protocol version 2.
+    Smux2,
+}
+
+/// How an implementation counts in the ratios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Baseline,
+    Polymux,
+    Peer,
+}
+
+impl Impl {
+    /// Every implementation, in table order.
+    pub const ALL: [Impl; 13] = [
+        Impl::RawTcp,
+        Impl::Polymux(Dialect::Yamux),
+        Impl::Polymux(Dialect::SmuxV1),
+        Impl::Polymux(Dialect::SmuxV2),
+        Impl::Polymux(Dialect::NetMux),
+        Impl::Yamux014,
+        Impl::TokioYamux,
+        Impl::NetMux,
+        Impl::AsyncSmux,
+        Impl::SmuxRs,
+        Impl::Go(GoLib::Yamux),
+        Impl::Go(GoLib::Smux1),
+        Impl::Go(GoLib::Smux2),
+    ];
+
+    /// The command-line and table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::RawTcp => "raw-tcp",
+            Impl::Polymux(Dialect::Yamux) => "polymux-yamux",
+            Impl::Polymux(Dialect::SmuxV1) => "polymux-smux1",
+            Impl::Polymux(Dialect::SmuxV2) => "polymux-smux2",
+            Impl::Polymux(Dialect::NetMux) => "polymux-netmux",
+            Impl::Yamux014 => "yamux-0.14",
+            Impl::TokioYamux => "tokio-yamux-0.3",
+            Impl::NetMux => "net-mux-1",
+            Impl::AsyncSmux => "async_smux-0.4",
+            Impl::SmuxRs => "smux-0.2",
+            Impl::Go(GoLib::Yamux) => "go-yamux",
+            Impl::Go(GoLib::Smux1) => "go-smux1",
+            Impl::Go(GoLib::Smux2) => "go-smux2",
+        }
+    }
+
+    /// The wire protocol.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Impl::RawTcp => "TCP",
+            Impl::Polymux(d) => d.name(),
+            Impl::Yamux014 | Impl::TokioYamux | Impl::Go(GoLib::Yamux) => "yamux",
+            Impl::NetMux => "net-mux",
+            Impl::AsyncSmux | Impl::SmuxRs | Impl::Go(GoLib::Smux1) => "smux v1",
+            Impl::Go(GoLib::Smux2) => "smux v2",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Impl::RawTcp => Kind::Baseline,
+            Impl::Polymux(_) => Kind::Polymux,
+            _ => Kind::Peer,
+        }
+    }
+
+    pub fn is_go(self) -> bool {
+        matches!(self, Impl::Go(_))
+    }
+
+    /// Parses a name from [`Impl::name`].
+    pub fn parse(s: &str) -> anyhow::Result<Impl> {
+        match Impl::ALL.into_iter().find(|i| i.name() == s) {
+            Some(i) => Ok(i),
+            None => bail!(
+                "unknown implementation {s:?}; known: {}",
+                Impl::ALL.map(Impl::name).join(", ")
+            ),
+        }
+    }
+
+    /// The most streams the implementation can hold open at once as the harness configures it,
+    /// with the reason, where that is below what the idle scenario asks for.
+    pub fn stream_cap(self) -> Option<(usize, &'static str)> {
+        match self {
+            Impl::Yamux014 => Some((
+                2000,
+                "the interop adapter configures yamux 0.14 with at most 2048 streams \
+                 (interop/src/peers/yamux014.rs, `set_max_num_streams(2048)`); an inbound SYN \
+                 beyond it kills the connection (yamux-0.14.1/src/connection.rs:627)",
+            )),
+            Impl::NetMux => Some((
+                4000,
+                "the interop adapter configures net-mux with at most 4096 streams \
+                 (interop/src/peers/net_mux.rs, `max_streams(4096)`)",
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Impl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The scenarios. CPU per GiB is measured within `Bulk` and `Multi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// One stream sends `size` bytes to a sink.
+    Bulk,
+    /// `streams` streams send `size` bytes in total, concurrently.
+    Multi,
+    /// Sequential open, 16-byte echo, close, for a fixed time.
+    OpenRate,
+    /// `burst` streams opened at once, each echoing 1 KiB.
+    Burst,
+    /// `idle` streams held open: resident memory per stream.
+    Idle,
+    /// Sequential 64-byte ping-pongs on one stream.
+    Rpc,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Bulk,
+        Scenario::Multi,
+        Scenario::OpenRate,
+        Scenario::Burst,
+        Scenario::Idle,
+        Scenario::Rpc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Bulk => "bulk",
+            Scenario::Multi => "multi",
+            Scenario::OpenRate => "open-rate",
+            Scenario::Burst => "burst",
+            Scenario::Idle => "idle",
+            Scenario::Rpc => "rpc",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Scenario> {
+        match Scenario::ALL.into_iter().find(|x| x.name() == s) {
+            Some(x) => Ok(x),
+            None => bail!(
+                "unknown scenario {s:?}; known: {}",
+                Scenario::ALL.map(Scenario::name).join(", ")
+            ),
+        }
+    }
+
+    /// What the server does with each stream.
+    pub fn server_mode(self) -> Mode {
+        match self {
+            Scenario::Bulk | Scenario::Multi => Mode::Sink,
+            Scenario::OpenRate | Scenario::Burst | Scenario::Rpc => Mode::Echo,
+            Scenario::Idle => Mode::Hold,
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the server does with each accepted stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Read an 8-byte little-endian length, then that many bytes; reply with the count read
+    /// (8 bytes LE); wait for the client's close; close.
+    Sink,
+    /// Write back whatever arrives until EOF; close.
+    Echo,
+    /// Keep the stream open and untouched (after an empty write, which makes yamux 0.14 send
+    /// its lazy ACK).
+    Hold,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sink => "sink",
+            Mode::Echo => "echo",
+            Mode::Hold => "hold",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Mode> {
+        match s {
+            "sink" => Ok(Mode::Sink),
+            "echo" => Ok(Mode::Echo),
+            "hold" => Ok(Mode::Hold),
+            _ => bail!("unknown mode {s:?}; known: sink, echo, hold"),
+        }
+    }
+}
+
+/// Runs `$body` with `$peer` bound to the interop [`Peer`](polymux_interop::Peer) of a Rust
+/// multiplexer `$imp`; `$other` for raw TCP and Go, which have no such adapter.
+macro_rules! with_peer {
+    ($imp:expr, |$peer:ident| $body:expr, else $other:expr) => {
+        match $imp {
+            $crate::impls::Impl::Polymux(d) => {
+                let $peer = polymux_interop::Polymux(d);
+                $body
+            }
+            $crate::impls::Impl::Yamux014 => {
+                let $peer = polymux_interop::peers::Yamux014;
+                $body
+            }
+            $crate::impls::Impl::TokioYamux => {
+                let $peer = polymux_interop::peers::TokioYamux;
+                $body
+            }
+            $crate::impls::Impl::NetMux => {
+                let $peer = polymux_interop::peers::NetMux;
+                $body
+            }
+            $crate::impls::Impl::AsyncSmux => {
+                let $peer = polymux_interop::peers::AsyncSmux;
+                $body
+            }
+            $crate::impls::Impl::SmuxRs => {
+                let $peer = polymux_interop::peers::SmuxRs;
+                $body
+            }
+            $crate::impls::Impl::RawTcp | $crate::impls::Impl::Go(_) => $other,
+        }
+    };
+}
+pub(crate) use with_peer;

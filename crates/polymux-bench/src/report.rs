@@ -1,0 +1,678 @@
+//! The report: one markdown table of medians, each with its ratio to raw TCP and to the best
+//! peer of the same run, footnotes for every "n/a" and caveat, and the issue's targets checked
+//! for each polymux dialect.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::args::Sizes;
+use crate::impls::{Impl, Kind, Scenario};
+use crate::run::Figures;
+
+/// Facts about the run for the report's header.
+pub struct RunInfo {
+    pub command: String,
+    pub machine: String,
+    pub rustc: String,
+    pub go: String,
+    pub date: String,
+    pub load_start: String,
+    pub load_end: String,
+    pub sizes: Sizes,
+    pub reps: usize,
+    pub threads: usize,
+    pub elapsed: Duration,
+}
+
+/// One column of the table: a figure of a scenario.
+struct Column {
+    scenario: Scenario,
+    key: &'static str,
+    title: &'static str,
+    higher_is_better: bool,
+}
+
+const COLUMNS: [Column; 14] = [
+    col(Scenario::Bulk, "mibps", "bulk MiB/s", true),
+    col(Scenario::Multi, "mibps", "multi MiB/s", true),
+    col(Scenario::OpenRate, "per_sec", "open-rate streams/s", true),
+    col(Scenario::Burst, "ms", "burst ms", false),
+    col(Scenario::Rpc, "p50_us", "rpc p50 µs", false),
+    col(Scenario::Rpc, "p99_us", "rpc p99 µs", false),
+    col(
+        Scenario::Idle,
+        "client_rss_b",
+        "idle RSS B/stream client",
+        false,
+    ),
+    col(
+        Scenario::Idle,
+        "server_rss_b",
+        "idle RSS B/stream server",
+        false,
+    ),
+    col(
+        Scenario::Idle,
+        "client_heap_b",
+        "idle heap B/stream client",
+        false,
+    ),
+    col(
+        Scenario::Idle,
+        "server_heap_b",
+        "idle heap B/stream server",
+        false,
+    ),
+    col(
+        Scenario::Bulk,
+        "client_cpu_per_gib",
+        "bulk CPU s/GiB client",
+        false,
+    ),
+    col(
+        Scenario::Bulk,
+        "server_cpu_per_gib",
+        "bulk CPU s/GiB server",
+        false,
+    ),
+    col(
+        Scenario::Multi,
+        "client_cpu_per_gib",
+        "multi CPU s/GiB client",
+        false,
+    ),
+    col(
+        Scenario::Multi,
+        "server_cpu_per_gib",
+        "multi CPU s/GiB server",
+        false,
+    ),
+];
+
+const fn col(
+    scenario: Scenario,
+    key: &'static str,
+    title: &'static str,
+    higher_is_better: bool,
+) -> Column {
+    Column {
+        scenario,
+        key,
+        title,
+        higher_is_better,
+    }
+}
+
+/// Everything measured in one run.
+pub struct Report {
+    impls: Vec<Impl>,
+    scenarios: Vec<Scenario>,
+    /// Successful repetitions per (implementation, scenario).
+    results: BTreeMap<(usize, usize), Vec<Figures>>,
+    /// Failures per (implementation, scenario).
+    failures: BTreeMap<(usize, usize), Vec<String>>,
+    /// Implementations that were not run at all, with the reason.
+    unavailable: BTreeMap<usize, String>,
+}
+
+/// Footnotes, numbered in order of first use.
+#[derive(Default)]
+struct Notes(Vec<String>);
+
+impl Notes {
+    fn mark(&mut self, text: &str) -> String {
+        let i = match self.0.iter().position(|t| t == text) {
+            Some(i) => i,
+            None => {
+                self.0.push(text.to_string());
+                self.0.len() - 1
+            }
+        };
+        format!("[^{}]", i + 1)
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// Three significant digits, no exponent.
+fn fmt_value(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r.is_finite() => format!("{r:.2}"),
+        _ => "–".into(),
+    }
+}
+
+impl Report {
+    pub fn new(impls: Vec<Impl>, scenarios: Vec<Scenario>) -> Report {
+        Report {
+            impls,
+            scenarios,
+            results: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            unavailable: BTreeMap::new(),
+        }
+    }
+
+    fn index(&self, imp: Impl) -> Option<usize> {
+        self.impls.iter().position(|i| *i == imp)
+    }
+
+    fn scenario_index(&self, s: Scenario) -> Option<usize> {
+        self.scenarios.iter().position(|x| *x == s)
+    }
+
+    pub fn unavailable(&mut self, imp: Impl, why: String) {
+        if let Some(i) = self.index(imp) {
+            self.unavailable.insert(i, why);
+        }
+    }
+
+    pub fn record(&mut self, imp: Impl, scenario: Scenario, result: Result<Figures, String>) {
+        let (Some(i), Some(s)) = (self.index(imp), self.scenario_index(scenario)) else {
+            return;
+        };
+        match result {
+            Ok(f) => self.results.entry((i, s)).or_default().push(f),
+            Err(e) => self.failures.entry((i, s)).or_default().push(e),
+        }
+    }
+
+    /// The median of a figure over the successful repetitions.
+    fn value(&self, imp: usize, column: &Column) -> Option<f64> {
+        let s = self.scenario_index(column.scenario)?;
+        let mut values: Vec<f64> = self
+            .results
+            .get(&(imp, s))?
+            .iter()
+            .filter_map(|f| f.get(column.key).copied())
+            .collect();
+        median(&mut values)
+    }
+
+    fn baseline(&self, column: &Column) -> Option<f64> {
+        let i = self.index(Impl::RawTcp)?;
+        self.value(i, column)
+    }
+
+    /// The best peer's median for a column (highest or lowest, by the column's direction).
+    fn best_peer(&self, column: &Column) -> Option<(Impl, f64)> {
+        self.impls
+            .iter()
+            .enumerate()
+            .filter(|(_, imp)| imp.kind() == Kind::Peer)
+            .filter_map(|(i, imp)| self.value(i, column).map(|v| (*imp, v)))
+            .filter(|(_, v)| v.is_finite())
+            .reduce(|a, b| {
+                let better = if column.higher_is_better {
+                    b.1 > a.1
+                } else {
+                    b.1 < a.1
+                };
+                if better {
+                    b
+                } else {
+                    a
+                }
+            })
+    }
+
+    fn ratio(v: f64, reference: Option<f64>) -> Option<f64> {
+        reference.filter(|r| *r != 0.0).map(|r| v / r)
+    }
+
+    fn reps_done(&self, imp: usize, scenario: Scenario) -> usize {
+        self.scenario_index(scenario)
+            .and_then(|s| self.results.get(&(imp, s)))
+            .map_or(0, Vec::len)
+    }
+
+    /// The whole markdown document.
+    pub fn render(&self, info: &RunInfo) -> String {
+        let mut notes = Notes::default();
+        let columns: Vec<&Column> = COLUMNS
+            .iter()
+            .filter(|c| self.scenarios.contains(&c.scenario))
+            .collect();
+        let mut out = String::new();
+        let s = &info.sizes;
+        let _ = writeln!(out, "# polymux-bench results\n");
+        let _ = writeln!(out, "Command: `{}`\n", info.command);
+        let _ = writeln!(
+            out,
+            "Machine: {}. {}; {}. Run {}, took {:.0} s; load average (1/5/15 min) {} at the start, \
+             {} at the end.\n",
+            info.machine,
+            info.rustc,
+            info.go,
+            info.date,
+            info.elapsed.as_secs_f64(),
+            info.load_start,
+            info.load_end
+        );
+        let _ = writeln!(
+            out,
+            "Sizes: bulk {} MiB on one stream; multi {} MiB over {} streams; open-rate {} s; \
+             burst {} streams × 1 KiB echo; idle {} streams; rpc {} round trips of 64 B. \
+             Median of {} repetition(s), each with a fresh server and client process; tokio \
+             runtimes with {} worker thread(s) per process (Go: GOMAXPROCS {}).\n",
+            s.size >> 20,
+            s.size >> 20,
+            s.streams,
+            s.open_secs,
+            s.burst,
+            s.idle,
+            s.rpc,
+            info.reps,
+            if info.threads == 0 {
+                "current-thread (1)".to_string()
+            } else {
+                info.threads.to_string()
+            },
+            info.threads.max(1),
+        );
+        let _ = writeln!(
+            out,
+            "Each cell: median (× raw TCP / × best peer). Higher is better for MiB/s and \
+             streams/s, lower for everything else; \"best peer\" is the best non-polymux \
+             multiplexer in the column (Rust and Go).\n"
+        );
+
+        // Header.
+        out.push_str("| implementation | protocol |");
+        for c in &columns {
+            let _ = write!(out, " {} |", c.title);
+        }
+        out.push_str("\n|---|---|");
+        for _ in &columns {
+            out.push_str("---:|");
+        }
+        out.push('\n');
+
+        for (i, imp) in self.impls.iter().enumerate() {
+            let _ = write!(out, "| {} | {} |", imp.name(), imp.protocol());
+            for c in &columns {
+                let cell = self.cell(i, *imp, c, &mut notes);
+                let _ = write!(out, " {cell} |");
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+        out.push_str(&self.best_peer_line(&columns));
+        out.push_str(&self.general_notes(&mut notes));
+        for (n, text) in notes.0.iter().enumerate() {
+            let _ = writeln!(out, "[^{}]: {}", n + 1, text.replace('\n', " "));
+        }
+        out.push('\n');
+        out.push_str(&self.targets());
+        out
+    }
+
+    fn cell(&self, i: usize, imp: Impl, c: &Column, notes: &mut Notes) -> String {
+        if let Some(why) = self.unavailable.get(&i) {
+            return format!("n/a{}", notes.mark(why));
+        }
+        let Some(v) = self.value(i, c) else {
+            let s = self.scenario_index(c.scenario);
+            let why = s
+                .and_then(|s| self.failures.get(&(i, s)))
+                .and_then(|f| f.first())
+                .map(|e| format!("{imp} {}: {e}", c.scenario))
+                .unwrap_or_else(|| format!("{imp} {}: not measured", c.scenario));
+            return format!("fail{}", notes.mark(&why));
+        };
+        let mut cell = fmt_value(v);
+        let raw = if imp == Impl::RawTcp {
+            Some(1.0)
+        } else {
+            Self::ratio(v, self.baseline(c))
+        };
+        let peer = Self::ratio(v, self.best_peer(c).map(|(_, b)| b));
+        let _ = write!(cell, " ({} / {})", fmt_ratio(raw), fmt_ratio(peer));
+        if c.scenario == Scenario::Idle {
+            if let Some((cap, why)) = imp.stream_cap() {
+                let _ = write!(
+                    cell,
+                    "{}",
+                    notes.mark(&format!(
+                        "{imp} idle: measured with at most {cap} streams, because {why}."
+                    ))
+                );
+            }
+        }
+        let s = self.scenario_index(c.scenario);
+        if let Some(fails) = s.and_then(|s| self.failures.get(&(i, s))) {
+            let _ = write!(
+                cell,
+                "{}",
+                notes.mark(&format!(
+                    "{imp} {}: {} of {} repetitions failed (median of the rest): {}",
+                    c.scenario,
+                    fails.len(),
+                    fails.len() + self.reps_done(i, c.scenario),
+                    fails[0]
+                ))
+            );
+        }
+        cell
+    }
+
+    fn best_peer_line(&self, columns: &[&Column]) -> String {
+        let mut line = String::from("Best peer per column: ");
+        let parts: Vec<String> = columns
+            .iter()
+            .map(|c| match self.best_peer(c) {
+                Some((imp, v)) => format!("{} {} ({})", c.title, imp, fmt_value(v)),
+                None => format!("{} –", c.title),
+            })
+            .collect();
+        line.push_str(&parts.join("; "));
+        line.push_str(".\n\n");
+        line
+    }
+
+    fn general_notes(&self, notes: &mut Notes) -> String {
+        let mut out = String::new();
+        let has = |s: Scenario| self.scenarios.contains(&s);
+        if has(Scenario::Idle) {
+            let _ = writeln!(
+                out,
+                "Idle memory{}: RSS is the VmRSS growth of each process while the streams are \
+                 opened, per stream (page-granular and allocator-dependent: it can be 0 when \
+                 freed memory is reused); heap is the net growth counted by a counting global \
+                 allocator (Rust) or `runtime.MemStats.HeapAlloc` after a GC (Go), plus the \
+                 stream handle kept by the application. For raw TCP the socket buffers live in \
+                 the kernel and appear in neither.\n",
+                notes.mark(
+                    "Idle streams are held by the benchmark (no task per stream) on both sides; \
+                     the server writes zero bytes to each, which makes yamux 0.14 send its lazy \
+                     ACK and is a no-op elsewhere."
+                )
+            );
+        }
+        if has(Scenario::Bulk) || has(Scenario::Multi) {
+            let _ = writeln!(
+                out,
+                "CPU: user + sys seconds (`getrusage(RUSAGE_SELF)`, all threads) of each process \
+                 over the timed transfer, per GiB moved. Throughput counts payload bytes from \
+                 the first open to the sink's acknowledgement of the last byte; the client \
+                 writes 64 KiB at a time.\n"
+            );
+        }
+        out
+    }
+
+    /// The issue's targets for each polymux dialect.
+    fn targets(&self) -> String {
+        let dialects: Vec<(usize, Impl)> = self
+            .impls
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.kind() == Kind::Polymux)
+            .map(|(i, imp)| (i, *imp))
+            .collect();
+        if dialects.is_empty() {
+            return String::new();
+        }
+        let find = |scenario: Scenario, key: &str| {
+            COLUMNS
+                .iter()
+                .find(|c| c.scenario == scenario && c.key == key)
+        };
+        type Check<'a> = (&'a str, Vec<(&'a Column, Target)>);
+        let checks: Vec<Check> = vec![
+            (
+                "bulk ≥ 0.8× raw TCP and ahead of every peer",
+                vec![(
+                    find(Scenario::Bulk, "mibps").expect("column"),
+                    Target::Throughput,
+                )],
+            ),
+            (
+                "multi ≥ 0.8× raw TCP and ahead of every peer",
+                vec![(
+                    find(Scenario::Multi, "mibps").expect("column"),
+                    Target::Throughput,
+                )],
+            ),
+            (
+                "open-rate ≥ 1.2× best peer",
+                vec![(
+                    find(Scenario::OpenRate, "per_sec").expect("column"),
+                    Target::PeerAtLeast(1.2),
+                )],
+            ),
+            (
+                "burst ≤ 0.8× best peer",
+                vec![(
+                    find(Scenario::Burst, "ms").expect("column"),
+                    Target::PeerAtMost(0.8),
+                )],
+            ),
+            (
+                "idle heap ≤ 256 B/stream (client, server)",
+                vec![
+                    (
+                        find(Scenario::Idle, "client_heap_b").expect("column"),
+                        Target::AtMost(256.0),
+                    ),
+                    (
+                        find(Scenario::Idle, "server_heap_b").expect("column"),
+                        Target::AtMost(256.0),
+                    ),
+                ],
+            ),
+            (
+                "rpc p50 ≤ 1.1× raw TCP",
+                vec![(
+                    find(Scenario::Rpc, "p50_us").expect("column"),
+                    Target::RawAtMost(1.1),
+                )],
+            ),
+            (
+                "rpc p99 ≤ 1.5× raw TCP",
+                vec![(
+                    find(Scenario::Rpc, "p99_us").expect("column"),
+                    Target::RawAtMost(1.5),
+                )],
+            ),
+            (
+                "bulk CPU/GiB below every peer (client, server)",
+                vec![
+                    (
+                        find(Scenario::Bulk, "client_cpu_per_gib").expect("column"),
+                        Target::PeerBelow,
+                    ),
+                    (
+                        find(Scenario::Bulk, "server_cpu_per_gib").expect("column"),
+                        Target::PeerBelow,
+                    ),
+                ],
+            ),
+            (
+                "multi CPU/GiB below every peer (client, server)",
+                vec![
+                    (
+                        find(Scenario::Multi, "client_cpu_per_gib").expect("column"),
+                        Target::PeerBelow,
+                    ),
+                    (
+                        find(Scenario::Multi, "server_cpu_per_gib").expect("column"),
+                        Target::PeerBelow,
+                    ),
+                ],
+            ),
+        ];
+        let mut out = String::from("## Targets (issue), per polymux dialect\n\n| target |");
+        for (_, imp) in &dialects {
+            let _ = write!(out, " {imp} |");
+        }
+        out.push_str("\n|---|");
+        for _ in &dialects {
+            out.push_str("---|");
+        }
+        out.push('\n');
+        for (title, parts) in checks {
+            if !parts
+                .iter()
+                .all(|(c, _)| self.scenarios.contains(&c.scenario))
+            {
+                continue;
+            }
+            let _ = write!(out, "| {title} |");
+            for (i, _) in &dialects {
+                let cells: Vec<String> = parts.iter().map(|(c, t)| self.check(*i, c, *t)).collect();
+                let _ = write!(out, " {} |", cells.join(", "));
+            }
+            out.push('\n');
+        }
+        out.push_str(
+            "\n✅ met, ❌ missed, – not measurable. Ratios are × raw TCP for raw-TCP targets and \
+             × best peer for peer targets; absolute figures for the memory target.\n",
+        );
+        out
+    }
+
+    fn check(&self, i: usize, c: &Column, target: Target) -> String {
+        let Some(v) = self.value(i, c) else {
+            return "–".into();
+        };
+        let raw = Self::ratio(v, self.baseline(c));
+        let peer = Self::ratio(v, self.best_peer(c).map(|(_, b)| b));
+        let mark = |ok: bool| if ok { "✅" } else { "❌" };
+        match target {
+            Target::Throughput => match (raw, peer) {
+                (Some(r), Some(p)) => {
+                    format!("{r:.2}× TCP, {p:.2}× peer {}", mark(r >= 0.8 && p > 1.0))
+                }
+                (Some(r), None) => format!("{r:.2}× TCP {}", mark(r >= 0.8)),
+                _ => "–".into(),
+            },
+            Target::PeerAtLeast(x) => {
+                peer.map_or("–".into(), |p| format!("{p:.2}× {}", mark(p >= x)))
+            }
+            Target::PeerAtMost(x) => {
+                peer.map_or("–".into(), |p| format!("{p:.2}× {}", mark(p <= x)))
+            }
+            Target::PeerBelow => {
+                peer.map_or("–".into(), |p| format!("{p:.2}× {}", mark(p < 1.0)))
+            }
+            Target::RawAtMost(x) => {
+                raw.map_or("–".into(), |r| format!("{r:.2}× {}", mark(r <= x)))
+            }
+            Target::AtMost(x) => format!("{} B {}", fmt_value(v), mark(v <= x)),
+        }
+    }
+
+    /// Every repetition's figures, tab-separated, for anyone who wants more than medians.
+    pub fn raw_tsv(&self) -> String {
+        let mut out = String::from("implementation\tscenario\trep\tfigure\tvalue\n");
+        for ((i, s), reps) in &self.results {
+            for (rep, figures) in reps.iter().enumerate() {
+                let mut keys: Vec<_> = figures.keys().collect();
+                keys.sort();
+                for k in keys {
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}",
+                        self.impls[*i],
+                        self.scenarios[*s],
+                        rep + 1,
+                        k,
+                        figures[k]
+                    );
+                }
+            }
+        }
+        for ((i, s), fails) in &self.failures {
+            for e in fails {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t-\tFAILED\t{}",
+                    self.impls[*i],
+                    self.scenarios[*s],
+                    e.replace(['\t', '\n'], " ")
+                );
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Throughput,
+    PeerAtLeast(f64),
+    PeerAtMost(f64),
+    PeerBelow,
+    RawAtMost(f64),
+    AtMost(f64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(pairs: &[(&str, f64)]) -> Figures {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn medians_and_ratios() {
+        let mut r = Report::new(
+            vec![
+                Impl::RawTcp,
+                Impl::Polymux(polymux::Dialect::Yamux),
+                Impl::Yamux014,
+            ],
+            vec![Scenario::Bulk],
+        );
+        for v in [100.0, 300.0, 200.0] {
+            r.record(Impl::RawTcp, Scenario::Bulk, Ok(figures(&[("mibps", v)])));
+        }
+        r.record(
+            Impl::Polymux(polymux::Dialect::Yamux),
+            Scenario::Bulk,
+            Ok(figures(&[("mibps", 180.0)])),
+        );
+        r.record(
+            Impl::Yamux014,
+            Scenario::Bulk,
+            Ok(figures(&[("mibps", 90.0)])),
+        );
+        r.record(Impl::Yamux014, Scenario::Bulk, Err("boom".into()));
+        let c = &COLUMNS[0];
+        assert_eq!(r.value(0, c), Some(200.0));
+        assert_eq!(r.best_peer(c).map(|(i, _)| i), Some(Impl::Yamux014));
+        let mut notes = Notes::default();
+        let cell = r.cell(1, Impl::Polymux(polymux::Dialect::Yamux), c, &mut notes);
+        assert_eq!(cell, "180 (0.90 / 2.00)");
+        let failed = r.cell(2, Impl::Yamux014, c, &mut notes);
+        assert!(failed.contains("[^1]"), "{failed}");
+        assert!(r.check(1, c, Target::Throughput).contains('✅'));
+    }
+}

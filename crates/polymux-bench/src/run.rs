@@ -1,0 +1,335 @@
+//! `polymux-bench run`: the orchestrator.
+//!
+//! For every repetition, scenario and implementation (in that nesting, so background load
+//! drifts over all implementations alike) it starts a fresh server child (`serve`, or the Go
+//! peer's), reads its `LISTENING` line, runs a fresh client child (`client`) against it, and
+//! parses the client's `RESULT` line. Each child is bounded by `--timeout` and killed (by its
+//! own pid, through its handle) when it overruns; a server exits by itself when its stdin closes.
+//! The orchestrator itself does no measuring work, so it perturbs neither side.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::args::RunArgs;
+use crate::impls::{Impl, Scenario};
+use crate::report::{Report, RunInfo};
+use crate::{go, sys};
+
+/// How long a server may take to print its addresses.
+const LISTEN_LIMIT: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after its stdin closes.
+const EXIT_LIMIT: Duration = Duration::from_secs(5);
+/// Bytes of a child's stderr kept for error messages.
+const STDERR_TAIL: usize = 2048;
+
+/// The figures of one measurement (a client's `RESULT` line).
+pub type Figures = HashMap<String, f64>;
+
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locate the polymux-bench binary")?;
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "polymux-bench: WARNING: this is a debug build; figures are meaningless \
+             (use `cargo run --release -p polymux-bench`)"
+        );
+    }
+    let exe_dir = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let wants_go = args.impls.iter().any(|i| i.is_go());
+    let go_bin: Result<PathBuf, String> = if !wants_go {
+        Err("not selected (--impls)".into())
+    } else if !args.go {
+        Err("skipped (--no-go)".into())
+    } else {
+        eprintln!("polymux-bench: building the Go bench peer …");
+        go::build(&exe_dir.join("polymux-bench-go.d"))
+    };
+    if let Err(why) = &go_bin {
+        if wants_go {
+            eprintln!("polymux-bench: Go peers skipped: {why}");
+        }
+    }
+
+    let mut info = RunInfo {
+        command: format!(
+            "cargo run --release -p polymux-bench --{}{}",
+            if args.command.is_empty() { "" } else { " " },
+            args.command
+        ),
+        machine: sys::machine(),
+        rustc: sys::command_line("rustc", &["-V"]),
+        go: match &go_bin {
+            Ok(_) => sys::command_line("go", &["version"]),
+            Err(why) => format!("not used: {why}"),
+        },
+        date: sys::command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        load_start: sys::loadavg(),
+        load_end: String::new(),
+        sizes: args.sizes.clone(),
+        reps: args.reps,
+        threads: args.threads,
+        elapsed: Duration::ZERO,
+    };
+    let mut report = Report::new(args.impls.clone(), args.scenarios.clone());
+    if let Err(why) = &go_bin {
+        for imp in args.impls.iter().filter(|i| i.is_go()) {
+            report.unavailable(*imp, format!("Go peer not run: {why}"));
+        }
+    }
+
+    let start = Instant::now();
+    let total = args.reps * args.scenarios.len() * args.impls.len();
+    let mut done = 0;
+    for rep in 0..args.reps {
+        for &scenario in &args.scenarios {
+            for &imp in &args.impls {
+                done += 1;
+                let bin = match (imp.is_go(), &go_bin) {
+                    (false, _) => exe.clone(),
+                    (true, Ok(go)) => go.clone(),
+                    (true, Err(_)) => continue,
+                };
+                let n = scenario_count(&args, imp, scenario);
+                let result = measure(&bin, imp, scenario, &args, n).await;
+                match &result {
+                    Ok(f) => eprintln!(
+                        "[{done}/{total}] rep {} {scenario:<9} {imp:<16} {}",
+                        rep + 1,
+                        summary(scenario, f)
+                    ),
+                    Err(e) => eprintln!(
+                        "[{done}/{total}] rep {} {scenario:<9} {imp:<16} FAILED: {e:#}",
+                        rep + 1
+                    ),
+                }
+                report.record(imp, scenario, result.map_err(|e| format!("{e:#}")));
+            }
+        }
+    }
+    info.load_end = sys::loadavg();
+    info.elapsed = start.elapsed();
+
+    let markdown = report.render(&info);
+    println!("{markdown}");
+    if let Some(dir) = args.out.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+    }
+    std::fs::write(&args.out, &markdown)
+        .with_context(|| format!("write {}", args.out.display()))?;
+    let tsv = args.out.with_extension("tsv");
+    std::fs::write(&tsv, report.raw_tsv()).with_context(|| format!("write {}", tsv.display()))?;
+    eprintln!(
+        "polymux-bench: wrote {} and {} ({:.0} s)",
+        args.out.display(),
+        tsv.display(),
+        info.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The idle scenario's stream count, lowered to what the implementation can hold.
+fn scenario_count(args: &RunArgs, imp: Impl, scenario: Scenario) -> usize {
+    match (scenario, imp.stream_cap()) {
+        (Scenario::Idle, Some((cap, _))) => args.sizes.idle.min(cap),
+        (Scenario::Idle, None) => args.sizes.idle,
+        _ => 0,
+    }
+}
+
+fn summary(scenario: Scenario, f: &Figures) -> String {
+    let g = |k: &str| f.get(k).copied().unwrap_or(f64::NAN);
+    match scenario {
+        Scenario::Bulk | Scenario::Multi => format!(
+            "{:.0} MiB/s, CPU s/GiB client {:.2} server {:.2}",
+            g("mibps"),
+            g("client_cpu_per_gib"),
+            g("server_cpu_per_gib")
+        ),
+        Scenario::OpenRate => format!("{:.0} streams/s", g("per_sec")),
+        Scenario::Burst => format!("{:.1} ms", g("ms")),
+        Scenario::Idle => format!(
+            "{} streams: RSS B/stream client {:.0} server {:.0}, heap client {:.0} server {:.0}",
+            g("streams"),
+            g("client_rss_b"),
+            g("server_rss_b"),
+            g("client_heap_b"),
+            g("server_heap_b")
+        ),
+        Scenario::Rpc => format!("p50 {:.1} µs, p99 {:.1} µs", g("p50_us"), g("p99_us")),
+    }
+}
+
+/// One measurement: a fresh server, a fresh client, the client's figures.
+async fn measure(
+    bin: &Path,
+    imp: Impl,
+    scenario: Scenario,
+    args: &RunArgs,
+    idle_streams: usize,
+) -> anyhow::Result<Figures> {
+    let threads = args.threads.to_string();
+    let mut server = Command::new(bin)
+        .args(["serve", "--impl", imp.name(), "--mode"])
+        .arg(scenario.server_mode().name())
+        .args(["--listen", "127.0.0.1:0", "--threads", &threads])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start the {imp} server"))?;
+    let server_err = tail(server.stderr.take());
+    let result = async {
+        let (data, control) = listening(&mut server).await?;
+        let mut sizes = args.sizes.clone();
+        if scenario == Scenario::Idle {
+            sizes.idle = idle_streams;
+        }
+        let mut client = Command::new(bin)
+            .args([
+                "client",
+                "--impl",
+                imp.name(),
+                "--scenario",
+                scenario.name(),
+            ])
+            .args([
+                "--connect",
+                &data,
+                "--control",
+                &control,
+                "--threads",
+                &threads,
+            ])
+            .args(sizes.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start the {imp} client"))?;
+        let client_err = tail(client.stderr.take());
+        let mut out = String::new();
+        let stdout = client.stdout.take();
+        let waited = tokio::time::timeout(args.timeout, async {
+            if let Some(mut s) = stdout {
+                let _ = s.read_to_string(&mut out).await;
+            }
+            client.wait().await
+        })
+        .await;
+        let status = match waited {
+            Ok(status) => status?,
+            Err(_) => {
+                let _ = client.kill().await;
+                bail!(
+                    "the client did not finish within {:?}; stderr: {}",
+                    args.timeout,
+                    client_err.await.unwrap_or_default()
+                );
+            }
+        };
+        let Some(line) = out.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+            bail!(
+                "the client failed ({status}): {}",
+                client_err.await.unwrap_or_default().trim()
+            );
+        };
+        parse_result(line)
+    }
+    .await;
+    // Closing stdin tells the server to exit.
+    drop(server.stdin.take());
+    if tokio::time::timeout(EXIT_LIMIT, server.wait())
+        .await
+        .is_err()
+    {
+        let _ = server.kill().await;
+    }
+    let server_err = tokio::time::timeout(Duration::from_secs(1), server_err)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    result.map_err(|e| {
+        let err = server_err.trim();
+        if err.is_empty() {
+            e
+        } else {
+            e.context(format!("server stderr: {err}"))
+        }
+    })
+}
+
+/// Reads the server's `LISTENING <data> <control>` line.
+async fn listening(server: &mut Child) -> anyhow::Result<(String, String)> {
+    let stdout = server.stdout.take().context("server stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(LISTEN_LIMIT, lines.next_line())
+        .await
+        .context("the server did not print LISTENING in time")??
+        .context("the server exited before listening")?;
+    let mut parts = line.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("LISTENING"), Some(data), Some(control)) => {
+            // Keep draining stdout so the server never blocks on it.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            Ok((data.to_string(), control.to_string()))
+        }
+        _ => bail!("unexpected server line {line:?}"),
+    }
+}
+
+/// Parses `k=v k=v …`.
+fn parse_result(line: &str) -> anyhow::Result<Figures> {
+    let mut figures = HashMap::new();
+    for kv in line.split_whitespace() {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("bad field {kv:?}"))?;
+        let v: f64 = v.parse().with_context(|| format!("bad value {kv:?}"))?;
+        figures.insert(k.to_string(), v);
+    }
+    Ok(figures)
+}
+
+/// Keeps the last [`STDERR_TAIL`] bytes of a child's stderr; the handle resolves at EOF.
+fn tail<R: AsyncRead + Unpin + Send + 'static>(
+    stream: Option<R>,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let Some(mut s) = stream else {
+            return String::new();
+        };
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > 4 * STDERR_TAIL {
+                all.drain(..all.len() - STDERR_TAIL);
+            }
+        }
+        let start = all.len().saturating_sub(STDERR_TAIL);
+        String::from_utf8_lossy(&all[start..]).into_owned()
+    })
+}

@@ -1,0 +1,134 @@
+//! What the process knows about itself: CPU time (`getrusage(RUSAGE_SELF)`, all threads),
+//! resident memory (`VmRSS` in `/proc/self/status`), the open-file limit, and a few facts
+//! about the machine for the report.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// CPU time used by this process so far, user and system, over all its threads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub user: Duration,
+    pub sys: Duration,
+}
+
+impl Cpu {
+    /// user + sys.
+    pub fn total(self) -> Duration {
+        self.user + self.sys
+    }
+}
+
+/// `getrusage(RUSAGE_SELF)`.
+pub fn cpu() -> Cpu {
+    // SAFETY: `rusage` is plain old data; getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a properly sized, writable `rusage`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return Cpu::default();
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Cpu {
+        user: tv(usage.ru_utime),
+        sys: tv(usage.ru_stime),
+    }
+}
+
+/// Resident set size of this process in bytes (`VmRSS`).
+pub fn rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let kib: u64 = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("parse VmRSS line {line:?}"))?;
+            return Ok(kib * 1024);
+        }
+    }
+    bail!("no VmRSS line in /proc/self/status")
+}
+
+/// Raises the soft open-file limit to the hard limit (10,000 idle raw-TCP "streams" need
+/// 10,000 sockets per process). Best effort.
+pub fn raise_nofile() {
+    // SAFETY: plain old data, filled in by getrlimit.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a writable `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: valid pointer to an initialised `rlimit`.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
+/// The soft open-file limit.
+pub fn nofile_limit() -> u64 {
+    // SAFETY: plain old data, filled in by getrlimit.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a writable `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    }
+}
+
+/// The first line of a file, trimmed, or "?".
+fn first_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// `/proc/loadavg`'s three load averages.
+pub fn loadavg() -> String {
+    first_line("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Output of a short command, first line, or "?" (used for `rustc -V`, `go version`, `date`).
+pub fn command_line(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU model, logical CPUs, memory and kernel, for the report.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_else(|| "?".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(|| "?".into(), |kib| format!("{:.0}", kib / 1024.0 / 1024.0));
+    let kernel = first_line("/proc/sys/kernel/osrelease");
+    format!("{model}, {cpus} logical CPUs, {mem_gib} GiB RAM, Linux {kernel}")
+}
