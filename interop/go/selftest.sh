@@ -18,7 +18,7 @@ here=$(cd "$here" && pwd)
 bin="$here/bin/polymux-go-peer"
 
 protos="yamux smux1 smux2"
-all_scenarios="echo100 bulk64 open1000 greet halfclose reset-by-client reset-by-server goaway-by-client goaway-by-server ping idle"
+all_scenarios="echo100 bulk64 open1000 greet halfclose reset-by-client reset-by-server goaway-by-client goaway-by-server ping idle unread"
 scenarios=${*:-$all_scenarios}
 limit=75
 
@@ -35,6 +35,7 @@ expect() { # proto scenario role -> ok | unsupported
     case "$s/$r" in
         reset-by-*/* | goaway-by-*/* | ping/* | halfclose/server) echo unsupported ;;
         greet/client) echo unsupported ;;
+        unread/*) [ "$p" = smux1 ] && echo unsupported || echo ok ;;
         *) echo ok ;;
     esac
 }

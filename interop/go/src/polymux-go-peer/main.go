@@ -1,6 +1,7 @@
 // polymux-go-peer: the Go side of the polymux interop tests (see interop/SCENARIOS.md).
 //
 //	polymux-go-peer -proto yamux|smux1|smux2 -role client|server -addr HOST:PORT -scenario NAME
+//	polymux-go-peer -proto yamux|smux1|smux2 -scenario echo-server -addr HOST:PORT -for 60s
 //
 // -role server listens on -addr (use port 0), prints "LISTENING <host:port>", accepts exactly
 // one TCP connection; -role client dials -addr. The TCP dialer is the multiplexer client.
@@ -11,7 +12,8 @@
 //	FAIL: unsupported: <why>   exit 2  (this library cannot play this scenario in this role;
 //	                                    printed before listening/dialing)
 //
-// Everything is bounded by a 60 s deadline. Library logs go to stderr.
+// Everything is bounded by a 60 s deadline. Library logs go to stderr. The echo-server mode (a
+// long-lived echo peer for `polymux bench --connect`, bounded by -for) is in echoserver.go.
 package main
 
 import (
@@ -63,17 +65,24 @@ func main() {
 	proto := flag.String("proto", "", "yamux | smux1 | smux2")
 	role := flag.String("role", "", "client | server")
 	addr := flag.String("addr", "", "server: listen address (port 0); client: address to dial")
-	scenario := flag.String("scenario", "", "scenario name (see interop/SCENARIOS.md)")
+	scenario := flag.String("scenario", "", "scenario name (see interop/SCENARIOS.md), or echo-server")
+	lifetime := flag.Duration("for", 60*time.Second, "echo-server: serve for this long, then exit 0")
 	flag.Parse()
+
+	if *scenario == "echo-server" {
+		if !knownProto(*proto) || *addr == "" || (*role != "" && *role != "server") {
+			fail("usage: -scenario echo-server needs -proto yamux|smux1|smux2 and -addr (and plays the server)")
+		}
+		runEchoServer(*proto, *addr, *lifetime)
+		return
+	}
 
 	setPhase("startup")
 	time.AfterFunc(scenarioDeadline, func() {
 		fail("deadline: %s %s %s did not finish within %v (phase: %s)", *proto, *scenario, *role, scenarioDeadline, currentPhase())
 	})
 
-	switch *proto {
-	case "yamux", "smux1", "smux2":
-	default:
+	if !knownProto(*proto) {
 		fail("usage: -proto must be yamux, smux1 or smux2 (got %q)", *proto)
 	}
 	if *role != "client" && *role != "server" {
@@ -169,6 +178,8 @@ func waitPeerGone(sess muxSession, d time.Duration) {
 	case <-time.After(d):
 	}
 }
+
+func knownProto(p string) bool { return p == "yamux" || p == "smux1" || p == "smux2" }
 
 func minDuration(a, b time.Duration) time.Duration {
 	if a < b {

@@ -421,6 +421,10 @@ func unsupportedReason(proto, scenario, role string) string {
 			return "halfclose as server must read the client's data after its own half-close; " +
 				smuxCloseBoth + "read after its own half-close"
 		}
+	case "unread":
+		if proto == "smux1" {
+			return "unread needs per-stream flow control on both sides; " + unreadV1Reason
+		}
 	case "echo100", "bulk64", "open1000", "idle":
 		// The client plays the "read exactly N bytes, then close" variant (clientEchoExact).
 	}

@@ -283,3 +283,65 @@ func TestSmuxHalfcloseClient(t *testing.T) {
 		})
 	}
 }
+
+// Documents why "unread" is unsupported for smux v1 (README ⁶): one stream that is never read
+// fills the session's token bucket (MaxReceiveBuffer, session.go:349-354), recvLoop stops reading
+// the connection (session.go:311-316), and another stream stalls until the first is read.
+func TestSmuxV1UnreadStallsSession(t *testing.T) {
+	sc, cc := loopbackPair(t)
+	defer sc.Close()
+	defer cc.Close()
+	ssess, err := newSession("smux1", sc, false, "unread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csess, err := newSession("smux1", cc, true, "unread")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ssess.Close()
+	defer csess.Close()
+
+	a, err := csess.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Twice the default 4 MiB bucket.
+	go writePayload(a, 1, 8*mib)
+	time.Sleep(200 * time.Millisecond) // let A's data reach the server first
+	b, err := csess.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go writePayload(b, 2, 64*kib)
+
+	sa, err := ssess.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bDone := make(chan error, 1)
+	go func() {
+		sb, err := ssess.Accept()
+		if err != nil {
+			bDone <- err
+			return
+		}
+		bDone <- recvExact(sb, newVerifier("B", 2, 64*kib))
+	}()
+	select {
+	case err := <-bDone:
+		t.Fatalf("B completed (err %v) while A was unread: the smux v1 stall seems gone "+
+			"(update the README, mux.go and the Rust matrices)", err)
+	case <-time.After(2 * time.Second):
+	}
+	// Reading A releases the bucket and B completes.
+	go recvExact(sa, newVerifier("A", 1, 8*mib))
+	select {
+	case err := <-bDone:
+		if err != nil {
+			t.Fatalf("B after A was read: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("B did not complete even after A was read")
+	}
+}

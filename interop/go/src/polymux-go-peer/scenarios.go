@@ -20,7 +20,7 @@ const (
 
 var scenarios = []string{
 	"echo100", "bulk64", "open1000", "greet", "halfclose", "reset-by-client", "reset-by-server",
-	"goaway-by-client", "goaway-by-server", "ping", "idle",
+	"goaway-by-client", "goaway-by-server", "ping", "idle", "unread",
 }
 
 func knownScenario(name string) bool {
@@ -422,6 +422,8 @@ func waitOpenGoAway(sess muxSession) error {
 
 func runClient(sess muxSession, scenario string) error {
 	switch scenario {
+	case "unread":
+		return clientUnread(sess)
 	case "echo100":
 		return clientEcho(sess, 100, mib)
 	case "bulk64":
@@ -578,6 +580,8 @@ func runClient(sess muxSession, scenario string) error {
 
 func runServer(sess muxSession, scenario string) error {
 	switch scenario {
+	case "unread":
+		return serverUnread(sess)
 	case "echo100":
 		return acceptEcho(sess, 100, mib)
 	case "bulk64":
