@@ -1,0 +1,223 @@
+//! Allocations per MiB moved in steady-state bulk transfer, per polymux dialect.
+//!
+//! A counting global allocator counts the allocation calls (alloc, alloc_zeroed, realloc) made
+//! on this test's thread while counting is on. Both sessions, their drivers and the two
+//! application tasks run on one current-thread tokio runtime on that thread, over loopback TCP,
+//! so every allocation of the transfer is seen and nothing of the test harness is. After a
+//! warm-up (buffers sized, windows auto-tuned), one stream moves `MEASURED` bytes; every
+//! allocation in that window is recorded with an (unresolved) backtrace, and the report groups
+//! them by call site — the innermost polymux function and the library call that allocated — so
+//! a regression names its source.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
+use std::sync::Mutex;
+
+use polymux::{Config, Dialect};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const WRITE: usize = 64 * 1024;
+const WARMUP: u64 = 32 << 20;
+const MEASURED: u64 = 64 << 20;
+/// Backtraces kept per measurement (the rest are counted only).
+const TRACES: usize = 8192;
+
+struct Counting;
+
+thread_local! {
+    /// Counting is on for this thread.
+    static ON: Cell<bool> = const { Cell::new(false) };
+    /// Allocation calls counted on this thread.
+    static CALLS: Cell<u64> = const { Cell::new(0) };
+    /// Inside the allocator's own bookkeeping (capturing a backtrace allocates).
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+static TRACED: Mutex<Vec<(usize, Backtrace)>> = Mutex::new(Vec::new());
+
+fn count(size: usize) {
+    // `try_with`: the allocator also runs while thread-locals are torn down.
+    if ON.try_with(Cell::get) != Ok(true) || BUSY.try_with(Cell::get) != Ok(false) {
+        return;
+    }
+    let n = CALLS.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    if n as usize <= TRACES {
+        BUSY.with(|b| b.set(true));
+        // Captured unresolved (cheap); symbols are resolved after the measurement.
+        let trace = Backtrace::force_capture();
+        TRACED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((size, trace));
+        BUSY.with(|b| b.set(false));
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; only counting is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocation calls on this thread while moving `MEASURED` bytes after the warm-up, and their
+/// backtraces (up to [`TRACES`]) with the sizes asked for.
+fn measure(dialect: Dialect) -> (u64, Vec<(usize, Backtrace)>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connect = tokio::net::TcpStream::connect(addr);
+        let (client_tcp, server_tcp) = tokio::join!(connect, listener.accept());
+        let (client_tcp, server_tcp) =
+            (client_tcp.expect("connect"), server_tcp.expect("accept").0);
+        let config = Config::for_dialect(dialect);
+        let (client, _cd) = polymux::tokio::client(client_tcp, config.clone());
+        let (server, _sd) = polymux::tokio::server(server_tcp, config);
+
+        let sink = tokio::spawn(async move {
+            let mut s = server.accept().await.expect("accept stream");
+            let mut buf = vec![0u8; 128 * 1024];
+            let mut got = 0u64;
+            loop {
+                let n = s.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            got
+        });
+
+        let mut s = client.open().await.expect("open");
+        let chunk = vec![0xA5u8; WRITE];
+        for _ in 0..WARMUP / WRITE as u64 {
+            s.write_all(&chunk).await.expect("write");
+        }
+        TRACED.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        CALLS.with(|c| c.set(0));
+        ON.with(|on| on.set(true));
+        for _ in 0..MEASURED / WRITE as u64 {
+            s.write_all(&chunk).await.expect("write");
+        }
+        ON.with(|on| on.set(false));
+        let calls = CALLS.with(Cell::get);
+        s.shutdown().await.expect("shutdown");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), sink)
+            .await
+            .expect("the sink finished in time")
+            .expect("sink task");
+        assert_eq!(got, WARMUP + MEASURED, "{dialect:?}: bytes received");
+        let traces = std::mem::take(&mut *TRACED.lock().unwrap_or_else(|p| p.into_inner()));
+        (calls, traces)
+    })
+}
+
+#[test]
+fn steady_state_bulk_allocations_per_mib() {
+    let mib = (MEASURED >> 20) as f64;
+    let mut report = String::new();
+    let mut worst: f64 = 0.0;
+    for dialect in [
+        Dialect::Yamux,
+        Dialect::SmuxV1,
+        Dialect::SmuxV2,
+        Dialect::NetMux,
+    ] {
+        let (calls, traces) = measure(dialect);
+        let per_mib = calls as f64 / mib;
+        worst = worst.max(per_mib);
+        report.push_str(&format!(
+            "{}: {calls} allocations in {mib} MiB = {per_mib:.2} per MiB\n",
+            dialect.name()
+        ));
+        for (site, (n, bytes)) in by_site(&traces) {
+            report.push_str(&format!("  {n:>6} × (avg {} B)  {site}\n", bytes / n));
+        }
+    }
+    eprintln!("{report}");
+    assert!(
+        worst <= MAX_PER_MIB,
+        "allocations per MiB above {MAX_PER_MIB}:\n{report}"
+    );
+}
+
+/// The bound asserted. The target is 0; what is true today (measured 2026-11-22) is
+/// 31–51 per MiB, i.e. about three allocations per 64 KiB socket read, all on the receive path:
+/// - `TokioIo::poll_read_into → BytesMut::reserve`: a fresh 64 KiB read buffer per read,
+///   because the zero-copy payload slices still pin the previous one;
+/// - `Connection::take_payload → BytesMut::split_to`: the 40 B shared header `bytes` allocates
+///   the first time a fresh buffer is split;
+/// - `Connection::take_payload → Bytes::copy_from_slice`: the piece of a frame (< 4 KiB,
+///   `COPY_BELOW`) at the end of a read, copied rather than pinning the buffer.
+///
+/// The count depends on how the kernel splits the reads, hence a bound with headroom rather
+/// than an exact figure; lower it (to 0) as the engine stops allocating per read.
+const MAX_PER_MIB: f64 = 64.0;
+
+/// Groups allocations by call site: the innermost `polymux` frame, and the outermost frame
+/// below it (the library function, e.g. `bytes::BytesMut::split_to`, that allocated). Sorted
+/// by count, most first; values are (count, total bytes).
+fn by_site(traces: &[(usize, Backtrace)]) -> Vec<(String, (usize, usize))> {
+    let mut sites: std::collections::HashMap<String, (usize, usize)> = Default::default();
+    for (size, trace) in traces {
+        let text = trace.to_string();
+        // Frame lines look like "  12: path::to::function"; "at file:line" lines are skipped.
+        let frames: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim_start().split_once(": ").map(|(_, f)| f.trim()))
+            .filter(|f| !f.starts_with("at ") && !f.contains("Counting") && !f.contains("__rust"))
+            .collect();
+        let inner = frames.iter().position(|f| f.contains("polymux"));
+        let site = match inner {
+            Some(i) => {
+                let callee = frames[..i]
+                    .iter()
+                    .rev()
+                    .find(|f| !f.starts_with('<') || f.contains("bytes::"))
+                    .or(frames[..i].last())
+                    .copied()
+                    .unwrap_or("?");
+                format!("{} → {callee}", frames[i])
+            }
+            None => frames.first().copied().unwrap_or("?").to_string(),
+        };
+        let e = sites.entry(site).or_default();
+        e.0 += 1;
+        e.1 += size;
+    }
+    let mut v: Vec<_> = sites.into_iter().collect();
+    v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    v
+}
