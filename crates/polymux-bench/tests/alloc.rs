@@ -218,6 +218,6 @@ fn by_site(traces: &[(usize, Backtrace)]) -> Vec<(String, (usize, usize))> {
         e.1 += size;
     }
     let mut v: Vec<_> = sites.into_iter().collect();
-    v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    v.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
     v
 }
