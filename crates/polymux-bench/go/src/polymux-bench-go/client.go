@@ -27,8 +27,12 @@ const (
 	openMsg         = 16
 	burstMsg        = 1024
 	rpcMsg          = 64
-	idleSettleLimit = 60 * time.Second
-	idleQuiet       = 300 * time.Millisecond
+	idleSettleLimit = 20 * time.Second
+	// idleBatch: streams opened before waiting for the server to hold them (see IDLE_BATCH in
+	// src/client.rs).
+	idleBatch = 128
+	idlePoll  = 2 * time.Millisecond
+	idleQuiet = 300 * time.Millisecond
 	// ifaceSize: the interface value the application keeps per idle stream.
 	ifaceSize = 16
 )
@@ -268,26 +272,28 @@ func idle(sess session, ctl *controlConn, n int) ([]figure, error) {
 	}
 	rss0 := rssBytes()
 	heap0, allocs0 := heap(true)
-	for i := 0; i < n; i++ {
-		st, err := sess.Open()
-		if err != nil {
-			return nil, fmt.Errorf("open stream %d of %d: %w", i+1, n, err)
+	for len(keep) < n {
+		for i := 0; i < idleBatch && len(keep) < n; i++ {
+			st, err := sess.Open()
+			if err != nil {
+				return nil, fmt.Errorf("open stream %d of %d: %w", len(keep)+1, n, err)
+			}
+			keep = append(keep, st)
 		}
-		keep = append(keep, st)
-	}
-	waited := time.Now()
-	for {
-		s, err := ctl.stats()
-		if err != nil {
-			return nil, err
+		waited := time.Now()
+		for {
+			s, err := ctl.stats()
+			if err != nil {
+				return nil, err
+			}
+			if int(s["held"]) >= len(keep) {
+				break
+			}
+			if time.Since(waited) > idleSettleLimit {
+				return nil, fmt.Errorf("the server holds %v of the %d streams opened after %v", s["held"], len(keep), idleSettleLimit)
+			}
+			time.Sleep(idlePoll)
 		}
-		if int(s["held"]) >= n {
-			break
-		}
-		if time.Since(waited) > idleSettleLimit {
-			return nil, fmt.Errorf("the server holds %v of %d streams after %v", s["held"], n, idleSettleLimit)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(idleQuiet)
 	rss1 := rssBytes()
