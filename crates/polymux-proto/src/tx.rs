@@ -11,6 +11,11 @@
 //! A batch is written completely before the next is taken, so ordering is simple: within a
 //! batch control precedes data, and a stream's SYN is always in the same or an earlier batch
 //! than its data. Invariant: `data.len() + in_flight ≤ write budget + FIN/RST frames`.
+//!
+//! A direct write (see `connection/direct.rs`) bypasses these buffers; it may start only when
+//! they are [idle](TxBuffers::is_idle), and while it runs no batch is handed out, so frames
+//! never interleave on the wire. Whatever the transport did not take of it goes to the *front*
+//! of the control buffer, ahead of anything queued meanwhile.
 
 use bytes::{Bytes, BytesMut};
 
@@ -48,6 +53,10 @@ pub(crate) struct TxBuffers {
     data: BytesMut,
     /// Data bytes handed to the driver and not yet reported written.
     in_flight: usize,
+    /// A batch was handed to the driver and not yet reported written.
+    batch_outstanding: bool,
+    /// A stream is writing to the transport directly.
+    direct_writing: bool,
     budget: usize,
 }
 
@@ -58,6 +67,8 @@ impl TxBuffers {
             control: BytesMut::new(),
             data: BytesMut::new(),
             in_flight: 0,
+            batch_outstanding: false,
+            direct_writing: false,
             budget,
         }
     }
@@ -98,11 +109,41 @@ impl TxBuffers {
         self.in_flight
     }
 
+    /// Nothing queued, nothing being written: a direct write may start.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.is_empty() && !self.batch_outstanding && !self.direct_writing
+    }
+
+    /// Whether anything is queued, handed out, or being written directly.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.is_idle()
+    }
+
+    pub(crate) fn begin_direct(&mut self) {
+        debug_assert!(self.is_idle());
+        self.direct_writing = true;
+    }
+
+    /// Ends a direct write; `unwritten` (what the transport did not take, in order) is queued
+    /// ahead of everything else.
+    pub(crate) fn end_direct<'a>(&mut self, unwritten: impl Iterator<Item = &'a [u8]>) {
+        self.direct_writing = false;
+        let mut head = BytesMut::new();
+        for piece in unwritten {
+            head.extend_from_slice(piece);
+        }
+        if !head.is_empty() {
+            head.extend_from_slice(&self.control);
+            self.control = head;
+        }
+    }
+
     /// Everything queued, as one batch.
     pub(crate) fn take(&mut self) -> Option<Transmit> {
-        if self.is_empty() {
+        if self.is_empty() || self.direct_writing {
             return None;
         }
+        self.batch_outstanding = true;
         let batch = Transmit {
             control: self.control.split().freeze(),
             data: self.data.split().freeze(),
@@ -113,6 +154,7 @@ impl TxBuffers {
 
     /// The driver wrote a batch whose data part was `data_len` bytes.
     pub(crate) fn written(&mut self, data_len: usize) {
+        self.batch_outstanding = false;
         self.in_flight = self.in_flight.saturating_sub(data_len);
     }
 }

@@ -1,4 +1,5 @@
-//! One stream sending N MiB to a sink over loopback, next to raw TCP doing the same, in one run.
+//! One stream sending N MiB to a sink over loopback, next to raw TCP doing the same, in one run;
+//! with the process's CPU time (user + system, both ends) per GiB where `/proc` tells it.
 //! `cargo run --release -p polymux --features tokio --example bulk -- [MiB] [yamux|smux1|smux2|netmux]`
 
 use std::time::Instant;
@@ -59,6 +60,31 @@ async fn mux(bytes: u64, config: Config) -> f64 {
     bytes as f64 / start.elapsed().as_secs_f64() / (1 << 20) as f64
 }
 
+/// User + system CPU seconds of this process so far (Linux), in clock ticks of 10 ms.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Runs `f`, returning its result and the CPU seconds per GiB of `bytes` it took.
+async fn measured<F: std::future::Future<Output = f64>>(bytes: u64, f: F) -> (f64, String) {
+    let before = cpu_seconds();
+    let rate = f.await;
+    let per_gib = match (before, cpu_seconds()) {
+        (Some(a), Some(b)) => format!(
+            "{:.2} CPU s/GiB",
+            (b - a) / (bytes as f64 / (1u64 << 30) as f64)
+        ),
+        _ => "CPU time unknown".to_string(),
+    };
+    (rate, per_gib)
+}
+
 #[tokio::main]
 async fn main() {
     let mib: u64 = std::env::args()
@@ -72,11 +98,11 @@ async fn main() {
         _ => Dialect::Yamux,
     };
     let bytes = mib << 20;
-    let tcp = raw_tcp(bytes).await;
-    let m = mux(bytes, Config::for_dialect(dialect)).await;
-    println!("raw TCP: {tcp:.0} MiB/s");
+    let (tcp, tcp_cpu) = measured(bytes, raw_tcp(bytes)).await;
+    let (m, m_cpu) = measured(bytes, mux(bytes, Config::for_dialect(dialect))).await;
+    println!("raw TCP: {tcp:.0} MiB/s, {tcp_cpu}");
     println!(
-        "polymux {}: {m:.0} MiB/s ({:.2}x raw TCP)",
+        "polymux {}: {m:.0} MiB/s ({:.2}x raw TCP), {m_cpu}",
         dialect.name(),
         m / tcp
     );

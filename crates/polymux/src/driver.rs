@@ -1,14 +1,17 @@
-//! The driver: the one future that owns the transport. It moves bytes between the transport
+//! The driver: the future that runs the transport. It moves bytes between the transport
 //! and the engine, fires timers, and closes the transport when the session ends.
 //!
 //! Each turn of its loop: (1) write the engine's next output batch (vectored: control, then
 //! data) and flush once the engine has nothing more; (2) read into the receive buffer and hand
 //! it to the engine; (3) fire the keep-alive / close timer. Socket reads and writes happen
 //! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
+//! The transport itself lives in [`Shared`], where a stream may also write its data frames
+//! directly while the output is idle; the driver writes everything else.
 //! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,8 +39,9 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 /// close, the peer's normal GoAway, or EOF) and the reason otherwise.
 #[must_use = "the driver performs all of the session's I/O: spawn it or poll it"]
 pub struct Driver<T> {
-    io: T,
     shared: Arc<Shared>,
+    /// The transport's type, kept for the API; the transport itself is in `shared`.
+    transport: PhantomData<fn() -> T>,
     rx: BytesMut,
     batch: Option<Transmit>,
     /// Bytes of `batch` already written.
@@ -66,11 +70,16 @@ enum Step {
     Idle,
 }
 
+/// The transport is gone (the driver finished): nothing can be read or written any more.
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the transport is closed")
+}
+
 impl<T: Transport> Driver<T> {
-    pub(crate) fn new(io: T, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Driver {
-            io,
             shared,
+            transport: PhantomData,
             rx: BytesMut::new(),
             batch: None,
             written: 0,
@@ -104,7 +113,11 @@ impl<T: Transport> Driver<T> {
                     IoSlice::new(&[]),
                 ]
             };
-            match self.io.poll_write_slices(cx, &slices) {
+            let written = match self.shared.lock_io().as_mut() {
+                Some(io) => io.poll_write_slices(cx, &slices),
+                None => Poll::Ready(Err(closed())),
+            };
+            match written {
                 Poll::Ready(Ok(0)) => {
                     let err =
                         io::Error::new(io::ErrorKind::WriteZero, "transport accepted no bytes");
@@ -128,8 +141,15 @@ impl<T: Transport> Driver<T> {
                 Poll::Pending => break,
             }
         }
+        if self.shared.lock().take_flush_request() {
+            self.needs_flush = true;
+        }
         if self.batch.is_none() && self.needs_flush {
-            match self.io.poll_flush_out(cx) {
+            let flushed = match self.shared.lock_io().as_mut() {
+                Some(io) => io.poll_flush_out(cx),
+                None => Poll::Ready(Ok(())),
+            };
+            match flushed {
                 Poll::Ready(Ok(())) => self.needs_flush = false,
                 Poll::Ready(Err(e)) => {
                     self.fail(&e);
@@ -164,7 +184,10 @@ impl<T: Transport> Driver<T> {
             return Step::Idle;
         }
         drop(conn);
-        let polled = self.io.poll_read_into(cx, &mut self.rx, READ_CHUNK);
+        let polled = match self.shared.lock_io().as_mut() {
+            Some(io) => io.poll_read_into(cx, &mut self.rx, READ_CHUNK),
+            None => Poll::Ready(Err(closed())),
+        };
         match polled {
             Poll::Ready(Ok(n)) => {
                 let mut conn = self.shared.lock();
@@ -223,6 +246,18 @@ impl<T: Transport> Driver<T> {
     }
 }
 
+impl<T> Drop for Driver<T> {
+    fn drop(&mut self) {
+        // A driver dropped before it finished takes the transport with it, and the session
+        // ends, so streams fail instead of waiting for I/O that will never happen.
+        let transport = self.shared.lock_io().take();
+        if !self.done {
+            self.shared.lock().handle_transport_error(&closed());
+        }
+        drop(transport);
+    }
+}
+
 impl<T: Transport> Future for Driver<T> {
     type Output = Result<(), Error>;
 
@@ -251,9 +286,16 @@ impl<T: Transport> Future for Driver<T> {
             };
             if ended && (!pending_output || this.write_failed || lingered_enough) {
                 // Everything queued (GoAway included) is written, or cannot be: close.
-                if this.io.poll_shutdown_out(cx).is_pending() {
-                    return Poll::Pending;
+                let mut io = this.shared.lock_io();
+                if let Some(transport) = io.as_mut() {
+                    if transport.poll_shutdown_out(cx).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
+                // Drop the transport now, as owning it would: the peer must not wait on a
+                // half-open connection until every handle is gone.
+                *io = None;
+                drop(io);
                 this.done = true;
                 return Poll::Ready(match reason {
                     None | Some(Error::SessionClosed) | Some(Error::TransportClosed) => Ok(()),

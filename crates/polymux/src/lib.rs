@@ -21,7 +21,8 @@
 //! # Layout
 //!
 //! - `session` — [`Session`], the cheap cloneable handle: open, accept, ping, GoAway, close, stats.
-//! - `driver` — [`Driver`], the future that owns the transport and does all I/O and timers.
+//! - `driver` — [`Driver`], the future that reads the transport, writes queued output, and runs
+//!   timers (a stream may write its own data frames directly while the output is idle).
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.

@@ -3,6 +3,10 @@
 //! All handles and streams share one [`Connection`] behind one mutex (no lock or channel per
 //! stream). Each operation locks it briefly, runs one sans-I/O command, and — when the command
 //! cannot complete — leaves its waker in the engine, which wakes it when it can.
+//!
+//! The transport sits behind a second mutex, so that a stream's writer can put its frames on
+//! it directly when the output is idle (see `Stream`'s write). Lock order: transport, then
+//! engine — never the engine while waiting for the transport (writers only `try_lock` it).
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -18,12 +22,22 @@ use crate::stream::Stream;
 use crate::transport::Transport;
 
 /// State shared by the session handles, the streams and the driver.
-#[derive(Debug)]
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    /// The transport; `None` once the driver has finished (or was dropped) and closed it.
+    io: Mutex<Option<BoxedTransport>>,
     /// Live `Session`, `Incoming` and `Stream` handles. When the last one goes, nobody can use
     /// the session any more, so it closes gracefully (instead of idling on keep-alives forever).
     handles: AtomicUsize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("conn", &self.conn)
+            .field("handles", &self.handles)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -46,7 +60,26 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Locks the transport (the driver). Same poisoning rule as [`lock`](Self::lock).
+    pub(crate) fn lock_io(&self) -> MutexGuard<'_, Option<BoxedTransport>> {
+        self.io
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The transport, if nobody else is using it (a stream's direct write).
+    pub(crate) fn try_lock_io(&self) -> Option<MutexGuard<'_, Option<BoxedTransport>>> {
+        match self.io.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }
+
+/// The transport, type-erased so streams (which are not generic) can write to it.
+pub(crate) type BoxedTransport = Box<dyn Transport + Send>;
 
 /// A multiplexed session. Clone it freely; every clone refers to the same session.
 ///
@@ -79,7 +112,7 @@ impl Session {
     /// A session on `io` as the dialling side (odd stream ids).
     pub fn client<T>(io: T, config: Config) -> (Session, Driver<T>)
     where
-        T: Transport,
+        T: Transport + Send + 'static,
     {
         Session::new(io, config, Role::Client)
     }
@@ -87,7 +120,7 @@ impl Session {
     /// A session on `io` as the accepting side (even stream ids).
     pub fn server<T>(io: T, config: Config) -> (Session, Driver<T>)
     where
-        T: Transport,
+        T: Transport + Send + 'static,
     {
         Session::new(io, config, Role::Server)
     }
@@ -95,14 +128,15 @@ impl Session {
     /// A session on `io` in `role`.
     pub fn new<T>(io: T, config: Config, role: Role) -> (Session, Driver<T>)
     where
-        T: Transport,
+        T: Transport + Send + 'static,
     {
         let dialect = config.dialect();
         let shared = Arc::new(Shared {
             conn: Mutex::new(Connection::new(role, config, Instant::now())),
+            io: Mutex::new(Some(Box::new(io))),
             handles: AtomicUsize::new(1),
         });
-        let driver = Driver::new(io, shared.clone());
+        let driver = Driver::new(shared.clone());
         (Session { shared, dialect }, driver)
     }
 

@@ -9,18 +9,20 @@
 //! | reset (either side) | buffered bytes, then `ConnectionReset` | `ConnectionReset` |
 //! | session ended | buffered bytes, then the end reason | the end reason |
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_FRAMES};
 use polymux_proto::{StreamId, StreamKey};
 
 use crate::session::Shared;
 
 /// A bidirectional stream within a [`Session`](crate::Session).
 ///
-/// Writes are copied into the session's write buffer and return `Pending` while the peer's
+/// Writes go straight to the transport when the session has nothing else to send, and are
+/// otherwise copied into the session's write buffer; they return `Pending` while the peer's
 /// credit or the session's write budget is exhausted. `flush` returns at once: the driver
 /// writes queued bytes as soon as the transport accepts them. `close` half-closes (FIN).
 /// Dropping the handle half-closes an unfinished stream and discards what arrives for it.
@@ -55,9 +57,49 @@ impl Stream {
         polled.map_err(io::Error::from)
     }
 
+    /// Writes directly to the transport when the session's output is idle and the transport
+    /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
     fn write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = self.shared.lock().poll_write(self.key, cx.waker(), buf);
-        polled.map_err(io::Error::from)
+        let Some(mut io) = self.shared.try_lock_io() else {
+            let polled = self.shared.lock().poll_write(self.key, cx.waker(), buf);
+            return polled.map_err(io::Error::from);
+        };
+        let outcome = self
+            .shared
+            .lock()
+            .poll_write_direct(self.key, cx.waker(), buf);
+        let direct = match outcome {
+            Poll::Ready(Ok(WriteOutcome::Direct(direct))) => direct,
+            Poll::Ready(Ok(WriteOutcome::Queued(n))) => return Poll::Ready(Ok(n)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MAX_FRAMES];
+        for (slot, piece) in slices.iter_mut().zip(direct.pieces(buf)) {
+            *slot = IoSlice::new(piece);
+        }
+        let (written, flushed) = match io.as_mut() {
+            Some(transport) => match transport.poll_write_slices(cx, &slices) {
+                Poll::Ready(Ok(n)) => (n, transport.poll_flush_out(cx)),
+                // The transport is full: everything is queued for the driver instead.
+                Poll::Pending => (0, Poll::Ready(Ok(()))),
+                Poll::Ready(Err(e)) => (0, Poll::Ready(Err(e))),
+            },
+            None => (0, Poll::Ready(Ok(()))),
+        };
+        // Still holding the transport, so nothing can be written between these bytes and
+        // whatever of them is left for the driver.
+        let mut conn = self.shared.lock();
+        match flushed {
+            Poll::Ready(Err(e)) => {
+                conn.direct_failed(&e);
+                Poll::Ready(Err(e))
+            }
+            flushed => {
+                conn.direct_done(&direct, buf, written, flushed.is_pending());
+                Poll::Ready(Ok(direct.payload_len()))
+            }
+        }
     }
 
     fn close_write(&mut self) -> Poll<io::Result<()>> {

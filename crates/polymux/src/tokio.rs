@@ -43,7 +43,7 @@ where
 /// A session on tokio I/O whose driver the caller runs.
 pub fn session<T>(io: T, config: Config, role: Role) -> (Session, TokioDriver<T>)
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     Session::new(TokioIo(io), config, role)
 }

@@ -15,6 +15,7 @@
 //! against each other byte by byte on a virtual clock.
 
 mod commands;
+mod direct;
 mod input;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +33,8 @@ use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
 use crate::stream::{Origin, Stream};
 use crate::tx::{Transmit, TxBuffers};
+
+pub use direct::{DirectWrite, WriteOutcome, DIRECT_MAX_FRAMES};
 
 /// Which end of the transport this session is. The client allocates odd stream ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +161,10 @@ pub struct Connection {
     driver_waker: Option<Waker>,
     /// Streams waiting for write-budget room; each key appears at most once.
     budget_waiters: VecDeque<StreamKey>,
+    /// A direct write left bytes in the transport's own buffer: the driver must flush.
+    flush_requested: bool,
+    /// Scratch space for direct-write headers (kept, so encoding them never allocates).
+    direct_headers: bytes::BytesMut,
     stats: Stats,
 }
 
@@ -196,6 +203,8 @@ impl Connection {
             close_waiters: Vec::new(),
             driver_waker: None,
             budget_waiters: VecDeque::new(),
+            flush_requested: false,
+            direct_headers: bytes::BytesMut::new(),
             stats: Stats::default(),
             config,
         }
@@ -256,7 +265,7 @@ impl Connection {
 
     /// Whether anything is queued for writing or handed out and not yet reported written.
     pub fn has_pending_output(&self) -> bool {
-        !self.tx.is_empty() || self.tx.in_flight() > 0
+        self.tx.has_pending() || self.tx.in_flight() > 0
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.

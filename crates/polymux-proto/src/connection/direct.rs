@@ -1,0 +1,242 @@
+//! The direct write path: a stream's writer puts its data frames on the transport itself,
+//! with no copy into the session's write buffer and no hop through the driver task.
+//!
+//! The caller (the async layer) holds the transport, asks
+//! [`poll_write_direct`](Connection::poll_write_direct) for permission, writes the frames it
+//! gets, and reports what the transport took with
+//! [`direct_done`](Connection::direct_done). Permission is given only while nothing else is
+//! queued or being written; otherwise the write takes the ordinary queued path. Invariant:
+//! between the two calls the engine hands out no batch, and what the transport did not take is
+//! queued ahead of everything else — so frames never interleave on the wire and no accepted
+//! byte is lost. Such a remainder (at most [`DIRECT_MAX_FRAMES`] frames) may exceed the write
+//! budget once, until the driver has written it.
+
+use std::task::{Poll, Waker};
+
+use crate::error::Error;
+use crate::frame::{Flags, Frame};
+
+use super::{Connection, StreamKey};
+
+/// Data frames one direct write may carry.
+pub const DIRECT_MAX_FRAMES: usize = 4;
+/// The largest data-frame header of any dialect.
+const MAX_HEADER: usize = 12;
+
+/// Frames a writer may put on the transport itself: for each, a header and a piece of the
+/// caller's buffer. Obtained from [`Connection::poll_write_direct`].
+#[derive(Debug)]
+pub struct DirectWrite {
+    headers: [u8; DIRECT_MAX_FRAMES * MAX_HEADER],
+    header_len: usize,
+    frames: usize,
+    frame_payload: usize,
+    payload: usize,
+}
+
+impl DirectWrite {
+    /// Payload bytes (a prefix of the caller's buffer) these frames carry.
+    pub fn payload_len(&self) -> usize {
+        self.payload
+    }
+
+    /// The frames' bytes in wire order, as header and payload pieces of `buf` (the buffer that
+    /// was passed to `poll_write_direct`).
+    pub fn pieces<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        (0..self.frames).flat_map(move |i| {
+            let start = i * self.frame_payload;
+            let end = (start + self.frame_payload).min(self.payload);
+            let header = &self.headers[i * self.header_len..(i + 1) * self.header_len];
+            [header, &buf[start..end]]
+        })
+    }
+
+    /// The pieces after the first `written` bytes.
+    fn unwritten<'a>(&'a self, buf: &'a [u8], written: usize) -> impl Iterator<Item = &'a [u8]> {
+        let mut skip = written;
+        self.pieces(buf).filter_map(move |piece| {
+            let n = skip.min(piece.len());
+            skip -= n;
+            (n < piece.len()).then(|| &piece[n..])
+        })
+    }
+}
+
+/// What [`Connection::poll_write_direct`] decided.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// The bytes were queued as by [`Connection::poll_write`]; the driver writes them.
+    Queued(usize),
+    /// Write these frames to the transport now, then call [`Connection::direct_done`].
+    Direct(DirectWrite),
+}
+
+impl Connection {
+    /// Like [`poll_write`](Self::poll_write), but when the output is idle, returns frames for
+    /// the caller to write to the transport itself (the credit is spent already). The caller
+    /// must then call [`direct_done`](Self::direct_done) or
+    /// [`direct_failed`](Self::direct_failed) before anything else writes to the transport.
+    pub fn poll_write_direct(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        buf: &[u8],
+    ) -> Poll<Result<WriteOutcome, Error>> {
+        let credit = match self.streams.get(key.0) {
+            Some(s) if !s.reset && !s.local_fin => s.send.available(),
+            _ => 0,
+        };
+        if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.is_idle() {
+            return self
+                .poll_write(key, waker, buf)
+                .map(|r| r.map(WriteOutcome::Queued));
+        }
+        let frame_payload = self.config.max_frame_payload() as usize;
+        let n = buf
+            .len()
+            .min(credit.min(usize::MAX as u64) as usize)
+            .min(frame_payload * DIRECT_MAX_FRAMES);
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
+        s.send.spend(n as u64);
+        let id = s.id;
+        let header_len = self.dialect.header_len();
+        let mut direct = DirectWrite {
+            headers: [0; DIRECT_MAX_FRAMES * MAX_HEADER],
+            header_len,
+            frames: n.div_ceil(frame_payload),
+            frame_payload,
+            payload: n,
+        };
+        for i in 0..direct.frames {
+            let len = (n - i * frame_payload).min(frame_payload) as u32;
+            let header = Frame::Data {
+                stream: id,
+                flags: Flags::NONE,
+                len,
+            };
+            self.direct_headers.clear();
+            self.dialect.encode(&header, &mut self.direct_headers);
+            direct.headers[i * header_len..(i + 1) * header_len]
+                .copy_from_slice(&self.direct_headers);
+        }
+        self.stats.bytes_sent += n as u64;
+        self.tx.begin_direct();
+        Poll::Ready(Ok(WriteOutcome::Direct(direct)))
+    }
+
+    /// The transport took `written` bytes of `direct`'s frames; the rest is queued first.
+    /// `needs_flush`: the transport holds bytes that only a flush sends, which the driver
+    /// will do.
+    pub fn direct_done(
+        &mut self,
+        direct: &DirectWrite,
+        buf: &[u8],
+        written: usize,
+        needs_flush: bool,
+    ) {
+        self.tx.end_direct(direct.unwritten(buf, written));
+        self.flush_requested |= needs_flush;
+        if self.tx.has_pending() || needs_flush {
+            self.wake_driver();
+        }
+    }
+
+    /// Writing `direct`'s frames failed: the transport is broken and the session ends.
+    pub fn direct_failed(&mut self, error: &std::io::Error) {
+        self.tx.end_direct(std::iter::empty());
+        self.handle_transport_error(error);
+    }
+
+    /// Whether a direct write asked for a flush since the last call.
+    pub fn take_flush_request(&mut self) -> bool {
+        std::mem::take(&mut self.flush_requested)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Dialect, Role};
+    use std::time::Instant;
+
+    fn open_pair(dialect: Dialect) -> (Connection, StreamKey) {
+        let config = Config::for_dialect(dialect);
+        let mut c = Connection::new(Role::Client, config, Instant::now());
+        let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop()) else {
+            panic!("open")
+        };
+        (c, key)
+    }
+
+    fn drain(c: &mut Connection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(batch) = c.poll_transmit() {
+            out.extend_from_slice(&batch.control);
+            out.extend_from_slice(&batch.data);
+            c.transmitted(&batch);
+        }
+        out
+    }
+
+    /// The bytes a direct write produces are the bytes the queued path produces.
+    #[test]
+    fn direct_frames_match_queued_frames_and_remainders_go_first() {
+        for dialect in [
+            Dialect::Yamux,
+            Dialect::SmuxV1,
+            Dialect::SmuxV2,
+            Dialect::NetMux,
+        ] {
+            let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+            let (mut queued, qk) = open_pair(dialect);
+            drain(&mut queued);
+            let mut expected = Vec::new();
+            let mut off = 0;
+            while off < payload.len() {
+                let Poll::Ready(Ok(n)) = queued.poll_write(qk, Waker::noop(), &payload[off..])
+                else {
+                    panic!("queued write")
+                };
+                off += n;
+                expected.extend(drain(&mut queued));
+            }
+
+            let (mut direct, dk) = open_pair(dialect);
+            drain(&mut direct);
+            let mut wire = Vec::new();
+            let mut off = 0;
+            while off < payload.len() {
+                let buf = &payload[off..];
+                let Poll::Ready(Ok(WriteOutcome::Direct(d))) =
+                    direct.poll_write_direct(dk, Waker::noop(), buf)
+                else {
+                    panic!("{}: expected a direct write", dialect.name())
+                };
+                // While it runs, nothing else is handed out, even if queued meanwhile.
+                assert!(direct.poll_open(Waker::noop()).is_ready());
+                assert!(direct.poll_transmit().is_none());
+                // The transport takes only 7 bytes: the rest is queued ahead of that SYN.
+                let all: Vec<u8> = d.pieces(buf).flatten().copied().collect();
+                wire.extend_from_slice(&all[..7]);
+                direct.direct_done(&d, buf, 7, false);
+                let rest = drain(&mut direct);
+                assert_eq!(&rest[..all.len() - 7], &all[7..], "{}", dialect.name());
+                wire.extend_from_slice(&rest[..all.len() - 7]);
+                off += d.payload_len();
+            }
+            assert_eq!(wire, expected, "{}", dialect.name());
+        }
+    }
+
+    #[test]
+    fn busy_output_takes_the_queued_path() {
+        let (mut c, key) = open_pair(Dialect::Yamux);
+        // The SYN is still queued: a direct write now would overtake it.
+        assert!(matches!(
+            c.poll_write_direct(key, Waker::noop(), b"abc"),
+            Poll::Ready(Ok(WriteOutcome::Queued(3)))
+        ));
+    }
+}
