@@ -341,6 +341,7 @@ async fn idle<O: Opener>(opener: O, mut control: Control, n: usize) -> anyhow::R
     let per = |delta: f64| format!("{:.0}", delta / n as f64);
     let figures = vec![
         ("streams", n.to_string()),
+        ("handle_b", format!("{handle:.0}")),
         ("client_rss_b", per(rss1 as f64 - rss0 as f64)),
         (
             "server_rss_b",

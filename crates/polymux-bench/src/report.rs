@@ -260,7 +260,17 @@ impl Report {
             .collect();
         let mut out = String::new();
         let s = &info.sizes;
-        let _ = writeln!(out, "# polymux-bench results\n");
+        let _ = writeln!(out, "# Benchmarks\n");
+        let _ = writeln!(
+            out,
+            "polymux in every dialect against the Rust and Go peers and raw TCP, measured in one \
+             run on one machine over loopback, server and client in separate processes \
+             (`crates/polymux-bench`). The machine's cores are shared with other work, so \
+             absolute figures are noisy: compare the ratios within one run, and see the load \
+             averages below. Hot-path micro-benchmarks: `cargo bench -p polymux-proto --bench \
+             hot_paths`; allocations per MiB of bulk transfer: `cargo test -p polymux-bench \
+             --test alloc -- --nocapture`.\n"
+        );
         let _ = writeln!(out, "Command: `{}`\n", info.command);
         let _ = writeln!(
             out,

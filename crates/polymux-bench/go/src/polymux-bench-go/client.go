@@ -305,6 +305,7 @@ func idle(sess session, ctl *controlConn, n int) ([]figure, error) {
 	per := func(d float64) string { return fmt.Sprintf("%.0f", d/float64(n)) }
 	figs := []figure{
 		{"streams", strconv.Itoa(n)},
+		{"handle_b", strconv.Itoa(ifaceSize)},
 		{"client_rss_b", per(float64(rss1 - rss0))},
 		{"server_rss_b", per(s1["rss_b"] - s0["rss_b"])},
 		{"client_heap_b", per(float64(heap1-heap0) + ifaceSize*float64(n))},
