@@ -34,6 +34,7 @@ of medians with ratios to raw TCP and to the best peer, and writes it to --out.
   --timeout S          per-measurement limit in seconds (120)
   --quick              small sizes and one repetition: a smoke run
   --out FILE           where to write the markdown (target/polymux-bench/results.md)
+  --raw FILE           every repetition's figures, tab-separated (target/polymux-bench/raw.tsv)
   --no-go              skip the Go peers even if Go is installed
 
 serve / client are the child processes `run` starts (see src/server.rs, src/client.rs):
@@ -124,6 +125,7 @@ pub struct RunArgs {
     pub threads: usize,
     pub timeout: Duration,
     pub out: PathBuf,
+    pub raw: PathBuf,
     pub go: bool,
     /// The arguments as given, for the report's reproduce line.
     pub command: String,
@@ -200,6 +202,7 @@ fn parse_run(pairs: &[(String, String)], raw: &[String]) -> anyhow::Result<Comma
         threads: 2,
         timeout: Duration::from_secs(120),
         out: PathBuf::from("target/polymux-bench/results.md"),
+        raw: PathBuf::from("target/polymux-bench/raw.tsv"),
         go: true,
         command: raw.join(" "),
     };
@@ -234,6 +237,7 @@ fn parse_run(pairs: &[(String, String)], raw: &[String]) -> anyhow::Result<Comma
                 run.timeout = Duration::from_secs(secs);
             }
             "--out" => run.out = PathBuf::from(value),
+            "--raw" => run.raw = PathBuf::from(value),
             _ => bail!("unknown flag {flag} for run (see --help)"),
         }
     }

@@ -126,22 +126,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let markdown = report.render(&info);
     println!("{markdown}");
-    if let Some(dir) = args.out.parent() {
+    write(&args.out, &markdown)?;
+    write(&args.raw, &report.raw_tsv())?;
+    eprintln!(
+        "polymux-bench: wrote {} and {} ({:.0} s)",
+        args.out.display(),
+        args.raw.display(),
+        info.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Writes `text` to `path`, creating its directory.
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
     }
-    std::fs::write(&args.out, &markdown)
-        .with_context(|| format!("write {}", args.out.display()))?;
-    let tsv = args.out.with_extension("tsv");
-    std::fs::write(&tsv, report.raw_tsv()).with_context(|| format!("write {}", tsv.display()))?;
-    eprintln!(
-        "polymux-bench: wrote {} and {} ({:.0} s)",
-        args.out.display(),
-        tsv.display(),
-        info.elapsed.as_secs_f64()
-    );
-    Ok(())
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }
 
 /// The idle scenario's stream count, lowered to what the implementation can hold.

@@ -42,6 +42,8 @@ fn tiny_run_measures_every_cell() {
             "--out",
         ])
         .arg(&out)
+        .arg("--raw")
+        .arg(dir.join("raw.tsv"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
