@@ -29,7 +29,7 @@ of medians with ratios to raw TCP and to the best peer, and writes it to --out.
   --burst N            burst streams (1000; --quick 200)
   --idle N             idle streams (10000; --quick 1000)
   --rpc N              rpc round trips (10000; --quick 1000)
-  --reps N             repetitions, median reported (3; --quick 1)
+  --reps N             repetitions, median reported (5; --quick 1)
   --threads N          tokio worker threads per process, 0 = current-thread runtime (2)
   --timeout S          per-measurement limit in seconds (120)
   --quick              small sizes and one repetition: a smoke run
@@ -198,7 +198,7 @@ fn parse_run(pairs: &[(String, String)], raw: &[String]) -> anyhow::Result<Comma
         impls: Impl::ALL.to_vec(),
         scenarios: Scenario::ALL.to_vec(),
         sizes: if quick { Sizes::quick() } else { Sizes::full() },
-        reps: if quick { 1 } else { 3 },
+        reps: if quick { 1 } else { 5 },
         threads: 2,
         timeout: Duration::from_secs(120),
         out: PathBuf::from("target/polymux-bench/results.md"),
