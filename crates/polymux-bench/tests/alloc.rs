@@ -148,7 +148,7 @@ fn measure(dialect: Dialect) -> (u64, Vec<(usize, Backtrace)>) {
 fn steady_state_bulk_allocations_per_mib() {
     let mib = (MEASURED >> 20) as f64;
     let mut report = String::new();
-    let mut worst: f64 = 0.0;
+    let mut over = Vec::new();
     for dialect in [
         Dialect::Yamux,
         Dialect::SmuxV1,
@@ -157,7 +157,9 @@ fn steady_state_bulk_allocations_per_mib() {
     ] {
         let (calls, traces) = measure(dialect);
         let per_mib = calls as f64 / mib;
-        worst = worst.max(per_mib);
+        if per_mib > max_per_mib(dialect) {
+            over.push(dialect.name());
+        }
         report.push_str(&format!(
             "{}: {calls} allocations in {mib} MiB = {per_mib:.2} per MiB\n",
             dialect.name()
@@ -168,23 +170,22 @@ fn steady_state_bulk_allocations_per_mib() {
     }
     eprintln!("{report}");
     assert!(
-        worst <= MAX_PER_MIB,
-        "allocations per MiB above {MAX_PER_MIB}:\n{report}"
+        over.is_empty(),
+        "allocations per MiB above the bound for {over:?}:\n{report}"
     );
 }
 
-/// The bound asserted. The target is 0; what is true today (measured 2026-11-22) is
-/// 31–51 per MiB, i.e. about three allocations per 64 KiB socket read, all on the receive path:
-/// - `TokioIo::poll_read_into → BytesMut::reserve`: a fresh 64 KiB read buffer per read,
-///   because the zero-copy payload slices still pin the previous one;
-/// - `Connection::take_payload → BytesMut::split_to`: the 40 B shared header `bytes` allocates
-///   the first time a fresh buffer is split;
-/// - `Connection::take_payload → Bytes::copy_from_slice`: the piece of a frame (< 4 KiB,
-///   `COPY_BELOW`) at the end of a read, copied rather than pinning the buffer.
+/// The bound asserted. The receive path reads into recycled buffers (`polymux::rx_buffers`)
+/// sized to end at frame boundaries, and the send path writes directly or into reused buffers,
+/// so a warmed-up transfer allocates only when the kernel returns a short read that cuts a
+/// payload: the piece under 8 KiB is copied (`Bytes::copy_from_slice`) rather than left
+/// pinning a buffer. Measured 2026-11-22: 0.4–0.7 per MiB, all from that copy.
 ///
-/// The count depends on how the kernel splits the reads, hence a bound with headroom rather
-/// than an exact figure; lower it (to 0) as the engine stops allocating per read.
-const MAX_PER_MIB: f64 = 64.0;
+/// smux v1 has no per-stream window, so the reader may fall behind by the whole session budget
+/// and the buffer pool may still be growing towards that depth: the same bound covers it.
+fn max_per_mib(_dialect: Dialect) -> f64 {
+    2.0
+}
 
 /// Groups allocations by call site: the innermost `polymux` frame, and the outermost frame
 /// below it (the library function, e.g. `bytes::BytesMut::split_to`, that allocated). Sorted

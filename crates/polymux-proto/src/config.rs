@@ -9,15 +9,16 @@
 //! | receive memory of one stream | the credit granted to the peer: ≤ [`max_stream_window`](Config::max_stream_window) | 256 KiB, auto-tuned up to 16 MiB |
 //! | receive memory of all streams | [`session_recv_budget`](Config::session_recv_budget): when full, the session stops reading the transport until applications read | 32 MiB |
 //! | send memory (all streams) | [`write_budget`](Config::write_budget): writes return `Pending` when it is full | 1 MiB |
+//! | receive buffers of the async driver (`polymux`) | up to 32 free 128 KiB buffers kept for reuse while data flows, beyond those streams hold; dropped after a quiet second | 4 MiB |
 //! | control frames waiting to be written | 64 KiB: beyond it the session stops reading the transport | fixed |
 //! | inbound streams not yet accepted | [`accept_backlog`](Config::accept_backlog): beyond it new streams are refused (RST, or FIN on smux) | 256 |
 //! | outbound streams not yet acknowledged | [`max_unacked_outbound`](Config::max_unacked_outbound): `open()` waits beyond it (yamux) | 256 |
 //! | live streams | [`max_streams`](Config::max_streams) | 65 536 |
 //!
-//! Received payloads of at least 4 KiB are kept as zero-copy slices of the read buffer (64 KiB
-//! chunks); smaller ones are copied so that a few bytes never pin a whole chunk. Resident
-//! receive memory therefore stays within 16 × the accounted bytes in the worst case, and close
-//! to it in practice. An idle stream holds no buffer.
+//! Received payloads of at least 8 KiB are kept as zero-copy slices of the receive buffer
+//! (128 KiB, recycled once read); smaller ones are copied so that a few bytes never pin a
+//! whole buffer. Resident receive memory therefore stays within 16 × the accounted bytes in
+//! the worst case, and close to it in practice. An idle stream holds no buffer.
 
 use std::fmt;
 use std::time::Duration;

@@ -57,6 +57,9 @@ pub(crate) struct TxBuffers {
     batch_outstanding: bool,
     /// A stream is writing to the transport directly.
     direct_writing: bool,
+    /// Spare buffer for putting a direct write's remainder ahead of `control` (kept, so that
+    /// doing so does not allocate).
+    spare: BytesMut,
     budget: usize,
 }
 
@@ -69,6 +72,7 @@ impl TxBuffers {
             in_flight: 0,
             batch_outstanding: false,
             direct_writing: false,
+            spare: BytesMut::new(),
             budget,
         }
     }
@@ -128,13 +132,13 @@ impl TxBuffers {
     /// ahead of everything else.
     pub(crate) fn end_direct<'a>(&mut self, unwritten: impl Iterator<Item = &'a [u8]>) {
         self.direct_writing = false;
-        let mut head = BytesMut::new();
+        self.spare.clear();
         for piece in unwritten {
-            head.extend_from_slice(piece);
+            self.spare.extend_from_slice(piece);
         }
-        if !head.is_empty() {
-            head.extend_from_slice(&self.control);
-            self.control = head;
+        if !self.spare.is_empty() {
+            self.spare.extend_from_slice(&self.control);
+            std::mem::swap(&mut self.spare, &mut self.control);
         }
     }
 

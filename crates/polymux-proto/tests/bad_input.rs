@@ -1036,16 +1036,16 @@ fn truncated_payload_at_eof() {
     for d in ALL {
         // A large piece is delivered to the stream as it arrives; the rest never comes.
         let mut fx = Fixture::new(d);
-        let body = payload(9, 10_000);
+        let body = payload(9, 30_000);
         let frame = data(d, 3, &body);
-        let arrived = 6_000;
+        let arrived = 20_000;
         fx.s.feed(&frame[..d.header_len() + arrived]);
         assert!(fx.s.rx.is_empty(), "{}", d.name());
         fx.in_unread.extend_from_slice(&body[..arrived]);
         fx.s.conn.handle_eof(0);
         fx.check_ended(Violation::TruncatedFrame {
             got: arrived,
-            needed: 10_000,
+            needed: 30_000,
         });
 
         // A small piece waits in the read buffer for the rest of its frame.

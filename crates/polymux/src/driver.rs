@@ -17,17 +17,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use futures_timer::Delay;
 use polymux_proto::{Error, Transmit};
 
+use crate::rx_buffers::{self, RxBuffers};
 use crate::session::Shared;
 use crate::transport::Transport;
 
-/// Bytes requested from the transport per read.
+/// Bytes requested from the transport per read between frames; inside a large payload the
+/// read ends after the next frame's header instead (see `Connection::read_hint`), up to
+/// [`MAX_READ`].
 const READ_CHUNK: usize = 64 * 1024;
-/// The receive buffer never holds more than this undecoded (reading pauses instead).
-const RX_LIMIT: usize = 4 * READ_CHUNK;
+/// The largest read: a 64 KiB payload and the next header fit, so default-sized yamux frames
+/// arrive whole.
+const MAX_READ: usize = READ_CHUNK + 64;
+/// The receive buffer never holds more than this undecoded (reading pauses instead); with one
+/// more read it still fits one receive buffer.
+const RX_LIMIT: usize = rx_buffers::BUFFER - MAX_READ;
+/// Receive buffers kept for reuse are dropped once nothing arrived for this long.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Loop turns before yielding to the executor.
 const TURNS_PER_POLL: usize = 64;
 /// After the session ends, how long the driver tries to write what is queued (a final GoAway,
@@ -42,7 +50,9 @@ pub struct Driver<T> {
     shared: Arc<Shared>,
     /// The transport's type, kept for the API; the transport itself is in `shared`.
     transport: PhantomData<fn() -> T>,
-    rx: BytesMut,
+    rx: RxBuffers,
+    /// When a read last returned data (for trimming `rx`).
+    last_read: Instant,
     batch: Option<Transmit>,
     /// Bytes of `batch` already written.
     written: usize,
@@ -59,7 +69,7 @@ pub struct Driver<T> {
 impl<T> std::fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("rx_buffered", &self.rx.len())
+            .field("rx_buffered", &self.rx.current.len())
             .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
@@ -77,10 +87,12 @@ fn closed() -> io::Error {
 
 impl<T: Transport> Driver<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let recv_budget = shared.lock().config().session_recv_budget();
         Driver {
             shared,
             transport: PhantomData,
-            rx: BytesMut::new(),
+            rx: RxBuffers::new(recv_budget),
+            last_read: Instant::now(),
             batch: None,
             written: 0,
             needs_flush: false,
@@ -172,20 +184,26 @@ impl<T: Transport> Driver<T> {
         if !conn.wants_input() {
             return Step::Idle;
         }
-        if !self.rx.is_empty() {
+        let rx = &mut self.rx.current;
+        if !rx.is_empty() {
             // Bytes left over from a pause: offer them again first.
-            let before = self.rx.len();
-            conn.handle_input(&mut self.rx, now);
-            if self.rx.len() != before {
+            let before = rx.len();
+            conn.handle_input(rx, now);
+            if rx.len() != before {
                 return Step::Progress;
             }
         }
-        if self.eof || self.rx.len() >= RX_LIMIT {
+        if self.eof || rx.len() >= RX_LIMIT {
             return Step::Idle;
         }
+        let want = conn
+            .read_hint(rx.len())
+            .map_or(READ_CHUNK, |hint| hint.clamp(1, MAX_READ));
         drop(conn);
+        self.rx.reserve(want);
+        let rx = &mut self.rx.current;
         let polled = match self.shared.lock_io().as_mut() {
-            Some(io) => io.poll_read_into(cx, &mut self.rx, READ_CHUNK),
+            Some(io) => io.poll_read_into(cx, rx, want),
             None => Poll::Ready(Err(closed())),
         };
         match polled {
@@ -193,9 +211,10 @@ impl<T: Transport> Driver<T> {
                 let mut conn = self.shared.lock();
                 if n == 0 {
                     self.eof = true;
-                    conn.handle_eof(self.rx.len());
+                    conn.handle_eof(rx.len());
                 } else {
-                    conn.handle_input(&mut self.rx, Instant::now());
+                    self.last_read = now;
+                    conn.handle_input(rx, Instant::now());
                 }
                 Step::Progress
             }
@@ -210,6 +229,9 @@ impl<T: Transport> Driver<T> {
     /// Fires the engine's timer when due and arms a `Delay` for the next deadline.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Step {
         let now = Instant::now();
+        if now.saturating_duration_since(self.last_read) >= TRIM_AFTER {
+            self.rx.trim();
+        }
         let mut conn = self.shared.lock();
         let Some(deadline) = conn.poll_timeout() else {
             self.timer = None;

@@ -23,6 +23,7 @@
 //! - `session` — [`Session`], the cheap cloneable handle: open, accept, ping, GoAway, close, stats.
 //! - `driver` — [`Driver`], the future that reads the transport, writes queued output, and runs
 //!   timers (a stream may write its own data frames directly while the output is idle).
+//! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
@@ -35,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod driver;
+mod rx_buffers;
 mod session;
 mod stream;
 #[cfg(feature = "tokio")]

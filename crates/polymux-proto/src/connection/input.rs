@@ -16,8 +16,10 @@ use crate::frame::{Flags, Frame, StreamId};
 use crate::stream::Origin;
 
 /// Payload pieces smaller than this are copied out of the read buffer, so that a few queued
-/// bytes never pin a whole read chunk; larger ones are zero-copy slices.
-pub(crate) const COPY_BELOW: usize = 4096;
+/// bytes never pin a whole receive buffer (see the memory bounds on `Config`); larger ones are
+/// zero-copy slices. Reads end at frame boundaries where they can
+/// ([`read_hint`](Connection::read_hint)), so large payloads are rarely cut into small pieces.
+pub const COPY_BELOW: usize = 8 * 1024;
 
 impl Connection {
     /// Decodes and applies as much of `rx` as possible, consuming what it used. Stops early
@@ -52,6 +54,19 @@ impl Connection {
             }
         }
         self.progress_close();
+    }
+
+    /// How many bytes to read next so that the read ends right after the next frame's header:
+    /// the rest of the Data payload being received (of which `buffered` bytes are already in
+    /// the receive buffer) plus one header. `None` between frames, where any size will do.
+    /// Reads sized like this hand large payloads over whole, as one zero-copy slice.
+    pub fn read_hint(&self, buffered: usize) -> Option<usize> {
+        match self.rx_frame {
+            RxFrame::Payload { remaining, .. } => {
+                Some((remaining as usize).saturating_sub(buffered) + self.dialect.header_len())
+            }
+            RxFrame::Header => None,
+        }
     }
 
     /// Moves payload bytes of the current Data frame from `rx` to its stream. Returns `false`

@@ -35,6 +35,7 @@ use crate::stream::{Origin, Stream};
 use crate::tx::{Transmit, TxBuffers};
 
 pub use direct::{DirectWrite, WriteOutcome, DIRECT_MAX_FRAMES};
+pub use input::COPY_BELOW;
 
 /// Which end of the transport this session is. The client allocates odd stream ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
