@@ -43,6 +43,11 @@ impl Peer for Polymux {
             Capability::SendReset | Capability::RecvReset if smux => {
                 "smux has no RST: a reset is a FIN plus local discard, which the peer sees as EOF"
             }
+            Capability::IsolateUnread if self.0 == Dialect::SmuxV1 => {
+                "smux v1 has no per-stream window: an unread stream's data fills the session \
+                 receive budget, and then the session stops reading the transport (documented \
+                 on Config::smux_v1, crates/polymux-proto/src/config.rs)"
+            }
             _ => return None,
         };
         Some(why.to_string())

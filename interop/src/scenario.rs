@@ -28,6 +28,8 @@ use tokio::task::JoinSet;
 use crate::payload::Payload;
 use crate::session::{Capability, MuxSession, Role};
 
+mod unread;
+
 /// Bound on one side of one scenario.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -54,10 +56,11 @@ pub enum Scenario {
     GoAwayByServer,
     Ping,
     Idle,
+    Unread,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Echo100,
         Scenario::Bulk64,
         Scenario::Open1000,
@@ -69,6 +72,7 @@ impl Scenario {
         Scenario::GoAwayByServer,
         Scenario::Ping,
         Scenario::Idle,
+        Scenario::Unread,
     ];
 
     /// The name used in SCENARIOS.md and on the Go peer's command line.
@@ -85,6 +89,7 @@ impl Scenario {
             Scenario::GoAwayByServer => "goaway-by-server",
             Scenario::Ping => "ping",
             Scenario::Idle => "idle",
+            Scenario::Unread => "unread",
         }
     }
 
@@ -101,6 +106,9 @@ impl Scenario {
             (GoAwayByServer, Client) => &[Capability::RecvGoAway, Capability::Ping],
             (Ping, _) => &[Capability::Ping],
             (Idle, _) => &[Capability::KeepAlive],
+            // The server leaves A unread; the client's writes on A need no more than the
+            // dialect's per-stream window (and a smux v1 client only meets v1 servers).
+            (Unread, Server) => &[Capability::IsolateUnread],
             // The client half-closes after writing everything, long before the echo is done.
             (Echo100 | Bulk64, Server) => &[Capability::WriteAfterPeerFin],
             // The server reads to EOF last; a client may close the connection right after.
@@ -202,6 +210,8 @@ async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S) -> Res<()> {
             echo_clients(s, 1, KIB).await
         }
         (Idle, Server) => echo_server(s, 1).await,
+        (Unread, Client) => unread::client(s).await,
+        (Unread, Server) => unread::server(s).await,
     }
 }
 

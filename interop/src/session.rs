@@ -64,6 +64,10 @@ pub enum Capability {
     /// Keep an idle session alive for a peer with a 1 s dead-peer timeout, by sending
     /// keep-alives every 100 ms (`idle`) or answering the peer's pings.
     KeepAlive,
+    /// Keep the other streams flowing while one inbound stream is never read (`unread`): its
+    /// sender must be held back by that stream's own window (yamux, smux v2 and net-mux have
+    /// one, smux v1 has not), and the receiver must not stop reading the connection for it.
+    IsolateUnread,
 }
 
 impl fmt::Display for Capability {
@@ -77,6 +81,9 @@ impl fmt::Display for Capability {
             Capability::WriteAfterPeerFin => "keep writing after the peer's FIN",
             Capability::EofAfterPeerClose => "read a stream to EOF after the peer closed",
             Capability::KeepAlive => "keep an idle session alive at 100 ms keep-alives",
+            Capability::IsolateUnread => {
+                "keep other streams flowing while one inbound stream is left unread"
+            }
         })
     }
 }

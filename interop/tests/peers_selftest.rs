@@ -55,7 +55,7 @@ pair_tests! {
         reset_by_server = ResetByServer, idle = Idle,
     ];
     unsupported: [
-        echo100 = Echo100, bulk64 = Bulk64,
+        echo100 = Echo100, bulk64 = Bulk64, unread = Unread,
         goaway_by_client = GoAwayByClient, goaway_by_server = GoAwayByServer, ping = Ping,
     ];
 }
@@ -65,7 +65,7 @@ pair_tests! {
     ok: [
         echo100 = Echo100, bulk64 = Bulk64, open1000 = Open1000, greet = Greet,
         halfclose = HalfClose, reset_by_client = ResetByClient,
-        reset_by_server = ResetByServer, idle = Idle,
+        reset_by_server = ResetByServer, idle = Idle, unread = Unread,
     ];
     unsupported: [goaway_by_client = GoAwayByClient, goaway_by_server = GoAwayByServer, ping = Ping];
 }
@@ -77,7 +77,7 @@ pair_tests! {
         greet = Greet, halfclose = HalfClose,
         reset_by_client = ResetByClient, reset_by_server = ResetByServer,
         goaway_by_client = GoAwayByClient, goaway_by_server = GoAwayByServer, ping = Ping,
-        idle = Idle,
+        idle = Idle, unread = Unread,
     ];
 }
 
@@ -88,7 +88,7 @@ pair_tests! {
         greet = Greet, halfclose = HalfClose,
         reset_by_client = ResetByClient, reset_by_server = ResetByServer,
         goaway_by_client = GoAwayByClient, goaway_by_server = GoAwayByServer, ping = Ping,
-        idle = Idle,
+        idle = Idle, unread = Unread,
     ];
 }
 
@@ -97,7 +97,7 @@ pair_tests! {
     ok: [
         echo100 = Echo100, bulk64 = Bulk64, open1000 = Open1000, greet = Greet,
         halfclose = HalfClose, reset_by_client = ResetByClient,
-        reset_by_server = ResetByServer, idle = Idle,
+        reset_by_server = ResetByServer, idle = Idle, unread = Unread,
     ];
     unsupported: [goaway_by_client = GoAwayByClient, goaway_by_server = GoAwayByServer, ping = Ping];
 }

@@ -54,7 +54,8 @@ impl Peer for NetMux {
             | Capability::RecvReset
             | Capability::WriteAfterPeerFin
             | Capability::EofAfterPeerClose
-            | Capability::KeepAlive => return None,
+            | Capability::KeepAlive
+            | Capability::IsolateUnread => return None,
         };
         Some(why.into())
     }

@@ -89,6 +89,13 @@ impl Peer for TokioYamux {
                 "tokio-yamux 0.3 stops taking in frames, window updates included, once the \
                  peer's FIN is processed (tokio-yamux-0.3.20/src/stream.rs:275-277, 308-310)"
             }
+            Capability::IsolateUnread => {
+                "tokio-yamux 0.3 hands each stream its frames through a channel of 8 \
+                 (tokio-yamux-0.3.20/src/session.rs:326); frames for a stream that is not read \
+                 wait in read_pending_frames (session.rs:463-484), and while that queue is not \
+                 empty the session stops reading the connection (session.rs:706-714), so one \
+                 unread stream stalls all the others within its 256 KiB window"
+            }
             Capability::SendGoAway
             | Capability::SendReset
             | Capability::RecvReset

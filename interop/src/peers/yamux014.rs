@@ -90,7 +90,8 @@ impl Peer for Yamux014 {
             | Capability::RecvReset
             | Capability::WriteAfterPeerFin
             | Capability::EofAfterPeerClose
-            | Capability::KeepAlive => return None,
+            | Capability::KeepAlive
+            | Capability::IsolateUnread => return None,
         };
         Some(why.into())
     }

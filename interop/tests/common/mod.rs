@@ -48,7 +48,7 @@ macro_rules! matrix_tests {
             echo100 = Echo100, bulk64 = Bulk64, open1000 = Open1000, greet = Greet,
             halfclose = HalfClose, reset_by_client = ResetByClient,
             reset_by_server = ResetByServer, goaway_by_client = GoAwayByClient,
-            goaway_by_server = GoAwayByServer, ping = Ping, idle = Idle);
+            goaway_by_server = GoAwayByServer, ping = Ping, idle = Idle, unread = Unread);
     };
     (@tests $check:ident; $($name:ident = $scenario:ident),*) => {
         $(

@@ -94,10 +94,38 @@ func clientUnread(sess muxSession) error {
 	setPhase(fmt.Sprintf("unread: the server reads A (%d of %d bytes had been accepted while unread)", accepted, unreadA))
 	select {
 	case err := <-aDone:
-		return err
+		if err != nil {
+			return err
+		}
 	case <-time.After(scenarioDeadline):
 		return errors.New("A: the writer did not finish") // the process deadline fires first
 	}
+	return awaitUnreadServer(sess, a, b)
+}
+
+// awaitUnreadServer waits until the server has finished (its FIN on A is its last step, after
+// B's), so that teardown cannot cut it short; it must have sent nothing on A and "ok" on B.
+func awaitUnreadServer(sess muxSession, a, b muxStream) error {
+	setPhase("unread: waiting for the server's FINs")
+	if !sess.CloseClosesBoth() {
+		// yamux: both FINs seen and a ping barrier, then A and B read as EOF (mux.go).
+		return confirmEOFAfterHalfClose(sess, []muxStream{a, b})
+	}
+	// smux dropped both streams at our Close; the FINs are seen on the wire (mux.go).
+	for _, st := range []struct {
+		name string
+		s    muxStream
+		want int64
+	}{{"B", b, 2}, {"A", a, 0}} {
+		sent, err := sess.AwaitPeerFIN(st.s, peerFINWait)
+		if err != nil {
+			return fmt.Errorf("%s: %v", st.name, err)
+		}
+		if sent != st.want {
+			return fmt.Errorf("%s: the server sent %d data bytes before its FIN, want %d", st.name, sent, st.want)
+		}
+	}
+	return nil
 }
 
 // serverUnread: accept A and leave it unread; accept B, verify unreadB bytes (seed 2), answer
