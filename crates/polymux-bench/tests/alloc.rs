@@ -20,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const WRITE: usize = 64 * 1024;
 const WARMUP: u64 = 32 << 20;
 const MEASURED: u64 = 64 << 20;
+/// Measurements per dialect before a count above the bound fails the test.
+const ATTEMPTS: usize = 3;
 /// Backtraces kept per measurement (the rest are counted only).
 const TRACES: usize = 8192;
 
@@ -155,17 +157,27 @@ fn steady_state_bulk_allocations_per_mib() {
         Dialect::SmuxV2,
         Dialect::NetMux,
     ] {
-        let (calls, traces) = measure(dialect);
-        let per_mib = calls as f64 / mib;
-        if per_mib > max_per_mib(dialect) {
-            over.push(dialect.name());
-        }
-        report.push_str(&format!(
-            "{}: {calls} allocations in {mib} MiB = {per_mib:.2} per MiB\n",
-            dialect.name()
-        ));
-        for (site, (n, bytes)) in by_site(&traces) {
-            report.push_str(&format!("  {n:>6} × (avg {} B)  {site}\n", bytes / n));
+        // Up to ATTEMPTS measurements, the first within the bound counts. On a loaded machine
+        // the reader can fall further behind during the measurement than during the warm-up,
+        // and the receive-buffer pool grows (`RxBuffers::reserve`): warm-up, not steady state
+        // (seen about once in 15 runs under a parallel build). A per-frame allocation fails
+        // every attempt.
+        for attempt in 1..=ATTEMPTS {
+            let (calls, traces) = measure(dialect);
+            let per_mib = calls as f64 / mib;
+            report.push_str(&format!(
+                "{} (attempt {attempt}): {calls} allocations in {mib} MiB = {per_mib:.2} per MiB\n",
+                dialect.name()
+            ));
+            for (site, (n, bytes)) in by_site(&traces) {
+                report.push_str(&format!("  {n:>6} × (avg {} B)  {site}\n", bytes / n));
+            }
+            if per_mib <= max_per_mib(dialect) {
+                break;
+            }
+            if attempt == ATTEMPTS {
+                over.push(dialect.name());
+            }
         }
     }
     eprintln!("{report}");
