@@ -2,8 +2,9 @@
 //!
 //! `polymux-go-peer -proto yamux|smux1|smux2 -role client|server -addr HOST:PORT -scenario NAME`
 //! prints `LISTENING <addr>` as server, then `OK` (exit 0) or `FAIL: <reason>` (exit 1); exit
-//! code 2 means the scenario is unsupported for that protocol/role. Children are killed on drop
-//! and every wait is bounded.
+//! code 2 means the scenario is unsupported for that protocol/role. [`GoProcess::echo_server`]
+//! starts its long-lived echo-server mode instead (for `polymux bench --connect`). Children are
+//! killed on drop and every wait is bounded.
 
 use std::fmt;
 use std::io::Read;
@@ -221,9 +222,50 @@ impl GoProcess {
         scenario: Scenario,
     ) -> Result<GoProcess, Outcome> {
         let what = format!("{proto} {role} ({})", scenario.name());
+        let args = [
+            "-proto",
+            proto.arg(),
+            "-role",
+            role.as_str(),
+            "-addr",
+            addr,
+            "-scenario",
+            scenario.name(),
+        ];
+        GoProcess::start(bin, &args, what, role == Role::Server).await
+    }
+
+    /// Starts the Go peer's echo-server mode on 127.0.0.1 (any port): every TCP connection
+    /// becomes a `proto` session whose inbound streams are echoed until EOF, then closed. It
+    /// exits 0 by itself after `lifetime` (whole seconds, at least 1); dropping the handle
+    /// kills it earlier. See interop/go/README.md.
+    pub async fn echo_server(
+        bin: &Path,
+        proto: GoProto,
+        lifetime: Duration,
+    ) -> Result<GoProcess, Outcome> {
+        let lifetime = format!("{}s", lifetime.as_secs().max(1));
+        let args = [
+            "-proto",
+            proto.arg(),
+            "-scenario",
+            "echo-server",
+            "-addr",
+            "127.0.0.1:0",
+            "-for",
+            &lifetime,
+        ];
+        GoProcess::start(bin, &args, format!("{proto} echo-server"), true).await
+    }
+
+    async fn start(
+        bin: &Path,
+        args: &[&str],
+        what: String,
+        listens: bool,
+    ) -> Result<GoProcess, Outcome> {
         let mut child = Command::new(bin)
-            .args(["-proto", proto.arg(), "-role", role.as_str(), "-addr", addr])
-            .args(["-scenario", scenario.name()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -240,7 +282,7 @@ impl GoProcess {
             listening: None,
             what,
         };
-        if role == Role::Server {
+        if listens {
             let addr = match tokio::time::timeout(LISTEN_TIMEOUT, rx).await {
                 Ok(Ok(addr)) => addr,
                 // Stdout closed without LISTENING: the program is ending; take its verdict.
@@ -264,6 +306,13 @@ impl GoProcess {
     /// The server's listening address.
     pub fn listening(&self) -> Option<SocketAddr> {
         self.listening
+    }
+
+    /// Kills the process (if still running) and returns everything it printed, as (stdout,
+    /// stderr) lines.
+    pub async fn kill(mut self) -> (Vec<String>, Vec<String>) {
+        let _ = self.child.kill().await;
+        self.output().await
     }
 
     /// Kills the process (if running) and returns the tail of its output.
