@@ -269,7 +269,8 @@ impl Report {
              absolute figures are noisy: compare the ratios within one run, and see the load \
              averages below. Hot-path micro-benchmarks: `cargo bench -p polymux-proto --bench \
              hot_paths`; allocations per MiB of bulk transfer: `cargo test -p polymux-bench \
-             --test alloc -- --nocapture`.\n"
+             --test alloc -- --nocapture`; where the time goes for the targets missed: \
+             `crates/polymux-bench/PROFILES.md`.\n"
         );
         let _ = writeln!(out, "Command: `{}`\n", info.command);
         let _ = writeln!(
