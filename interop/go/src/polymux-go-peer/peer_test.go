@@ -309,11 +309,12 @@ func TestSmuxV1UnreadStallsSession(t *testing.T) {
 	// Twice the default 4 MiB bucket.
 	go writePayload(a, 1, 8*mib)
 	time.Sleep(200 * time.Millisecond) // let A's data reach the server first
-	b, err := csess.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go writePayload(b, 2, 64*kib)
+	// In a goroutine: once the connection is backed up, even B's SYN cannot be written.
+	go func() {
+		if b, err := csess.Open(); err == nil {
+			writePayload(b, 2, 64*kib)
+		}
+	}()
 
 	sa, err := ssess.Accept()
 	if err != nil {
