@@ -28,6 +28,9 @@ use crate::codec::Dialect;
 /// The window every yamux and net-mux stream starts with, fixed by the protocol.
 pub const PROTOCOL_INITIAL_WINDOW: u32 = 256 * 1024;
 
+/// The largest Data payload net-mux 1.x accepts (its default `max_frame_size`).
+const NET_MUX_MAX_FRAME: u32 = 64 * 1024;
+
 /// Validated session configuration. Build one with a preset ([`Config::yamux`], …) and adjust
 /// it with [`Config::builder`]-style setters on [`ConfigBuilder`].
 ///
@@ -132,6 +135,12 @@ impl Config {
 
     /// Receive window each stream starts with, in bytes. yamux and net-mux streams always start
     /// at 256 KiB on the wire; a larger value is announced with the open/accept. Default 256 KiB.
+    ///
+    /// smux v2: a peer may send the protocol's initial 256 KiB before our first UPD reaches it,
+    /// so a stream's receive memory is bounded by the larger of this and 256 KiB. smux v1 has
+    /// no flow control: this, [`max_stream_window`](Self::max_stream_window) and
+    /// [`max_unacked_outbound`](Self::max_unacked_outbound) do not apply; the session receive
+    /// budget alone bounds memory.
     pub fn stream_window(&self) -> u32 {
         self.stream_window
     }
@@ -173,6 +182,10 @@ impl Config {
 
     /// How often to send a keep-alive (Ping, or NOP on smux); `None` disables it.
     /// Default 30 s (yamux, net-mux), 10 s (smux).
+    ///
+    /// On smux, `None` also disables dead-peer detection (it works by silence, and without our
+    /// NOPs a quiet session is indistinguishable from a dead one), and Go peers close a session
+    /// that sent them nothing for 30 s: keep it on unless the application keeps traffic flowing.
     pub fn keepalive_interval(&self) -> Option<Duration> {
         self.keepalive_interval
     }
@@ -288,6 +301,13 @@ impl ConfigBuilder {
                 c.dialect.name()
             ));
         }
+        if c.dialect == Dialect::NetMux && c.max_frame_payload > NET_MUX_MAX_FRAME {
+            return fail(format!(
+                "max_frame_payload {} exceeds {NET_MUX_MAX_FRAME}, the largest Data frame net-mux \
+                 peers accept (they end the session on a larger one)",
+                c.max_frame_payload
+            ));
+        }
         if c.max_frame_payload > 1024 * 1024 {
             return fail(format!(
                 "max_frame_payload {} exceeds 1 MiB, which common yamux peers refuse",
@@ -310,6 +330,17 @@ impl ConfigBuilder {
         }
         if c.keepalive_interval.is_some_and(|i| i.is_zero()) {
             return fail("keepalive_interval must be positive (use None to disable)".into());
+        }
+        let silence_based = matches!(c.dialect, Dialect::SmuxV1 | Dialect::SmuxV2);
+        if let Some(interval) = c.keepalive_interval.filter(|_| silence_based) {
+            if c.keepalive_timeout < interval {
+                return fail(format!(
+                    "keepalive_timeout {:?} is shorter than keepalive_interval {interval:?}: smux \
+                     detects a dead peer by silence, and a peer sending NOPs at the same interval \
+                     would be declared dead between two of them",
+                    c.keepalive_timeout
+                ));
+            }
         }
         Ok(c)
     }
@@ -360,5 +391,34 @@ mod tests {
         assert!(tiny_budget.is_err());
         let zero_backlog = Config::yamux().to_builder().accept_backlog(0).build();
         assert!(zero_backlog.is_err());
+        let big_net_mux_frame = Config::net_mux()
+            .to_builder()
+            .max_frame_payload(64 * 1024 + 1)
+            .build();
+        assert!(big_net_mux_frame
+            .unwrap_err()
+            .to_string()
+            .contains("net-mux"));
+        assert!(Config::yamux()
+            .to_builder()
+            .max_frame_payload(64 * 1024 + 1)
+            .build()
+            .is_ok());
+        let hasty_smux_timeout = Config::smux_v2()
+            .to_builder()
+            .keepalive_interval(Some(Duration::from_secs(10)))
+            .keepalive_timeout(Duration::from_secs(5))
+            .build();
+        assert!(hasty_smux_timeout
+            .unwrap_err()
+            .to_string()
+            .contains("by silence"));
+        // yamux waits for a Ping's answer, so a timeout below the interval is fine there.
+        assert!(Config::yamux()
+            .to_builder()
+            .keepalive_interval(Some(Duration::from_secs(10)))
+            .keepalive_timeout(Duration::from_secs(5))
+            .build()
+            .is_ok());
     }
 }

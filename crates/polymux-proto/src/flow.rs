@@ -51,6 +51,16 @@ impl RecvCredit {
         }
     }
 
+    /// A stream without flow control (smux v1): the peer may send without limit, and no
+    /// credit is ever returned (the window is 0). Memory is bounded by the session receive
+    /// budget instead.
+    pub(crate) fn unlimited() -> Self {
+        RecvCredit {
+            limit: u64::MAX,
+            ..RecvCredit::new(0, 0)
+        }
+    }
+
     /// Bytes the peer may still send.
     pub(crate) fn available(&self) -> u64 {
         self.limit - self.received
@@ -84,6 +94,13 @@ impl RecvCredit {
     /// (the threshold every peer uses, so updates stay rare without stalling the sender).
     pub(crate) fn wants_update(&self) -> bool {
         self.grantable() >= u64::from(self.window / 2).max(1)
+    }
+
+    /// Whether announcing the current window as an absolute figure now (smux v2's UPD: the
+    /// peer may have `consumed + window` bytes sent) would not take back credit the peer
+    /// already has, e.g. the protocol's initial 256 KiB under a smaller configured window.
+    pub(crate) fn announcement_keeps_credit(&self) -> bool {
+        self.consumed + u64::from(self.window) >= self.limit
     }
 
     fn grantable(&self) -> u64 {
@@ -200,6 +217,18 @@ mod tests {
         assert!(!c.receive(5));
         assert!(c.receive(4));
         assert_eq!(c.available(), 0);
+    }
+
+    #[test]
+    fn a_stream_without_flow_control_outlives_u32_bytes() {
+        // smux v1: a long-lived stream carries more than 4 GiB and never owes a credit frame.
+        let mut c = RecvCredit::unlimited();
+        for _ in 0..3 {
+            assert!(c.receive(u64::from(u32::MAX)));
+            c.consume(u64::from(u32::MAX));
+            assert!(!c.wants_update());
+        }
+        assert_eq!(c.window(), 0);
     }
 
     #[test]

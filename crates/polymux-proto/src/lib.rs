@@ -15,6 +15,7 @@
 //! - `stream` — one stream's lifecycle and wakers.
 //! - `keepalive` — Ping/NOP probes, dead-peer detection, RTT.
 //! - `tx` — the bounded output buffers (control first, then data).
+//! - `waiters` — the bounded set of tasks waiting for a session-wide condition.
 //! - [`connection`] — the engine: the stream table, inputs, commands and outputs.
 //! - [`config`] — the validated [`Config`] with every bound documented.
 //! - [`error`] — [`Error`] and the [`Violation`] that names the rule a peer broke.
@@ -34,6 +35,7 @@ mod policy;
 mod recv_queue;
 mod stream;
 mod tx;
+mod waiters;
 
 pub use codec::Dialect;
 pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};

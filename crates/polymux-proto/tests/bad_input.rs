@@ -154,6 +154,16 @@ fn upd(d: Dialect, stream: u32, consumed: u32, window: u32) -> Vec<u8> {
     f
 }
 
+/// What the first read of `consumed` bytes on `stream` sends: a UPD on smux v2 (as Go's smux
+/// does), nothing elsewhere (credit returns after half a window).
+fn first_read_update(d: Dialect, stream: u32, consumed: u32) -> Vec<u8> {
+    if d == Dialect::SmuxV2 {
+        upd(d, stream, consumed, polymux_proto::PROTOCOL_INITIAL_WINDOW)
+    } else {
+        Vec::new()
+    }
+}
+
 /// Ping request: yamux flags SYN, net-mux no flags.
 fn ping(d: Dialect, opaque: u32) -> Vec<u8> {
     let flags = if d == Dialect::Yamux { SYN } else { 0 };
@@ -851,7 +861,12 @@ fn reused_stream_id() {
         fx.s.feed_ok(&fin(d, 3));
         fx.s.conn.close_write(fx.inbound).unwrap();
         fx.s.conn.release(fx.inbound);
-        assert_eq!(fx.s.output(), fin(d, 3), "{}", d.name());
+        assert_eq!(
+            fx.s.output(),
+            cat(&[&first_read_update(d, 3, 5), &fin(d, 3)]),
+            "{}",
+            d.name()
+        );
         assert_eq!(fx.s.conn.stats().streams, 1, "{}", d.name());
         fx.s.feed(&syn(d, 3));
         let v = Violation::StreamIdReused {
@@ -926,7 +941,7 @@ fn frame_for_a_closed_or_reset_stream_is_dropped() {
         s.conn.reset(fx.outbound);
         s.conn.release(fx.outbound);
         let expected = if is_smux(d) {
-            cat(&[&fin(d, 3), &fin(d, 2)])
+            cat(&[&first_read_update(d, 3, 5), &fin(d, 3), &fin(d, 2)])
         } else {
             cat(&[&fin(d, 3), &rst(d, 2)])
         };

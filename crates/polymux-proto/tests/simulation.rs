@@ -430,13 +430,15 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
     for dialect in [Dialect::Yamux, Dialect::NetMux] {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
         assert_eq!(
-            client.poll_write(ck, &w, &[7u8; 10_000]),
-            Poll::Ready(Ok(10_000))
+            client.poll_write(ck, &w, &[7u8; 20_000]),
+            Poll::Ready(Ok(20_000))
         );
         let mut wire = BytesMut::new();
         pump(&mut client, &mut wire);
-        assert_eq!(wire.len(), dialect.header_len() + 10_000);
-        let mut first = wire.split_to(dialect.header_len() + 5_000);
+        assert_eq!(wire.len(), dialect.header_len() + 20_000);
+        // Half the frame, more than the engine copies (smaller pieces wait for the rest).
+        const { assert!(10_000 >= polymux_proto::connection::COPY_BELOW) };
+        let mut first = wire.split_to(dialect.header_len() + 10_000);
         server.handle_input(&mut first, now);
         assert!(first.is_empty());
         server.reset(sk);
@@ -482,4 +484,169 @@ fn read_after_local_reset_fails_even_after_fin() {
             dialect.name()
         );
     }
+}
+
+/// Counts its wake-ups.
+#[derive(Default)]
+struct CountingWake(std::sync::atomic::AtomicUsize);
+
+impl Wake for CountingWake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingWake {
+    fn waker() -> (Arc<CountingWake>, Waker) {
+        let counter = Arc::new(CountingWake::default());
+        (counter.clone(), Waker::from(counter))
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The session handle is `Clone`, so two tasks may wait in `accept()` at once. The engine kept
+/// one waker: the second task replaced the first, which then never woke, not even when the
+/// session ended. Every waiting task must be woken (and the losers wait again).
+#[test]
+fn every_task_waiting_to_accept_is_woken() {
+    let now = Instant::now();
+    for dialect in ALL {
+        let config = Config::for_dialect(dialect);
+        let mut client = Connection::new(Role::Client, config.clone(), now);
+        let mut server = Connection::new(Role::Server, config, now);
+        let (a, wa) = CountingWake::waker();
+        let (b, wb) = CountingWake::waker();
+        assert!(server.poll_accept(&wa).is_pending());
+        assert!(server.poll_accept(&wb).is_pending());
+        assert!(server.poll_accept(&wa).is_pending(), "polling again");
+        let Poll::Ready(Ok(_)) = client.poll_open(&noop_waker()) else {
+            panic!("open")
+        };
+        let mut wire = BytesMut::new();
+        pump(&mut client, &mut wire);
+        server.handle_input(&mut wire, now);
+        assert_eq!(
+            (a.count(), b.count()),
+            (1, 1),
+            "{}: each waiting task woken once",
+            dialect.name()
+        );
+        // The winner takes the stream; the loser waits again and still sees the session end.
+        assert!(server.poll_accept(&wb).is_ready());
+        assert!(server.poll_accept(&wa).is_pending());
+        server.handle_eof(0);
+        assert_eq!(a.count(), 2, "{}: woken by the end", dialect.name());
+        assert!(server.poll_accept(&wa).is_ready());
+    }
+}
+
+/// Input paused on a full receive budget resumed only when an application *read*; freeing the
+/// memory by resetting or dropping the stream that filled it left the session paused for good
+/// (and its keep-alive, which does not count a pause as peer silence, never ended it).
+#[test]
+fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
+    let now = Instant::now();
+    for dialect in ALL {
+        for drop_it in [false, true] {
+            let ctx = format!(
+                "{} ({})",
+                dialect.name(),
+                if drop_it { "dropped" } else { "reset" }
+            );
+            let config = Config::for_dialect(dialect)
+                .to_builder()
+                .session_recv_budget(PROTOCOL_WINDOW)
+                .build()
+                .expect("config");
+            let mut client = Connection::new(Role::Client, config.clone(), now);
+            let mut server = Connection::new(Role::Server, config, now);
+            let w = noop_waker();
+            let mut wire = BytesMut::new();
+            let mut keys = Vec::new();
+            for _ in 0..2 {
+                let Poll::Ready(Ok(k)) = client.poll_open(&w) else {
+                    panic!("open")
+                };
+                keys.push(k);
+            }
+            pump(&mut client, &mut wire);
+            server.handle_input(&mut wire, now);
+            let mut accepted = Vec::new();
+            while let Poll::Ready(Ok(k)) = server.poll_accept(&w) {
+                accepted.push(k);
+            }
+            assert_eq!(accepted.len(), 2, "{ctx}");
+            pump(&mut server, &mut wire);
+            client.handle_input(&mut wire, now);
+            // A whole window on each stream: the first fills the server's budget.
+            for &k in &keys {
+                let mut sent = 0;
+                while sent < PROTOCOL_WINDOW {
+                    match client.poll_write(k, &w, &vec![9u8; PROTOCOL_WINDOW - sent]) {
+                        Poll::Ready(Ok(n)) => sent += n,
+                        other => panic!("{ctx}: write {other:?}"),
+                    }
+                    pump(&mut client, &mut wire);
+                }
+            }
+            server.handle_input(&mut wire, now);
+            assert!(!server.wants_input(), "{ctx}: paused on the full budget");
+            let (driver, dw) = CountingWake::waker();
+            server.register_driver(&dw);
+            let first = accepted[0];
+            if drop_it {
+                server.release(first);
+            } else {
+                server.reset(first);
+            }
+            assert!(server.wants_input(), "{ctx}: input resumes");
+            assert!(driver.count() > 0, "{ctx}: the driver is told");
+            server.handle_input(&mut wire, now);
+            assert!(wire.is_empty(), "{ctx}: the rest is taken in");
+            let mut buf = vec![0u8; PROTOCOL_WINDOW];
+            let mut got = 0;
+            while let Poll::Ready(Ok(n)) = server.poll_read(accepted[1], &w, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            assert_eq!(got, PROTOCOL_WINDOW, "{ctx}: the second stream's bytes");
+        }
+    }
+}
+
+const PROTOCOL_WINDOW: usize = polymux_proto::PROTOCOL_INITIAL_WINDOW as usize;
+
+/// smux v2, like Go's smux: the first read reports `consumed` and the window at once (later
+/// reads only every half window), so the peer learns the receiver's window early.
+#[test]
+fn smux_v2_first_read_sends_an_update() {
+    let now = Instant::now();
+    let w = noop_waker();
+    let (mut client, mut server, ck, sk) = connected_stream(Dialect::SmuxV2, now);
+    assert_eq!(
+        client.poll_write(ck, &w, &[5u8; 1000]),
+        Poll::Ready(Ok(1000))
+    );
+    let mut wire = BytesMut::new();
+    pump(&mut client, &mut wire);
+    server.handle_input(&mut wire, now);
+    let mut buf = [0u8; 10];
+    assert_eq!(server.poll_read(sk, &w, &mut buf), Poll::Ready(Ok(10)));
+    pump(&mut server, &mut wire);
+    let window = Config::smux_v2().stream_window();
+    let mut upd = vec![2u8, 4, 8, 0];
+    upd.extend_from_slice(&3u32.to_le_bytes());
+    upd.extend_from_slice(&10u32.to_le_bytes());
+    upd.extend_from_slice(&window.to_le_bytes());
+    assert_eq!(&wire[..], &upd[..], "UPD(consumed 10, window)");
+    // The second read is not the first: nothing until half a window is read.
+    assert_eq!(server.poll_read(sk, &w, &mut buf), Poll::Ready(Ok(10)));
+    wire.clear();
+    pump(&mut server, &mut wire);
+    assert!(wire.is_empty(), "no update for a small second read");
 }

@@ -35,7 +35,7 @@ impl Connection {
             return Poll::Ready(Err(Error::TooManyStreams { limit }));
         }
         if self.dialect.has_ack() && self.unacked_outbound >= self.config.max_unacked_outbound() {
-            self.open_waiters.push(waker.clone());
+            self.open_waiters.register(waker);
             return Poll::Pending;
         }
         let id = StreamId(self.next_outbound_id);
@@ -99,7 +99,7 @@ impl Connection {
         if let Some(e) = self.ended_error() {
             return Poll::Ready(Err(e));
         }
-        register(&mut self.accept_waker, waker);
+        self.accept_waiters.register(waker);
         Poll::Pending
     }
 
@@ -122,13 +122,10 @@ impl Connection {
         };
         if !s.queue.is_empty() {
             let n = s.queue.read_into(buf);
+            let first_read = s.recv.consumed() == 0;
             s.recv.consume(n as u64);
-            self.recv_buffered -= n;
-            if self.paused_on_budget {
-                self.paused_on_budget = false;
-                self.wake_driver();
-            }
-            self.maybe_return_credit(key);
+            self.unbuffer(n);
+            self.return_credit(key, first_read);
             return Poll::Ready(Ok(n));
         }
         if buf.is_empty() {
@@ -243,7 +240,7 @@ impl Connection {
         let discarded = s.queue.discard();
         s.wake_reader();
         s.wake_writer();
-        self.recv_buffered -= discarded;
+        self.unbuffer(discarded);
         if send_frame {
             let frame = crate::policy::reset(self.dialect, id);
             self.push_ordered(&frame);
@@ -264,7 +261,7 @@ impl Connection {
         let discarded = s.queue.discard();
         s.recv.consume(discarded as u64);
         let needs_fin = !s.local_fin && !s.reset;
-        self.recv_buffered -= discarded;
+        self.unbuffer(discarded);
         if needs_fin && !self.is_ended() {
             let _ = self.close_write(key);
         }
@@ -296,7 +293,7 @@ impl Connection {
         if let Some(e) = self.ended_error() {
             return Poll::Ready(Err(e));
         }
-        self.ping_waiters.push(waker.clone());
+        self.ping_waiters.register(waker);
         Poll::Pending
     }
 
@@ -344,7 +341,7 @@ impl Connection {
         if let Some(e) = self.ended_error() {
             return Poll::Ready(e);
         }
-        self.close_waiters.push(waker.clone());
+        self.close_waiters.register(waker);
         Poll::Pending
     }
 }

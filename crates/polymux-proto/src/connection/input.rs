@@ -202,9 +202,7 @@ impl Connection {
             }
             Frame::Ping { ack: true, opaque } => {
                 if self.keepalive.on_pong(opaque, self.now) {
-                    for w in self.ping_waiters.drain(..) {
-                        w.wake();
-                    }
+                    self.ping_waiters.wake_all();
                 }
                 Ok(())
             }
@@ -299,9 +297,7 @@ impl Connection {
         }
         let key = self.insert_stream(id, Origin::Remote);
         self.accept_queue.push_back(key);
-        if let Some(w) = self.accept_waker.take() {
-            w.wake();
-        }
+        self.accept_waiters.wake_all();
         Ok(Some(key))
     }
 
@@ -316,7 +312,7 @@ impl Connection {
                 // Refused before it was ever acknowledged.
                 s.acked = true;
                 self.unacked_outbound -= 1;
-                self.open_waiters.drain(..).for_each(|w| w.wake());
+                self.wake_open_waiters();
             }
             let s = &mut self.streams[key.0];
             s.wake_reader();

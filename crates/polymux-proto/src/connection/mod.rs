@@ -33,6 +33,7 @@ use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
 use crate::stream::{Origin, Stream};
 use crate::tx::{Transmit, TxBuffers};
+use crate::waiters::Waiters;
 
 pub use direct::{DirectWrite, WriteOutcome, DIRECT_MAX_FRAMES};
 pub use input::COPY_BELOW;
@@ -154,11 +155,11 @@ pub struct Connection {
     state: State,
     local_goaway: bool,
     remote_goaway: Option<u32>,
-    accept_waker: Option<Waker>,
-    /// Tasks waiting in `poll_open` (one entry per waiting task, so bounded by the caller).
-    open_waiters: Vec<Waker>,
-    ping_waiters: Vec<Waker>,
-    close_waiters: Vec<Waker>,
+    /// Tasks waiting in `poll_accept`, `poll_open`, `poll_ping` and `poll_ended`.
+    accept_waiters: Waiters,
+    open_waiters: Waiters,
+    ping_waiters: Waiters,
+    close_waiters: Waiters,
     driver_waker: Option<Waker>,
     /// Streams waiting for write-budget room; each key appears at most once.
     budget_waiters: VecDeque<StreamKey>,
@@ -198,10 +199,10 @@ impl Connection {
             state: State::Open,
             local_goaway: false,
             remote_goaway: None,
-            accept_waker: None,
-            open_waiters: Vec::new(),
-            ping_waiters: Vec::new(),
-            close_waiters: Vec::new(),
+            accept_waiters: Waiters::default(),
+            open_waiters: Waiters::default(),
+            ping_waiters: Waiters::default(),
+            close_waiters: Waiters::default(),
             driver_waker: None,
             budget_waiters: VecDeque::new(),
             flush_requested: false,
@@ -393,17 +394,10 @@ impl Connection {
             s.wake_reader();
             s.wake_writer();
         }
-        if let Some(w) = self.accept_waker.take() {
-            w.wake();
-        }
-        for w in self
-            .open_waiters
-            .drain(..)
-            .chain(self.ping_waiters.drain(..))
-            .chain(self.close_waiters.drain(..))
-        {
-            w.wake();
-        }
+        self.accept_waiters.wake_all();
+        self.open_waiters.wake_all();
+        self.ping_waiters.wake_all();
+        self.close_waiters.wake_all();
         self.wake_driver();
     }
 
@@ -423,16 +417,12 @@ impl Connection {
     fn insert_stream(&mut self, id: StreamId, origin: Origin) -> StreamKey {
         let window = self.config.stream_window();
         let (recv, send) = match self.dialect {
-            Dialect::SmuxV1 => (RecvCredit::new(u32::MAX, 0), SendCredit::new(None)),
+            Dialect::SmuxV1 => (RecvCredit::unlimited(), SendCredit::new(None)),
             _ => (
                 RecvCredit::new(PROTOCOL_INITIAL_WINDOW, window),
                 SendCredit::new(Some(PROTOCOL_INITIAL_WINDOW)),
             ),
         };
-        if self.dialect == Dialect::SmuxV1 {
-            // No flow control: one unlimited allowance, never replenished.
-            debug_assert_eq!(recv.window(), 0);
-        }
         self.window_sum += u64::from(recv.window());
         let key = StreamKey(self.streams.insert(Stream::new(id, origin, recv, send)));
         self.ids.insert(id, key);
@@ -455,7 +445,7 @@ impl Connection {
                 *frame_key = None;
             }
         }
-        self.recv_buffered -= s.queue.len();
+        self.unbuffer(s.queue.len());
         self.window_sum -= u64::from(s.recv.window());
         self.ids.remove(&s.id);
         if s.origin == Origin::Local && !s.acked {
@@ -469,8 +459,17 @@ impl Connection {
     }
 
     fn wake_open_waiters(&mut self) {
-        for w in self.open_waiters.drain(..) {
-            w.wake();
+        self.open_waiters.wake_all();
+    }
+
+    /// `n` received bytes left the session's receive memory (read, discarded, or freed with
+    /// their stream). Input paused on the budget resumes: whichever way the memory was freed,
+    /// the session must not stay paused with room to spare.
+    fn unbuffer(&mut self, n: usize) {
+        self.recv_buffered -= n;
+        if self.paused_on_budget && n > 0 {
+            self.paused_on_budget = false;
+            self.wake_driver();
         }
     }
 
@@ -486,6 +485,14 @@ impl Connection {
     /// Returns credit for `key` if enough was consumed, growing its window when the window is
     /// what limits throughput (and the session budget allows).
     fn maybe_return_credit(&mut self, key: StreamKey) {
+        self.return_credit(key, false);
+    }
+
+    /// Returns credit for `key` (or, with `first_read` on smux v2, reports it anyway: like Go,
+    /// the first read announces the window and what was consumed, so the peer learns our
+    /// window early instead of after half of it — unless our window is below the 256 KiB the
+    /// peer assumed, where an early announcement would shrink the credit it already used).
+    fn return_credit(&mut self, key: StreamKey, first_read: bool) {
         let budget_left =
             (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
@@ -500,10 +507,21 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
-        if !s.peer_may_send() || !dialect.has_stream_credit() || !s.recv.wants_update() {
+        let announce =
+            first_read && dialect == Dialect::SmuxV2 && s.recv.announcement_keeps_credit();
+        if !s.peer_may_send() || !dialect.has_stream_credit() {
             return;
         }
-        let growth = s.recv.maybe_grow(now, pace, max_window, budget_left);
+        let due = s.recv.wants_update();
+        if !due && !announce {
+            return;
+        }
+        // Only credit that fell due says anything about the pace; an announcement does not.
+        let growth = if due {
+            s.recv.maybe_grow(now, pace, max_window, budget_left)
+        } else {
+            0
+        };
         let delta = s.recv.grant(now);
         let frame = crate::policy::credit(dialect, s.id, delta, s.recv.consumed(), s.recv.window());
         self.window_sum += u64::from(growth);
