@@ -15,14 +15,24 @@
 //! * PSH payloads are at most 65535 bytes (`src/frame.rs:10`).
 //! * Once the session is closed, a stream whose FIN had arrived reads `ConnectionClosed`
 //!   instead of EOF (`src/mux.rs:1152-1156`): `EofAfterPeerClose` unsupported.
+//! * `poll_shutdown` writes the FIN, then is polled once more to see it flushed, and that poll
+//!   checks for a closed session first (`src/mux.rs:701-719`, `:1240`): when the peer closes
+//!   the connection right after receiving the FIN (as the last finisher of `greet` does), a
+//!   half-close that worked reports `ConnectionClosed`. [`AsyncSmuxStream`] counts that as
+//!   done; whether the FIN really arrived is checked where it matters, by the peer reading
+//!   to EOF.
 
 use std::io;
 use std::num::{NonZeroU64, NonZeroUsize};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use async_smux::error::MuxError;
 use async_smux::{MuxAcceptor, MuxBuilder, MuxConnector, MuxStream};
 use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::session::{Capability, MuxSession, Peer, Role, SessionParams};
@@ -107,15 +117,70 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "async_smux session has ended")
 }
 
-impl MuxSession for AsyncSmuxSession {
-    type Stream = MuxStream<TcpStream>;
+/// An `async_smux` stream whose half-close survives the peer closing the connection right
+/// after receiving the FIN (see the module docs); everything else passes through.
+pub struct AsyncSmuxStream(MuxStream<TcpStream>);
 
-    fn open(&self) -> BoxFuture<'_, io::Result<MuxStream<TcpStream>>> {
-        Box::pin(async move { self.connector.connect().map_err(io::Error::other) })
+impl AsyncRead for AsyncSmuxStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AsyncSmuxStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
-    fn accept(&self) -> BoxFuture<'_, io::Result<MuxStream<TcpStream>>> {
-        Box::pin(async move { self.acceptor.lock().await.accept().await.ok_or_else(closed) })
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match ready!(Pin::new(&mut self.0).poll_shutdown(cx)) {
+            Err(e) if is_connection_closed(&e) => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
+    }
+}
+
+fn is_connection_closed(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<MuxError>())
+        .is_some_and(|m| matches!(m, MuxError::ConnectionClosed))
+}
+
+impl MuxSession for AsyncSmuxSession {
+    type Stream = AsyncSmuxStream;
+
+    fn open(&self) -> BoxFuture<'_, io::Result<AsyncSmuxStream>> {
+        Box::pin(async move {
+            self.connector
+                .connect()
+                .map(AsyncSmuxStream)
+                .map_err(io::Error::other)
+        })
+    }
+
+    fn accept(&self) -> BoxFuture<'_, io::Result<AsyncSmuxStream>> {
+        Box::pin(async move {
+            let stream = self
+                .acceptor
+                .lock()
+                .await
+                .accept()
+                .await
+                .ok_or_else(closed)?;
+            Ok(AsyncSmuxStream(stream))
+        })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
