@@ -244,10 +244,12 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Runs the server side of the preamble. `Ok(())` means the client is authenticated;
-/// a [`Refusal`] means the client was told why and must be disconnected; other errors are
-/// I/O failures or garbage. The caller applies [`HANDSHAKE_TIMEOUT`].
-pub async fn server_handshake<T>(io: &mut T, expect: &Expectation) -> anyhow::Result<()>
+/// Reads and checks the client's preamble. `Ok(())` means the client is authenticated and
+/// waits for its status: the caller answers with [`welcome_client`] or [`refuse_client`]
+/// (so that a client slot is only ever taken by an authenticated client). A [`Refusal`]
+/// means the client was told why and must be disconnected; other errors are I/O failures
+/// or garbage. The caller applies [`HANDSHAKE_TIMEOUT`].
+pub async fn authenticate_client<T>(io: &mut T, expect: &Expectation) -> anyhow::Result<()>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -338,21 +340,23 @@ where
         )
         .await;
     }
-    send_status(io, Status::Ok, "").await?;
     Ok(())
 }
 
-/// Answers a client that cannot be served (`Busy`, `ShuttingDown`) after reading its preamble,
+/// Tells an authenticated client that the multiplexer starts now (status 0).
+pub async fn welcome_client<T>(io: &mut T) -> anyhow::Result<()>
+where
+    T: AsyncWrite + Unpin,
+{
+    send_status(io, Status::Ok, "").await
+}
+
+/// Tells an authenticated client that it cannot be served (`Busy`, `ShuttingDown`) and why,
 /// so that it sees the message rather than a reset. Bounded by the caller's timeout.
 pub async fn refuse_client<T>(io: &mut T, status: Status, message: &str) -> anyhow::Result<()>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncWrite + Unpin,
 {
-    let mut fixed = [0u8; 9];
-    io.read_exact(&mut fixed).await?;
-    let token_len = usize::from(u16::from_be_bytes([fixed[7], fixed[8]])).min(MAX_TOKEN_LEN);
-    let mut token = vec![0u8; token_len];
-    io.read_exact(&mut token).await?;
     send_status(io, status, message).await
 }
 
@@ -463,6 +467,14 @@ mod tests {
 
     fn token(s: &str) -> Token {
         Token(s.as_bytes().to_vec())
+    }
+
+    async fn server_handshake(
+        io: &mut tokio::io::DuplexStream,
+        expect: &Expectation,
+    ) -> anyhow::Result<()> {
+        authenticate_client(io, expect).await?;
+        welcome_client(io).await
     }
 
     async fn run(

@@ -19,8 +19,11 @@ use crate::sessions::{Entry, SessionSet};
 use crate::shutdown::Shutdown;
 use crate::transport::{DriverHandle, Gate};
 
-/// Clients being turned away at once (beyond it they are just disconnected).
-const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+/// Connections in TLS or preamble at once; beyond it new connections are closed unanswered.
+/// Separate from `--max-clients`, which counts authenticated clients only, so that
+/// connections that never authenticate cannot lock the real clients out (each handshake is
+/// also bounded in time by `HANDSHAKE_TIMEOUT`).
+const MAX_HANDSHAKES_IN_FLIGHT: usize = 256;
 
 /// Accepts clients on `listener` until shutdown is requested. For each admitted client a
 /// session is registered in `set` and `on_session` runs (in a task tracked by `tasks`) until
@@ -39,7 +42,7 @@ pub async fn accept_clients<F, Fut>(
     F: Fn(Entry) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.requested() => break,
@@ -53,36 +56,45 @@ pub async fn accept_clients<F, Fut>(
                 continue;
             }
         };
-        let Some(permit) = clients.try_acquire() else {
-            if let Ok(slot) = refusals.clone().try_acquire_owned() {
-                let gate = gate.clone();
-                let message = clients.refusal_message();
-                tokio::spawn(async move {
-                    gate.turn_away(tcp, Status::Busy, &message).await;
-                    drop(slot);
-                });
-            }
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "dropping {peer}: {MAX_HANDSHAKES_IN_FLIGHT} handshakes already in progress"
+            );
             continue;
         };
         let gate = gate.clone();
         let config = config.clone();
+        let clients = clients.clone();
         let set = set.clone();
         let shutdown = shutdown.clone();
         let on_session = on_session.clone();
         tasks.spawn(async move {
-            let _permit = permit;
-            let io = match gate.admit(tcp).await {
+            let authenticated = gate.authenticate(tcp).await;
+            drop(handshake);
+            let mut io = match authenticated {
                 Ok(io) => io,
                 Err(e) => {
                     log_refusal(peer, &e);
                     return;
                 }
             };
-            let (session, driver) = polymux::tokio::server(io, config);
+            // The client slot is taken only now: unauthenticated connections cannot hold
+            // the slots that the real clients need.
+            let Some(_permit) = clients.try_acquire() else {
+                gate.refuse(io, Status::Busy, &clients.refusal_message())
+                    .await;
+                return;
+            };
             if shutdown.is_requested() {
-                session.close().await;
+                gate.refuse(io, Status::ShuttingDown, "the server is shutting down")
+                    .await;
                 return;
             }
+            if let Err(e) = gate.welcome(&mut io).await {
+                tracing::info!("client {peer} left during the handshake: {e:#}");
+                return;
+            }
+            let (session, driver) = polymux::tokio::server(io, config);
             let id = set.insert(peer, session.clone());
             tracing::info!(
                 "client {peer} connected (session {id}, {})",

@@ -122,8 +122,10 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Runs TLS and the preamble on an accepted connection, within [`HANDSHAKE_TIMEOUT`].
-    pub async fn admit(&self, tcp: TcpStream) -> anyhow::Result<BoxIo> {
+    /// Runs TLS and checks the preamble on an accepted connection, within
+    /// [`HANDSHAKE_TIMEOUT`]. The client is authenticated but not yet answered: follow with
+    /// [`Gate::welcome`] or [`Gate::refuse`].
+    pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<BoxIo> {
         tcp.set_nodelay(true).ok();
         let work = async {
             let mut io: BoxIo = match &self.tls {
@@ -135,7 +137,7 @@ impl Gate {
                 })?),
                 None => Box::new(tcp),
             };
-            auth::server_handshake(&mut io, &self.expect).await?;
+            auth::authenticate_client(&mut io, &self.expect).await?;
             Ok::<_, anyhow::Error>(io)
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
@@ -143,16 +145,20 @@ impl Gate {
             .map_err(|_| anyhow::anyhow!("handshake not completed within {HANDSHAKE_TIMEOUT:?}"))?
     }
 
-    /// Tells a client that cannot be served why (after its preamble), best effort and bounded.
-    pub async fn turn_away(&self, tcp: TcpStream, status: auth::Status, message: &str) {
-        let work = async {
-            let mut io: BoxIo = match &self.tls {
-                Some(tls) => Box::new(tls.acceptor.accept(tcp).await?),
-                None => Box::new(tcp),
-            };
-            auth::refuse_client(&mut io, status, message).await
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), work).await;
+    /// Tells an authenticated client that its session starts now.
+    pub async fn welcome(&self, io: &mut BoxIo) -> anyhow::Result<()> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::welcome_client(io))
+            .await
+            .map_err(|_| anyhow::anyhow!("the client did not take its welcome"))?
+    }
+
+    /// Tells an authenticated client that cannot be served why; best effort and bounded.
+    pub async fn refuse(&self, mut io: BoxIo, status: auth::Status, message: &str) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            auth::refuse_client(&mut io, status, message),
+        )
+        .await;
     }
 }
 

@@ -321,3 +321,55 @@ async fn tunnel_over_tls() {
     let echoed = echo_roundtrip(exposed, data.clone()).await.expect("echo");
     assert!(echoed == data, "echo through the TLS tunnel differs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_cannot_take_the_client_slots() {
+    let target = echo_server().await.to_string();
+    let (server, addr) = forward_server(&target, &["--max-clients", "1"]).await;
+    // Connections that never send a preamble: before authentication they hold no client slot.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let client_args = [
+        "forward",
+        "client",
+        "--listen",
+        "127.0.0.1:0",
+        "--server",
+        &addr,
+    ];
+    let first = Proc::spawn(
+        "forward client 1",
+        &client_args,
+        &[("POLYMUX_TOKEN", TOKEN)],
+    );
+    let local = first.addr_after("forwarding ").await;
+    first.wait_for("connected to forward server", SECS(8)).await;
+    let data = payload(7, 100_000);
+    assert_eq!(
+        echo_roundtrip(local, data.clone()).await.expect("echo"),
+        data
+    );
+
+    // The one slot is taken by an authenticated client: the next one is told the server is busy.
+    let second = Proc::spawn(
+        "forward client 2",
+        &client_args,
+        &[("POLYMUX_TOKEN", TOKEN)],
+    );
+    second.wait_for("is busy", SECS(20)).await;
+    assert!(
+        second.logs().contains("--max-clients"),
+        "the refusal names the limit:\n{}",
+        second.logs()
+    );
+    server
+        .wait_for("limit of 1 forward clients reached", SECS(5))
+        .await;
+    drop(silent);
+}
