@@ -166,6 +166,13 @@ impl Config {
     }
 
     /// Inbound streams waiting for `accept()`; more are refused. Default 256.
+    ///
+    /// Data that arrives on a stream before it is accepted counts against the
+    /// [`session_recv_budget`](Self::session_recv_budget) like any unread data, so an
+    /// application that never accepts, while its peer opens streams and writes to them, sees
+    /// input pause once the budget is full (back-pressure, not loss). Such an application
+    /// should accept and drop what it does not want, or keep `accept_backlog` × 256 KiB below
+    /// the budget.
     pub fn accept_backlog(&self) -> usize {
         self.accept_backlog
     }

@@ -1,7 +1,11 @@
 //! A stream's received-but-unread bytes: a queue of zero-copy [`Bytes`] slices.
 //!
 //! Invariant: `len` is the sum of the queued slices' lengths and no queued slice is empty.
-//! A stream that never received data allocates nothing (`VecDeque::new` does not allocate).
+//!
+//! Size matters here: every stream in the table has one, idle or not. A stream that never
+//! received data holds 16 bytes and allocates nothing; the slice queue is boxed on the first
+//! arrival and kept while the stream lives (freeing it whenever the queue drains would cost an
+//! allocation per burst of data, on the hot path).
 
 use std::collections::VecDeque;
 
@@ -9,7 +13,7 @@ use bytes::{Buf, Bytes};
 
 #[derive(Debug, Default)]
 pub(crate) struct RecvQueue {
-    chunks: VecDeque<Bytes>,
+    chunks: Option<Box<VecDeque<Bytes>>>,
     len: usize,
 }
 
@@ -17,7 +21,7 @@ impl RecvQueue {
     pub(crate) fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
             self.len += chunk.len();
-            self.chunks.push_back(chunk);
+            self.chunks.get_or_insert_default().push_back(chunk);
         }
     }
 
@@ -31,9 +35,12 @@ impl RecvQueue {
 
     /// Copies up to `out.len()` bytes into `out`, in order; returns how many.
     pub(crate) fn read_into(&mut self, out: &mut [u8]) -> usize {
+        let Some(chunks) = self.chunks.as_mut() else {
+            return 0;
+        };
         let mut copied = 0;
         while copied < out.len() {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(front) = chunks.front_mut() else {
                 break;
             };
             let n = front.len().min(out.len() - copied);
@@ -41,7 +48,7 @@ impl RecvQueue {
             front.advance(n);
             copied += n;
             if front.is_empty() {
-                self.chunks.pop_front();
+                chunks.pop_front();
             }
         }
         self.len -= copied;
@@ -83,5 +90,13 @@ mod tests {
         q.push(Bytes::from_static(b"abc"));
         assert_eq!(q.discard(), 3);
         assert_eq!(q.len(), 0);
+        assert!(q.chunks.is_none());
+    }
+
+    #[test]
+    fn an_idle_queue_is_small_and_unallocated() {
+        let q = RecvQueue::default();
+        assert!(q.chunks.is_none());
+        assert_eq!(std::mem::size_of::<RecvQueue>(), 16);
     }
 }
