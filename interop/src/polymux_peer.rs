@@ -37,7 +37,12 @@ impl Peer for Polymux {
     fn missing(&self, cap: Capability) -> Option<String> {
         let smux = matches!(self.0, Dialect::SmuxV1 | Dialect::SmuxV2);
         let why = match cap {
-            Capability::Ping | Capability::SendGoAway | Capability::RecvGoAway if smux => {
+            Capability::Ping
+            | Capability::AnswerPing
+            | Capability::SendGoAway
+            | Capability::RecvGoAway
+                if smux =>
+            {
                 "smux has no Ping or GoAway frame (cmds SYN/FIN/PSH/NOP/UPD only)"
             }
             Capability::SendReset | Capability::RecvReset if smux => {

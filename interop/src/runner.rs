@@ -61,6 +61,14 @@ impl Side {
     }
 
     /// Why this side cannot play `role` of `scenario` (Rust sides only).
+    /// Why this side cannot send pings (`None`: it can; the Go peer decides for itself).
+    fn lacks_ping(&self) -> Option<String> {
+        match self {
+            Side::Rust(p) => p.lacks(Capability::Ping),
+            Side::Go(_) => None,
+        }
+    }
+
     pub fn missing_for(&self, scenario: Scenario, role: Role) -> Option<String> {
         let Side::Rust(p) = self else { return None };
         scenario.requires(role).iter().find_map(|&cap| {
@@ -148,7 +156,8 @@ async fn play_rust<P: Peer>(
             return Outcome::Failed("session setup timed out".into());
         }
     };
-    let outcome = run_side(scenario, role, &session).await;
+    let pings = peer.missing(Capability::Ping).is_none();
+    let outcome = run_side(scenario, role, &session, pings).await;
     finish.mark();
     if outcome.is_ok() && role != scenario.last_finisher() {
         // The peer may still need the connection: wait for it to close (or finish) first.
@@ -258,6 +267,14 @@ async fn run_pair_inner(scenario: Scenario, client: Side, server: Side) -> PairO
         pair.server = Outcome::Unsupported(why);
         pair.client = Outcome::NotRun("the server cannot play its role".into());
         return pair;
+    }
+    if scenario == Scenario::Ping {
+        // Sides without a ping API only answer: at least one side must send pings.
+        if let (Some(c), Some(s)) = (client.lacks_ping(), server.lacks_ping()) {
+            pair.client = Outcome::Unsupported(format!("neither side sends pings: {c}; {s}"));
+            pair.server = Outcome::NotRun("neither side sends pings".into());
+            return pair;
+        }
     }
 
     let go_client = matches!(client, Side::Go(_));

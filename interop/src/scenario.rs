@@ -11,7 +11,9 @@
 //!   GoAway error; other errors are retried every 20 ms for up to 5 s, and a successful open
 //!   fails the scenario. The barrier: in `goaway-by-client` the server waits for data sent
 //!   after the GoAway; in `goaway-by-server` the client does a ping round trip (+20 ms).
-//! * `ping` client: write `bye`, half-close, read the echo to EOF.
+//! * `ping`: each side that has a ping API pings (at least one must: see the runner); a side
+//!   without one only answers. Then the client writes `bye`, half-closes and reads the echo
+//!   to EOF.
 //!
 //! Closing (see [`crate::runner`]): the side whose success implies that the peer is done too
 //! ([`Scenario::last_finisher`]) closes at once; the other waits, bounded, for the peer's close.
@@ -104,7 +106,8 @@ impl Scenario {
             (GoAwayByClient, Server) => &[Capability::RecvGoAway],
             // A ping round trip is the barrier after which the server's GoAway has arrived.
             (GoAwayByServer, Client) => &[Capability::RecvGoAway, Capability::Ping],
-            (Ping, _) => &[Capability::Ping],
+            // Each side pings if it can; the runner makes sure at least one does.
+            (Ping, _) => &[Capability::AnswerPing],
             (Idle, _) => &[Capability::KeepAlive],
             // The server leaves A unread; the client's writes on A need no more than the
             // dialect's per-stream window (and a smux v1 client only meets v1 servers).
@@ -171,9 +174,15 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Plays `role` of `scenario` on `session`, bounded by [`DEADLINE`].
-pub async fn run_side<S: MuxSession>(scenario: Scenario, role: Role, session: &S) -> Outcome {
-    match tokio::time::timeout(DEADLINE, play(scenario, role, session)).await {
+/// Plays `role` of `scenario` on `session`, bounded by [`DEADLINE`]. `pings`: whether this
+/// side has a ping API (without one, `ping` only answers the peer's).
+pub async fn run_side<S: MuxSession>(
+    scenario: Scenario,
+    role: Role,
+    session: &S,
+    pings: bool,
+) -> Outcome {
+    match tokio::time::timeout(DEADLINE, play(scenario, role, session, pings)).await {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(Fail::Failed(why))) => Outcome::Failed(why),
         Ok(Err(Fail::Unsupported(why))) => Outcome::Unsupported(why),
@@ -181,7 +190,7 @@ pub async fn run_side<S: MuxSession>(scenario: Scenario, role: Role, session: &S
     }
 }
 
-async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S) -> Res<()> {
+async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S, pings: bool) -> Res<()> {
     use Role::*;
     use Scenario::*;
     match (scenario, role) {
@@ -203,8 +212,8 @@ async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S) -> Res<()> {
         (GoAwayByClient, Server) => goaway_by_client_server(s).await,
         (GoAwayByServer, Client) => goaway_by_server_client(s).await,
         (GoAwayByServer, Server) => goaway_by_server_server(s).await,
-        (Ping, Client) => ping_client(s).await,
-        (Ping, Server) => ping_server(s).await,
+        (Ping, Client) => ping_client(s, pings).await,
+        (Ping, Server) => ping_server(s, pings).await,
         (Idle, Client) => {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             echo_clients(s, 1, KIB).await
@@ -618,8 +627,19 @@ async fn goaway_by_server_server<S: MuxSession>(s: &S) -> Res<()> {
     echo_stream(&mut st).await
 }
 
-async fn ping_client<S: MuxSession>(s: &S) -> Res<()> {
-    s.ping().await.ctx("ping")?;
+/// A round trip to the peer, when this side has a ping API.
+async fn maybe_ping<S: MuxSession>(s: &S, pings: bool) -> Res<()> {
+    if pings {
+        let rtt = s.ping().await.ctx("ping")?;
+        if rtt.is_zero() || rtt > DEADLINE {
+            return fail(format!("implausible ping round trip {rtt:?}"));
+        }
+    }
+    Ok(())
+}
+
+async fn ping_client<S: MuxSession>(s: &S, pings: bool) -> Res<()> {
+    maybe_ping(s, pings).await?;
     let mut st = s.open().await.ctx("open")?;
     st.write_all(b"bye").await.ctx("write bye")?;
     st.shutdown().await.ctx("half-close")?;
@@ -627,8 +647,8 @@ async fn ping_client<S: MuxSession>(s: &S) -> Res<()> {
     expect_bytes(&got, b"bye", "echo")
 }
 
-async fn ping_server<S: MuxSession>(s: &S) -> Res<()> {
-    s.ping().await.ctx("ping")?;
+async fn ping_server<S: MuxSession>(s: &S, pings: bool) -> Res<()> {
+    maybe_ping(s, pings).await?;
     let mut st = s.accept().await.ctx("accept")?;
     echo_stream(&mut st).await
 }

@@ -46,6 +46,8 @@ impl fmt::Display for Role {
 pub enum Capability {
     /// Send a ping and report the round-trip time.
     Ping,
+    /// Answer the peer's pings (every yamux-shaped implementation does, API or not).
+    AnswerPing,
     /// Send GoAway while the session (and its open streams) stays up.
     SendGoAway,
     /// After receiving GoAway keep existing streams running, and fail `open()` with an error
@@ -74,6 +76,7 @@ impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Capability::Ping => "ping",
+            Capability::AnswerPing => "answer a ping",
             Capability::SendGoAway => "send GoAway",
             Capability::RecvGoAway => "survive a received GoAway",
             Capability::SendReset => "send a stream reset",

@@ -33,15 +33,14 @@ mod go_hashicorp_yamux {
 mod rust_yamux_0_14 {
     use super::*;
 
-    /// yamux 0.14 ends the connection on a received GoAway (connection.rs:592), sends GoAway
-    /// only while closing (connection/closing.rs:69-72), and has no ping API (connection/rtt.rs:46).
+    /// yamux 0.14 ends the connection on a received GoAway (connection.rs:592) and sends
+    /// GoAway only while closing (connection/closing.rs:69-72). It has no ping API
+    /// (connection/rtt.rs:46) but answers pings: in `ping` only polymux pings.
     const UNSUPPORTED: &[(Scenario, Role)] = &[
         (GoAwayByClient, Client),
         (GoAwayByClient, Server),
         (GoAwayByServer, Client),
         (GoAwayByServer, Server),
-        (Ping, Client),
-        (Ping, Server),
     ];
 
     fn check(scenario: Scenario, role: Role) {
@@ -63,7 +62,8 @@ mod tokio_yamux_0_3 {
     /// tokio-yamux 0.3 stops taking in frames (window updates included) once the peer's FIN is
     /// queued, so as an echo server it stalls when the client half-closes early
     /// (stream.rs:275-277, 308-310); it answers a GoAway with its own and ends the session
-    /// (session.rs:542-550); it has no ping API (session.rs:238); it stops reading the
+    /// (session.rs:542-550); it has no ping API (session.rs:238) but answers pings (in `ping`
+    /// only polymux pings); it stops reading the
     /// connection while one stream's 8-frame channel is full, so a stream left unread stalls
     /// the others (session.rs:326, 706-714).
     const UNSUPPORTED: &[(Scenario, Role)] = &[
@@ -72,8 +72,6 @@ mod tokio_yamux_0_3 {
         (Unread, Client),
         (GoAwayByClient, Client),
         (GoAwayByServer, Server),
-        (Ping, Client),
-        (Ping, Server),
     ];
 
     fn check(scenario: Scenario, role: Role) {

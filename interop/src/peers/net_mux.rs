@@ -50,7 +50,8 @@ impl Peer for NetMux {
                 "net-mux 1 shuts the session down on a received GoAway \
                  (net-mux-1.0.1/src/session/reader.rs:108-111)"
             }
-            Capability::SendReset
+            Capability::AnswerPing
+            | Capability::SendReset
             | Capability::RecvReset
             | Capability::WriteAfterPeerFin
             | Capability::EofAfterPeerClose

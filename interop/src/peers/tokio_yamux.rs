@@ -96,7 +96,8 @@ impl Peer for TokioYamux {
                  empty the session stops reading the connection (session.rs:706-714), so one \
                  unread stream stalls all the others within its 256 KiB window"
             }
-            Capability::SendGoAway
+            Capability::AnswerPing
+            | Capability::SendGoAway
             | Capability::SendReset
             | Capability::RecvReset
             | Capability::EofAfterPeerClose

@@ -86,7 +86,8 @@ impl Peer for Yamux014 {
                  (yamux-0.14.1/src/connection.rs:592)"
             }
             // No keep-alive of its own, but it answers pings (src/connection.rs:789-797).
-            Capability::SendReset
+            Capability::AnswerPing
+            | Capability::SendReset
             | Capability::RecvReset
             | Capability::WriteAfterPeerFin
             | Capability::EofAfterPeerClose
