@@ -5,11 +5,16 @@
 //! still be in use when the driver wants to read more. Instead of allocating a fresh buffer
 //! for every read, the driver keeps a few spares and reuses the first one whose slices are all
 //! gone ([`BytesMut::try_reclaim`]): steady-state traffic reads without allocating. It tracks
-//! the buffers streams still hold (memory the session's receive budget already accounts for,
-//! up to `max_tracked` of them) so it can reuse them when they are freed, keeps at most
-//! [`FREE_SPARES`] free ones beyond the one it takes (4 MiB), and [`RxBuffers::trim`] drops
-//! every spare once nothing arrived for a second (checked whenever the driver runs, at the
-//! latest at the next keep-alive): a quiet session keeps no receive memory.
+//! the buffers streams still hold (memory the session's receive budget already accounts for)
+//! so it can reuse them when they are freed, and keeps the freed ones while data flows:
+//! dropping free buffers beyond a fixed count made a reader that drains in large gulps (more
+//! than 4 MiB between its turns) allocate a fresh 128 KiB buffer for nearly every read.
+//!
+//! Bound: at most `max_tracked` = `recv_budget / BUFFER` + [`FREE_SPARES`] + 1 buffers, held
+//! or free, besides the current one, i.e. the receive budget plus about 4 MiB per session; and
+//! [`RxBuffers::trim`] drops every spare once nothing arrived for a second (checked whenever
+//! the driver runs, at the latest at the next keep-alive): a quiet session keeps no receive
+//! memory.
 
 use std::collections::VecDeque;
 
@@ -18,8 +23,8 @@ use bytes::BytesMut;
 /// Capacity of one receive buffer. With payload pieces under 8 KiB copied rather than sliced
 /// (`polymux_proto::connection::COPY_BELOW`), a slice pins at most 16 × its own size.
 pub(crate) const BUFFER: usize = 128 * 1024;
-/// Free buffers kept for reuse: enough for what the driver reads in one poll before the
-/// readers get to run (its turn limit × read size = 4 MiB), so bursts reuse, not allocate.
+/// Buffers tracked beyond those the receive budget can fill: what the driver reads in one poll
+/// before the readers get to run (its turn limit × read size = 4 MiB).
 const FREE_SPARES: usize = 32;
 
 #[derive(Debug)]
@@ -49,20 +54,13 @@ impl RxBuffers {
         if self.current.capacity() - self.current.len() >= want || self.current.try_reclaim(want) {
             return;
         }
-        // A spare is empty; reclaiming it succeeds once no slice of it is left anywhere.
-        let mut next = None;
-        let mut free = 0;
-        self.spares.retain_mut(|b| {
-            if !b.try_reclaim(BUFFER) {
-                return true;
-            }
-            if next.is_none() {
-                next = Some(std::mem::take(b));
-                return false;
-            }
-            free += 1;
-            free <= FREE_SPARES
-        });
+        // A spare is empty; reclaiming it succeeds once no slice of it is left anywhere. The
+        // oldest reclaimable one is taken; the rest stay (bounded by `max_tracked`).
+        let next = self
+            .spares
+            .iter_mut()
+            .position(|b| b.try_reclaim(BUFFER))
+            .and_then(|i| self.spares.remove(i));
         let mut next = next.unwrap_or_else(|| BytesMut::with_capacity(BUFFER));
         next.extend_from_slice(&self.current);
         let mut old = std::mem::replace(&mut self.current, next);
