@@ -190,7 +190,10 @@ impl fmt::Display for Error {
         match self {
             Error::ProtocolViolation(v) => write!(f, "peer violated the protocol: {v}"),
             Error::KeepAliveTimeout => f.write_str("peer did not answer keep-alive in time"),
-            Error::GoAway(code) => write!(f, "peer sent GoAway (code {code})"),
+            Error::GoAway(code) => match crate::codec::goaway_code_name(*code) {
+                Some(name) => write!(f, "peer sent GoAway (code {code}: {name})"),
+                None => write!(f, "peer sent GoAway (code {code})"),
+            },
             Error::StreamReset => f.write_str("stream was reset"),
             Error::StreamRefused => f.write_str("peer refused the stream (backlog or limit full)"),
             Error::SessionClosed => f.write_str("session is closed"),

@@ -390,10 +390,17 @@ fn check_ended_by(s: &mut Session, v: &Violation) {
     assert!(s.conn.is_ended() && !s.conn.wants_input(), "{ctx}");
     let wire = s.output();
     if s.d.has_goaway() {
-        let goaway = go_away(s.d, 1);
+        // net-mux names flow-control (3) and version (5) violations; the rest, and yamux, 1.
+        let code = match (s.d, v) {
+            (Dialect::NetMux, Violation::DataBeyondCredit { .. })
+            | (Dialect::NetMux, Violation::WindowOverflow { .. }) => 3,
+            (Dialect::NetMux, Violation::UnsupportedVersion { .. }) => 5,
+            _ => 1,
+        };
+        let goaway = go_away(s.d, code);
         assert!(
             wire.ends_with(&goaway),
-            "{ctx}: {wire:?} does not end with GoAway(1)"
+            "{ctx}: {wire:?} does not end with GoAway({code})"
         );
     } else {
         assert_eq!(wire, b"", "{ctx}: smux has no GoAway and must send nothing");
@@ -1512,12 +1519,12 @@ fn garbage_never_panics() {
         s.conn.handle_eof(s.rx.len());
         sent.extend(s.output());
         assert!(s.conn.is_ended(), "round {round}");
-        if let Some(Error::ProtocolViolation(_)) = s.conn.end_reason() {
+        if let Some(reason @ Error::ProtocolViolation(_)) = s.conn.end_reason() {
             violations += 1;
-            if d.has_goaway() {
+            if let Some(code) = d.goaway_code_for(reason) {
                 assert!(
-                    sent.ends_with(&go_away(d, 1)),
-                    "round {round}: no GoAway(1) last"
+                    sent.ends_with(&go_away(d, code)),
+                    "round {round}: no GoAway({code}) last"
                 );
             }
         }

@@ -200,15 +200,52 @@ fn silent_peer_times_out_on_virtual_time() {
         );
         assert_eq!(sim.sides[0].ended_at, Some(expected));
         // The silent server still hears the client, so it is not declared dead; it learns of
-        // the end when the client closes its transport.
+        // the end when the client closes its transport (after GoAway(6, timeout) on net-mux).
         sim.run_until(expected + 1_000);
+        let seen = if dialect == Dialect::NetMux {
+            Error::GoAway(6)
+        } else {
+            Error::TransportClosed
+        };
         assert_eq!(
             sim.sides[1].conn.end_reason(),
-            Some(&Error::TransportClosed),
+            Some(&seen),
             "{}: the server should see the transport close",
             dialect.name()
         );
         assert_eq!(sim.sides[1].ended_at, Some(expected + c2s));
+    }
+}
+
+/// A keep-alive timeout is announced the way each dialect can: net-mux has a GoAway code for
+/// it (6, "timeout", as net-mux itself sends); yamux has none and smux no GoAway at all, so
+/// they send nothing.
+#[test]
+fn keepalive_timeout_is_announced_where_the_dialect_has_a_code() {
+    for dialect in ALL {
+        let t0 = Instant::now();
+        let mut conn = Connection::new(Role::Client, keepalive_config(dialect), t0);
+        let mut wire = BytesMut::new();
+        let mut steps = 0;
+        while let Some(at) = conn.poll_timeout() {
+            wire.clear();
+            conn.handle_timeout(at);
+            pump(&mut conn, &mut wire);
+            steps += 1;
+            assert!(steps < 100, "{}: never timed out", dialect.name());
+        }
+        assert_eq!(conn.end_reason(), Some(&Error::KeepAliveTimeout));
+        let goaway_timeout = [1u8, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6];
+        if dialect == Dialect::NetMux {
+            assert!(wire.ends_with(&goaway_timeout), "net-mux: {:?}", &wire[..]);
+        } else {
+            assert!(
+                wire.is_empty(),
+                "{}: sent {:?} when timing out",
+                dialect.name(),
+                &wire[..]
+            );
+        }
     }
 }
 

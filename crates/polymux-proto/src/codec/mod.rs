@@ -96,9 +96,27 @@ impl Dialect {
         !matches!(self, Dialect::SmuxV1)
     }
 
-    /// The GoAway code for "protocol error", where the dialect has GoAway.
-    pub const fn goaway_protocol_error(self) -> u32 {
-        1
+    /// The GoAway code that announces the end of a session for `reason`, where the dialect
+    /// has GoAway and a code for it: yamux has 1 (protocol error) for every violation; net-mux
+    /// names the rule more precisely (3 flow control, 5 invalid version, 1 any other
+    /// violation) and has 6 for a keep-alive timeout. See [`goaway_code_name`].
+    pub fn goaway_code_for(self, reason: &crate::Error) -> Option<u32> {
+        use crate::{Error, Violation};
+        match (self, reason) {
+            (Dialect::SmuxV1 | Dialect::SmuxV2, _) => None,
+            (
+                Dialect::NetMux,
+                Error::ProtocolViolation(
+                    Violation::DataBeyondCredit { .. } | Violation::WindowOverflow { .. },
+                ),
+            ) => Some(3),
+            (Dialect::NetMux, Error::ProtocolViolation(Violation::UnsupportedVersion { .. })) => {
+                Some(5)
+            }
+            (_, Error::ProtocolViolation(_)) => Some(1),
+            (Dialect::NetMux, Error::KeepAliveTimeout) => Some(6),
+            _ => None,
+        }
     }
 
     /// The GoAway code for "normal termination".
@@ -114,6 +132,25 @@ impl Dialect {
             Dialect::SmuxV2 => "smux v2",
             Dialect::NetMux => "net-mux",
         }
+    }
+}
+
+/// The meaning of a GoAway code: 0–2 are yamux's (and net-mux's), 3–6 net-mux's own.
+///
+/// ```
+/// assert_eq!(polymux_proto::codec::goaway_code_name(6), Some("timeout"));
+/// assert_eq!(polymux_proto::codec::goaway_code_name(7), None);
+/// ```
+pub const fn goaway_code_name(code: u32) -> Option<&'static str> {
+    match code {
+        0 => Some("normal"),
+        1 => Some("protocol error"),
+        2 => Some("internal error"),
+        3 => Some("flow control error"),
+        4 => Some("stream limit"),
+        5 => Some("invalid version"),
+        6 => Some("timeout"),
+        _ => None,
     }
 }
 

@@ -375,8 +375,8 @@ impl Connection {
         self.end(Error::Transport(error.kind(), error.to_string()));
     }
 
-    /// Ends the session: every waiting task wakes and sees `reason`. A protocol violation is
-    /// announced with GoAway(protocol error) where the dialect has GoAway.
+    /// Ends the session: every waiting task wakes and sees `reason`. A protocol violation (and,
+    /// on net-mux, a keep-alive timeout) is announced with the dialect's GoAway code for it.
     fn end(&mut self, reason: Error) {
         if self.is_ended() {
             return;
@@ -384,12 +384,11 @@ impl Connection {
         match &reason {
             Error::ProtocolViolation(v) => {
                 tracing::warn!(dialect = self.dialect.name(), violation = %v, "peer violated the protocol; ending the session");
-                if self.dialect.has_goaway() {
-                    let code = self.dialect.goaway_protocol_error();
-                    self.push_control(&Frame::GoAway { code });
-                }
             }
             other => tracing::debug!(reason = %other, "session ended"),
+        }
+        if let Some(code) = self.dialect.goaway_code_for(&reason) {
+            self.push_control(&Frame::GoAway { code });
         }
         self.state = State::Ended(reason);
         self.accept_queue.clear();
