@@ -10,6 +10,7 @@
 use std::io;
 use std::time::Duration;
 
+use anyhow::anyhow;
 use polymux::{Config, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -85,12 +86,14 @@ pub async fn run(args: EchoArgs, protocol: Protocol, shutdown: Shutdown) -> anyh
     );
     let set = SessionSet::default();
     let tasks = TaskTracker::new();
+    let streams = TaskTracker::new();
     let limiter = Limiter::new(args.max_connections, "connections", "--max-connections");
     accept_loop(
         listener,
         config,
         set.clone(),
         tasks.clone(),
+        streams.clone(),
         limiter,
         shutdown,
     )
@@ -99,11 +102,20 @@ pub async fn run(args: EchoArgs, protocol: Protocol, shutdown: Shutdown) -> anyh
         "closing {} session(s); open streams may finish for up to {timeout:?}",
         set.len()
     );
-    server::close_all(&set, timeout + Duration::from_secs(1)).await;
+    // No new streams (GoAway where the protocol has it); the open ones finish, up to the limit.
+    server::go_away_all(&set);
+    let clean = crate::shutdown::drain(&streams, timeout, "streams").await;
+    server::close_all(&set, Duration::from_secs(2)).await;
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
-    tracing::info!("echo server stopped");
-    Ok(())
+    if clean {
+        tracing::info!("echo server stopped");
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "streams were cut off at shutdown after --shutdown-timeout {timeout:?}"
+        ))
+    }
 }
 
 async fn accept_loop(
@@ -111,6 +123,7 @@ async fn accept_loop(
     config: Config,
     set: SessionSet,
     tasks: TaskTracker,
+    streams: TaskTracker,
     limiter: Limiter,
     shutdown: Shutdown,
 ) {
@@ -134,9 +147,10 @@ async fn accept_loop(
         let (session, driver) = polymux::tokio::server(tcp, config.clone());
         let id = set.insert(peer, session.clone());
         let set = set.clone();
+        let streams = streams.clone();
         tracing::debug!("session {id} from {peer}");
         tasks.spawn(async move {
-            serve_session(&session).await;
+            serve_session(&session, &streams).await;
             set.remove(id);
             match driver.await {
                 Ok(Ok(())) => tracing::debug!("session {id} from {peer} ended"),
@@ -148,10 +162,11 @@ async fn accept_loop(
     }
 }
 
-/// Echoes every inbound stream of `session` until the session ends.
-pub async fn serve_session(session: &Session) {
+/// Echoes every inbound stream of `session`, each in a task tracked by `streams`, until the
+/// session ends.
+pub async fn serve_session(session: &Session, streams: &TaskTracker) {
     while let Ok(stream) = session.accept().await {
-        tokio::spawn(async move {
+        streams.spawn(async move {
             let id = stream.id();
             if let Err(e) = echo_stream(stream).await {
                 tracing::debug!("stream {id}: {e}");

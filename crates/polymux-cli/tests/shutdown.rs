@@ -233,3 +233,60 @@ async fn streams_cut_off_at_the_shutdown_timeout_exit_1() {
     );
     assert!(client.logs().contains("cut off"), "{}", client.logs());
 }
+
+/// `polymux echo` at Ctrl-C: streams still open get `--shutdown-timeout` to finish; one that
+/// finishes in time means exit 0, one that has to be cut off exit 1 with a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_lets_open_streams_finish_and_says_when_it_cut_them_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for finish_in_time in [true, false] {
+        let mut echo = Proc::spawn(
+            "echo",
+            &[
+                "echo",
+                "--listen",
+                "127.0.0.1:0",
+                "--shutdown-timeout",
+                "2s",
+            ],
+            &[],
+        );
+        let addr = echo.addr_after("listening on ").await;
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (session, _driver) = polymux::tokio::client(tcp, polymux::Config::yamux());
+        let mut stream = session.open().await.expect("open");
+        stream.write_all(b"ping").await.expect("write");
+        let mut got = [0u8; 4];
+        stream.read_exact(&mut got).await.expect("echo");
+        assert_eq!(&got, b"ping");
+
+        echo.sigint();
+        echo.wait_for("streams to finish", Duration::from_secs(5))
+            .await;
+        if finish_in_time {
+            // The stream still works during the drain, then ends cleanly.
+            stream
+                .write_all(b"late")
+                .await
+                .expect("write while draining");
+            stream.shutdown().await.expect("half-close");
+            let mut rest = Vec::new();
+            stream.read_to_end(&mut rest).await.expect("read to EOF");
+            assert_eq!(rest, b"late");
+            assert_eq!(
+                echo.exit_code(Duration::from_secs(10)).await,
+                0,
+                "{}",
+                echo.logs()
+            );
+        } else {
+            assert_eq!(
+                echo.exit_code(Duration::from_secs(10)).await,
+                1,
+                "{}",
+                echo.logs()
+            );
+            assert!(echo.logs().contains("cut off"), "{}", echo.logs());
+        }
+    }
+}

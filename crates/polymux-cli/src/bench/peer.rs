@@ -113,7 +113,7 @@ impl Target {
             };
             tcp.set_nodelay(true).ok();
             let (session, _driver) = polymux::tokio::server(tcp, server_config);
-            echo::serve_session(&session).await;
+            echo::serve_session(&session, &tokio_util::task::TaskTracker::new()).await;
         });
         let mut target = Target::mux_connect(protocol, &addr.to_string()).await?;
         target.server = Some(server);
