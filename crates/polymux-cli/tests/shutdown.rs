@@ -184,6 +184,68 @@ async fn sigint_on_a_tunnel_client_drains_then_exits() {
     );
 }
 
+/// Ctrl-C on the tunnel *server* mid-transfer: its exposed port stops accepting, the
+/// connection already carried through the tunnel finishes byte for byte, and it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_on_a_tunnel_server_lets_the_carried_transfer_finish() {
+    let target = echo_server().await.to_string();
+    let mut server = Proc::spawn(
+        "tunnel server",
+        &[
+            "tunnel",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--expose",
+            "127.0.0.1:0",
+        ],
+        &[("POLYMUX_TOKEN", TOKEN)],
+    );
+    let control = server.addr_after("listening on ").await.to_string();
+    let exposed = server.addr_after("exposing service default on ").await;
+    let mut client = Proc::spawn(
+        "tunnel client",
+        &[
+            "tunnel", "client", "--server", &control, "--target", &target,
+        ],
+        &[("POLYMUX_TOKEN", TOKEN)],
+    );
+    client.wait_for("tunnel up", SECS(20)).await;
+
+    let data = payload(9, 6 << 20);
+    let (echoed_tx, mut echoed_rx) = tokio::sync::watch::channel(0usize);
+    let transfer = tokio::spawn(paced_echo(exposed, data.clone(), echoed_tx));
+    tokio::time::timeout(SECS(30), echoed_rx.wait_for(|n| *n >= 512 << 10))
+        .await
+        .expect("the transfer gets going")
+        .expect("progress");
+    server.sigint();
+    server.wait_for("shutting down gracefully", SECS(10)).await;
+    assert!(
+        wait_refused(exposed, SECS(10)).await,
+        "the exposed port closed"
+    );
+    let echoed = tokio::time::timeout(SECS(60), transfer)
+        .await
+        .expect("the transfer finishes")
+        .expect("task")
+        .expect("the transfer succeeds");
+    assert!(echoed == data, "every byte came back");
+    assert_eq!(
+        server.exit_code(SECS(30)).await,
+        0,
+        "server logs:\n{}",
+        server.logs()
+    );
+    client.sigint();
+    assert_eq!(
+        client.exit_code(SECS(30)).await,
+        0,
+        "client logs:\n{}",
+        client.logs()
+    );
+}
+
 /// A connection that outlives --shutdown-timeout is cut off, and the exit code says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_cut_off_at_the_shutdown_timeout_exit_1() {
