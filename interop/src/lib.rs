@@ -29,5 +29,5 @@ pub mod session;
 pub use go_peer::GoProto;
 pub use polymux_peer::{Polymux, PolymuxSession};
 pub use runner::{assert_both_ok, assert_unsupported, run, run_pair, PairOutcome, Side};
-pub use scenario::{run_side, Outcome, Scenario};
+pub use scenario::{run_side, Adapt, Outcome, Scenario};
 pub use session::{unsupported, Capability, KeepAlive, MuxSession, Peer, Role, SessionParams};

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::go_peer::{go_peer_binary, GoProcess, GoProto};
-use crate::scenario::{run_side, Outcome, Scenario, DEADLINE};
+use crate::scenario::{run_side, Adapt, Outcome, Scenario, DEADLINE};
 use crate::session::{Capability, MuxSession, Peer, Role, SessionParams};
 
 /// How long a side that finished first waits for its peer to close the connection.
@@ -61,10 +61,10 @@ impl Side {
     }
 
     /// Why this side cannot play `role` of `scenario` (Rust sides only).
-    /// Why this side cannot send pings (`None`: it can; the Go peer decides for itself).
-    fn lacks_ping(&self) -> Option<String> {
+    /// Why this side lacks `cap` (`None`: it has it; the Go peer decides for itself).
+    fn lacks(&self, cap: Capability) -> Option<String> {
         match self {
-            Side::Rust(p) => p.lacks(Capability::Ping),
+            Side::Rust(p) => p.lacks(cap),
             Side::Go(_) => None,
         }
     }
@@ -112,6 +112,7 @@ pub trait AnyPeer: Send + Sync + 'static {
         scenario: Scenario,
         role: Role,
         io: TcpStream,
+        adapt: Adapt,
         finish: Finish,
     ) -> BoxFuture<'static, Outcome>;
 }
@@ -130,9 +131,10 @@ impl<P: Peer> AnyPeer for P {
         scenario: Scenario,
         role: Role,
         io: TcpStream,
+        adapt: Adapt,
         finish: Finish,
     ) -> BoxFuture<'static, Outcome> {
-        Box::pin(play_rust(self, scenario, role, io, finish))
+        Box::pin(play_rust(self, scenario, role, io, adapt, finish))
     }
 }
 
@@ -141,6 +143,7 @@ async fn play_rust<P: Peer>(
     scenario: Scenario,
     role: Role,
     io: TcpStream,
+    adapt: Adapt,
     finish: Finish,
 ) -> Outcome {
     let _ = io.set_nodelay(true);
@@ -156,8 +159,7 @@ async fn play_rust<P: Peer>(
             return Outcome::Failed("session setup timed out".into());
         }
     };
-    let pings = peer.missing(Capability::Ping).is_none();
-    let outcome = run_side(scenario, role, &session, pings).await;
+    let outcome = run_side(scenario, role, &session, adapt).await;
     finish.mark();
     if outcome.is_ok() && role != scenario.last_finisher() {
         // The peer may still need the connection: wait for it to close (or finish) first.
@@ -270,12 +272,34 @@ async fn run_pair_inner(scenario: Scenario, client: Side, server: Side) -> PairO
     }
     if scenario == Scenario::Ping {
         // Sides without a ping API only answer: at least one side must send pings.
-        if let (Some(c), Some(s)) = (client.lacks_ping(), server.lacks_ping()) {
+        if let (Some(c), Some(s)) = (
+            client.lacks(Capability::Ping),
+            server.lacks(Capability::Ping),
+        ) {
             pair.client = Outcome::Unsupported(format!("neither side sends pings: {c}; {s}"));
             pair.server = Outcome::NotRun("neither side sends pings".into());
             return pair;
         }
     }
+    // An echo server that stops taking window updates after the peer's FIN needs a client
+    // that half-closes after its echo; a Rust client adapts, the Go client does not.
+    let server_stops_at_fin = match scenario {
+        Scenario::Echo100 | Scenario::Bulk64 => server.lacks(Capability::WriteAfterPeerFin),
+        _ => None,
+    };
+    if let (Some(why), Side::Go(_)) = (&server_stops_at_fin, &client) {
+        pair.server = Outcome::Unsupported(why.clone());
+        pair.client = Outcome::NotRun("the server cannot play its role".into());
+        return pair;
+    }
+    let client_adapt = Adapt {
+        pings: client.lacks(Capability::Ping).is_none(),
+        half_close_after_echo: server_stops_at_fin.is_some(),
+    };
+    let server_adapt = Adapt {
+        pings: server.lacks(Capability::Ping).is_none(),
+        half_close_after_echo: false,
+    };
 
     let go_client = matches!(client, Side::Go(_));
     let go_server = matches!(server, Side::Go(_));
@@ -309,7 +333,8 @@ async fn run_pair_inner(scenario: Scenario, client: Side, server: Side) -> PairO
                 match timeout(ACCEPT_TIMEOUT, listener.accept()).await {
                     Ok(Ok((io, _))) => {
                         drop(listener);
-                        peer.play(scenario, Role::Server, io, finish).await
+                        peer.play(scenario, Role::Server, io, server_adapt, finish)
+                            .await
                     }
                     Ok(Err(e)) => {
                         finish.mark();
@@ -344,7 +369,10 @@ async fn run_pair_inner(scenario: Scenario, client: Side, server: Side) -> PairO
             let finish = finish.clone();
             tokio::spawn(async move {
                 match timeout(SETUP_TIMEOUT, TcpStream::connect(addr)).await {
-                    Ok(Ok(io)) => peer.play(scenario, Role::Client, io, finish).await,
+                    Ok(Ok(io)) => {
+                        peer.play(scenario, Role::Client, io, client_adapt, finish)
+                            .await
+                    }
                     Ok(Err(e)) => {
                         finish.mark();
                         Outcome::Failed(format!("TCP connect to {addr}: {e}"))

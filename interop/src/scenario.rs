@@ -112,8 +112,6 @@ impl Scenario {
             // The server leaves A unread; the client's writes on A need no more than the
             // dialect's per-stream window (and a smux v1 client only meets v1 servers).
             (Unread, Server) => &[Capability::IsolateUnread],
-            // The client half-closes after writing everything, long before the echo is done.
-            (Echo100 | Bulk64, Server) => &[Capability::WriteAfterPeerFin],
             // The server reads to EOF last; a client may close the connection right after.
             (Greet | HalfClose, Server) => &[Capability::EofAfterPeerClose],
             _ => &[],
@@ -174,15 +172,26 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Plays `role` of `scenario` on `session`, bounded by [`DEADLINE`]. `pings`: whether this
-/// side has a ping API (without one, `ping` only answers the peer's).
+/// How one side adapts to what it and its peer can do; the runner decides it from both sides'
+/// capabilities, so an adaptation never hides a failure (see `runner`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Adapt {
+    /// This side has a ping API; without one, `ping` only answers the peer's pings.
+    pub pings: bool,
+    /// The echo clients of `echo100`/`bulk64` half-close only after their whole echo came
+    /// back, for an echo server that stops taking window updates after the peer's FIN
+    /// (otherwise they half-close as soon as they have written everything).
+    pub half_close_after_echo: bool,
+}
+
+/// Plays `role` of `scenario` on `session`, bounded by [`DEADLINE`].
 pub async fn run_side<S: MuxSession>(
     scenario: Scenario,
     role: Role,
     session: &S,
-    pings: bool,
+    adapt: Adapt,
 ) -> Outcome {
-    match tokio::time::timeout(DEADLINE, play(scenario, role, session, pings)).await {
+    match tokio::time::timeout(DEADLINE, play(scenario, role, session, adapt)).await {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(Fail::Failed(why))) => Outcome::Failed(why),
         Ok(Err(Fail::Unsupported(why))) => Outcome::Unsupported(why),
@@ -190,15 +199,15 @@ pub async fn run_side<S: MuxSession>(
     }
 }
 
-async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S, pings: bool) -> Res<()> {
+async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S, adapt: Adapt) -> Res<()> {
     use Role::*;
     use Scenario::*;
     match (scenario, role) {
-        (Echo100, Client) => echo_clients(s, 100, MIB).await,
+        (Echo100, Client) => echo_clients(s, 100, MIB, adapt).await,
         (Echo100, Server) => echo_server(s, 100).await,
-        (Bulk64, Client) => echo_clients(s, 1, 64 * MIB).await,
+        (Bulk64, Client) => echo_clients(s, 1, 64 * MIB, adapt).await,
         (Bulk64, Server) => echo_server(s, 1).await,
-        (Open1000, Client) => echo_clients(s, 1000, KIB).await,
+        (Open1000, Client) => echo_clients(s, 1000, KIB, Adapt::default()).await,
         (Open1000, Server) => echo_server(s, 1000).await,
         (Greet, Client) => greet_client(s).await,
         (Greet, Server) => greet_server(s).await,
@@ -212,11 +221,11 @@ async fn play<S: MuxSession>(scenario: Scenario, role: Role, s: &S, pings: bool)
         (GoAwayByClient, Server) => goaway_by_client_server(s).await,
         (GoAwayByServer, Client) => goaway_by_server_client(s).await,
         (GoAwayByServer, Server) => goaway_by_server_server(s).await,
-        (Ping, Client) => ping_client(s, pings).await,
-        (Ping, Server) => ping_server(s, pings).await,
+        (Ping, Client) => ping_client(s, adapt.pings).await,
+        (Ping, Server) => ping_server(s, adapt.pings).await,
         (Idle, Client) => {
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            echo_clients(s, 1, KIB).await
+            echo_clients(s, 1, KIB, Adapt::default()).await
         }
         (Idle, Server) => echo_server(s, 1).await,
         (Unread, Client) => unread::client(s).await,
@@ -435,14 +444,15 @@ async fn wait_for_goaway<S: MuxSession>(s: &S) -> Res<()> {
 // Scenario sides
 
 /// `n` concurrent streams; each writes `len` bytes (seed = index + 1), half-closes, and
-/// verifies the echo to EOF while writing.
-async fn echo_clients<S: MuxSession>(s: &S, n: usize, len: usize) -> Res<()> {
+/// verifies the echo to EOF while writing (with `adapt.half_close_after_echo`: verifies the
+/// whole echo, then half-closes, then expects EOF).
+async fn echo_clients<S: MuxSession>(s: &S, n: usize, len: usize, adapt: Adapt) -> Res<()> {
     let mut set = JoinSet::new();
     for i in 0..n {
         let s = s.clone();
         let seed = i as u64 + 1;
         set.spawn(async move {
-            echo_client_one(&s, seed, len)
+            echo_client_one(&s, seed, len, adapt.half_close_after_echo)
                 .await
                 .map_err(|e| e.context(format_args!("stream {} of {n}", i + 1)))
         });
@@ -450,9 +460,23 @@ async fn echo_clients<S: MuxSession>(s: &S, n: usize, len: usize) -> Res<()> {
     join_all(set, "echo client").await
 }
 
-async fn echo_client_one<S: MuxSession>(s: &S, seed: u64, len: usize) -> Res<()> {
+async fn echo_client_one<S: MuxSession>(
+    s: &S,
+    seed: u64,
+    len: usize,
+    half_close_after_echo: bool,
+) -> Res<()> {
     let stream = s.open().await.ctx("open")?;
     let (mut r, mut w) = tokio::io::split(stream);
+    if half_close_after_echo {
+        tokio::try_join!(
+            write_payload(&mut w, seed, len),
+            read_verify(&mut r, seed, len, false)
+        )?;
+        w.shutdown().await.ctx("half-close")?;
+        let rest = read_to_end_limited(&mut r, 4 * KIB).await?;
+        return expect_bytes(&rest, b"", "after the echo");
+    }
     let write = async {
         write_payload(&mut w, seed, len).await?;
         w.shutdown().await.ctx("half-close")

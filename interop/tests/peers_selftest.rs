@@ -50,12 +50,12 @@ macro_rules! pair_tests {
 pair_tests! {
     yamux014_to_tokio_yamux: Yamux014 => TokioYamux;
     ok: [
-        open1000 = Open1000, greet = Greet,
+        echo100 = Echo100, bulk64 = Bulk64, open1000 = Open1000, greet = Greet,
         halfclose = HalfClose, reset_by_client = ResetByClient,
         reset_by_server = ResetByServer, idle = Idle,
     ];
     unsupported: [
-        echo100 = Echo100, bulk64 = Bulk64, unread = Unread,
+        unread = Unread,
         goaway_by_client = GoAwayByClient, goaway_by_server = GoAwayByServer, ping = Ping,
     ];
 }

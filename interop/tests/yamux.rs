@@ -60,15 +60,13 @@ mod tokio_yamux_0_3 {
     use super::*;
 
     /// tokio-yamux 0.3 stops taking in frames (window updates included) once the peer's FIN is
-    /// queued, so as an echo server it stalls when the client half-closes early
-    /// (stream.rs:275-277, 308-310); it answers a GoAway with its own and ends the session
+    /// queued (stream.rs:275-277, 308-310), so polymux's echo clients half-close only after
+    /// their echo came back (`Adapt::half_close_after_echo`); it answers a GoAway with its own and ends the session
     /// (session.rs:542-550); it has no ping API (session.rs:238) but answers pings (in `ping`
     /// only polymux pings); it stops reading the
     /// connection while one stream's 8-frame channel is full, so a stream left unread stalls
     /// the others (session.rs:326, 706-714).
     const UNSUPPORTED: &[(Scenario, Role)] = &[
-        (Echo100, Client),
-        (Bulk64, Client),
         (Unread, Client),
         (GoAwayByClient, Client),
         (GoAwayByServer, Server),
