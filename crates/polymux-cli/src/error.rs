@@ -32,7 +32,7 @@ macro_rules! exit_codes_help {
         "Exit codes:
   0    success (also after a graceful Ctrl-C/SIGTERM shutdown in which every stream finished)
   1    runtime failure (network, unreachable target, streams cut off at shutdown,
-       a failed bench scenario)
+       a failed or interrupted bench)
   2    usage error (bad flag or value)
   3    authentication refused (wrong or missing token)
   4    TLS or configuration error (certificate, key, CA, pin; no token beyond loopback;

@@ -352,3 +352,19 @@ async fn echo_lets_open_streams_finish_and_says_when_it_cut_them_off() {
         }
     }
 }
+
+/// Ctrl-C during `polymux bench` stops the running scenario at once (not after it, which
+/// could take up to --timeout), prints what was measured, and exits 1 saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_interrupts_a_running_bench() {
+    // 64 GiB on one stream: far longer than this test waits.
+    let mut bench = Proc::spawn(
+        "bench",
+        &["bench", "--protocol", "yamux", "--size", "64GiB"],
+        &[],
+    );
+    bench.wait_for("bulk, 1 stream ...", SECS(30)).await;
+    bench.sigint();
+    assert_eq!(bench.exit_code(SECS(15)).await, 1, "{}", bench.logs());
+    assert!(bench.logs().contains("interrupted"), "{}", bench.logs());
+}

@@ -203,8 +203,17 @@ pub async fn run(
                 targets.push(report);
                 break 'plans;
             }
-            let result =
-                run_scenario(&target, scenario, &sizes, fd_limit, &args, &mut progress).await;
+            // Ctrl-C stops the running scenario at once, not after it (up to --timeout).
+            let outcome = tokio::select! {
+                result = run_scenario(&target, scenario, &sizes, fd_limit, &args, &mut progress) => Some(result),
+                _ = shutdown.requested() => None,
+            };
+            let Some(result) = outcome else {
+                interrupted = true;
+                target.teardown().await;
+                targets.push(report);
+                break 'plans;
+            };
             report.results.push(result);
         }
         target.teardown().await;
@@ -235,7 +244,9 @@ pub async fn run(
         print!("{}", report::table(&report));
     }
     if interrupted {
-        tracing::warn!("interrupted: the results above are partial");
+        return Err(anyhow!(
+            "interrupted by a signal: the results above are partial"
+        ));
     }
     if failures > 0 {
         return Err(anyhow!(
