@@ -120,14 +120,40 @@ async fn sigint_lets_an_accepted_transfer_finish_without_losing_a_byte() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigint_on_a_tunnel_client_drains_then_exits() {
+/// Starts a paced 6 MiB echo through `addr` and waits until 512 KiB of it came back.
+/// Returns the bytes sent and the transfer.
+async fn transfer_under_way(
+    addr: SocketAddr,
+    seed: u64,
+) -> (Vec<u8>, tokio::task::JoinHandle<std::io::Result<Vec<u8>>>) {
+    let data = payload(seed, 6 << 20);
+    let (echoed_tx, mut echoed_rx) = tokio::sync::watch::channel(0usize);
+    let transfer = tokio::spawn(paced_echo(addr, data.clone(), echoed_tx));
+    tokio::time::timeout(SECS(30), echoed_rx.wait_for(|n| *n >= 512 << 10))
+        .await
+        .expect("the transfer gets going")
+        .expect("progress");
+    (data, transfer)
+}
+
+/// The echo a transfer got back, once it finished.
+async fn finished(transfer: tokio::task::JoinHandle<std::io::Result<Vec<u8>>>) -> Vec<u8> {
+    tokio::time::timeout(SECS(60), transfer)
+        .await
+        .expect("the transfer finishes")
+        .expect("task")
+        .expect("the transfer succeeds")
+}
+
+/// A tunnel server exposing one port and a connected tunnel client whose target is an echo
+/// server: (server, client, exposed address).
+async fn tunnel_to_echo(protocol: &str) -> (Proc, Proc, SocketAddr) {
     let target = echo_server().await.to_string();
-    let mut server = Proc::spawn(
+    let server = Proc::spawn(
         "tunnel server",
         &[
             "--protocol",
-            "netmux",
+            protocol,
             "tunnel",
             "server",
             "--listen",
@@ -139,11 +165,11 @@ async fn sigint_on_a_tunnel_client_drains_then_exits() {
     );
     let control = server.addr_after("listening on ").await.to_string();
     let exposed = server.addr_after("exposing service default on ").await;
-    let mut client = Proc::spawn(
+    let client = Proc::spawn(
         "tunnel client",
         &[
             "--protocol",
-            "netmux",
+            protocol,
             "tunnel",
             "client",
             "--server",
@@ -154,20 +180,16 @@ async fn sigint_on_a_tunnel_client_drains_then_exits() {
         &[("POLYMUX_TOKEN", TOKEN)],
     );
     client.wait_for("tunnel up", SECS(20)).await;
+    (server, client, exposed)
+}
 
-    let data = payload(5, 6 << 20);
-    let (echoed_tx, mut echoed_rx) = tokio::sync::watch::channel(0usize);
-    let transfer = tokio::spawn(paced_echo(exposed, data.clone(), echoed_tx));
-    tokio::time::timeout(SECS(30), echoed_rx.wait_for(|n| *n >= 512 << 10))
-        .await
-        .expect("the transfer gets going")
-        .expect("progress");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_on_a_tunnel_client_drains_then_exits() {
+    let (mut server, mut client, exposed) = tunnel_to_echo("netmux").await;
+
+    let (data, transfer) = transfer_under_way(exposed, 5).await;
     client.sigint();
-    let echoed = tokio::time::timeout(SECS(60), transfer)
-        .await
-        .expect("the transfer finishes")
-        .expect("task")
-        .expect("the transfer succeeds");
+    let echoed = finished(transfer).await;
     assert!(echoed == data, "every byte came back");
     assert_eq!(
         client.exit_code(SECS(30)).await,
@@ -188,48 +210,16 @@ async fn sigint_on_a_tunnel_client_drains_then_exits() {
 /// connection already carried through the tunnel finishes byte for byte, and it exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_on_a_tunnel_server_lets_the_carried_transfer_finish() {
-    let target = echo_server().await.to_string();
-    let mut server = Proc::spawn(
-        "tunnel server",
-        &[
-            "tunnel",
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--expose",
-            "127.0.0.1:0",
-        ],
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
-    let control = server.addr_after("listening on ").await.to_string();
-    let exposed = server.addr_after("exposing service default on ").await;
-    let mut client = Proc::spawn(
-        "tunnel client",
-        &[
-            "tunnel", "client", "--server", &control, "--target", &target,
-        ],
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
-    client.wait_for("tunnel up", SECS(20)).await;
+    let (mut server, mut client, exposed) = tunnel_to_echo("yamux").await;
 
-    let data = payload(9, 6 << 20);
-    let (echoed_tx, mut echoed_rx) = tokio::sync::watch::channel(0usize);
-    let transfer = tokio::spawn(paced_echo(exposed, data.clone(), echoed_tx));
-    tokio::time::timeout(SECS(30), echoed_rx.wait_for(|n| *n >= 512 << 10))
-        .await
-        .expect("the transfer gets going")
-        .expect("progress");
+    let (data, transfer) = transfer_under_way(exposed, 9).await;
     server.sigint();
     server.wait_for("shutting down gracefully", SECS(10)).await;
     assert!(
         wait_refused(exposed, SECS(10)).await,
         "the exposed port closed"
     );
-    let echoed = tokio::time::timeout(SECS(60), transfer)
-        .await
-        .expect("the transfer finishes")
-        .expect("task")
-        .expect("the transfer succeeds");
+    let echoed = finished(transfer).await;
     assert!(echoed == data, "every byte came back");
     assert_eq!(
         server.exit_code(SECS(30)).await,
