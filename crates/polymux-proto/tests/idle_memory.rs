@@ -1,0 +1,117 @@
+//! Heap held per idle stream by the engine, on each side, in every dialect.
+//!
+//! The target is at most 256 bytes of library state per idle stream; the async layer
+//! adds a 24-byte `Stream` handle, so the engine may hold at most 232. A counting global
+//! allocator tracks the net bytes allocated (allocation counts and sizes are deterministic for
+//! the same code, unlike timings). Client and server [`Connection`]s open, acknowledge and
+//! accept 10,000 streams over an in-memory wire, in batches that respect the accept backlog
+//! and the unacknowledged-open limit; the wire buffers are allocated before measuring. This
+//! binary has a single test, so no other test allocates while it measures.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use polymux_proto::{Config, Connection, Dialect, Role};
+
+struct NetBytes;
+
+static NET: AtomicI64 = AtomicI64::new(0);
+
+unsafe impl GlobalAlloc for NetBytes {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        NET.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        NET.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        NET.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        NET.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: NetBytes = NetBytes;
+
+const STREAMS: usize = 10_000;
+const BATCH: usize = 128;
+/// The 256 bytes per idle stream, less the async layer's 24-byte handle.
+const ENGINE_BOUND: i64 = 256 - 24;
+
+/// Moves everything `from` has to send into `to`, through `wire` (cleared, never grown).
+fn pump(from: &mut Connection, to: &mut Connection, wire: &mut BytesMut, now: Instant) {
+    while let Some(batch) = from.poll_transmit() {
+        wire.extend_from_slice(&batch.control);
+        wire.extend_from_slice(&batch.data);
+        from.transmitted(&batch);
+    }
+    to.handle_input(wire, now);
+    assert!(wire.is_empty(), "all input taken");
+    wire.clear();
+}
+
+/// Net heap bytes per stream on each side after `STREAMS` streams were opened and accepted.
+fn idle_bytes_per_stream(dialect: Dialect) -> i64 {
+    let now = Instant::now();
+    let config = Config::for_dialect(dialect);
+    let mut client = Connection::new(Role::Client, config.clone(), now);
+    let mut server = Connection::new(Role::Server, config, now);
+    let mut wire = BytesMut::with_capacity(1 << 20);
+    let waker = Waker::noop();
+    let mut keys = Vec::with_capacity(STREAMS);
+    let mut accepted = Vec::with_capacity(STREAMS);
+    let before = NET.load(Ordering::Relaxed);
+    while keys.len() < STREAMS {
+        for _ in 0..BATCH.min(STREAMS - keys.len()) {
+            let Poll::Ready(Ok(key)) = client.poll_open(waker) else {
+                panic!("{}: open {}", dialect.name(), keys.len())
+            };
+            keys.push(key);
+        }
+        pump(&mut client, &mut server, &mut wire, now);
+        while let Poll::Ready(Ok(key)) = server.poll_accept(waker) {
+            accepted.push(key);
+        }
+        pump(&mut server, &mut client, &mut wire, now);
+    }
+    let grown = NET.load(Ordering::Relaxed) - before;
+    assert_eq!(accepted.len(), STREAMS, "{}", dialect.name());
+    assert_eq!(client.stats().streams, STREAMS);
+    assert_eq!(server.stats().streams, STREAMS);
+    grown / (2 * STREAMS as i64)
+}
+
+#[test]
+fn an_idle_stream_costs_the_engine_less_than_232_bytes_on_each_side() {
+    let mut report = String::new();
+    let mut over = Vec::new();
+    for dialect in [
+        Dialect::Yamux,
+        Dialect::SmuxV1,
+        Dialect::SmuxV2,
+        Dialect::NetMux,
+    ] {
+        let per_stream = idle_bytes_per_stream(dialect);
+        report.push_str(&format!("{}: {per_stream} B\n", dialect.name()));
+        if per_stream > ENGINE_BOUND {
+            over.push(dialect.name());
+        }
+    }
+    eprintln!("heap per idle stream and side:\n{report}");
+    assert!(
+        over.is_empty(),
+        "above {ENGINE_BOUND} B per idle stream: {over:?}\n{report}"
+    );
+}
