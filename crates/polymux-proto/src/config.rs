@@ -9,7 +9,7 @@
 //! | receive memory of one stream | the credit granted to the peer: ≤ [`max_stream_window`](Config::max_stream_window) | 256 KiB, auto-tuned up to 16 MiB |
 //! | receive memory of all streams | [`session_recv_budget`](Config::session_recv_budget): when full, the session stops reading the transport until applications read | 32 MiB |
 //! | send memory (all streams) | [`write_budget`](Config::write_budget): writes return `Pending` when it is full | 1 MiB |
-//! | receive buffers of the async driver (`polymux`) | 128 KiB buffers, held by streams (within the receive budget) or kept free for reuse while data flows; at most the budget's worth plus 33 of them; the free ones dropped after a quiet second | budget + 4 MiB |
+//! | receive buffers of the async driver (`polymux`) | 128 KiB buffers: those that streams' unread slices pin (within the 16 × bound below), and at most `session_recv_budget / 128 KiB + 33` tracked for reuse while data flows; the free ones dropped after a quiet second | budget + 4 MiB tracked |
 //! | control frames waiting to be written | 64 KiB: beyond it the session stops reading the transport | fixed |
 //! | inbound streams not yet accepted | [`accept_backlog`](Config::accept_backlog): beyond it new streams are refused (RST, or FIN on smux) | 256 |
 //! | outbound streams not yet acknowledged | [`max_unacked_outbound`](Config::max_unacked_outbound): `open()` waits beyond it (yamux) | 256 |

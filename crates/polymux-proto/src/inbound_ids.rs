@@ -3,41 +3,33 @@
 //!
 //! Peers allocate ids in increasing order but do not always *send* opens in that order: Go's
 //! `OpenStream` allocates the id atomically and sends the SYN afterwards from the caller's
-//! goroutine, and Rust `yamux` sends a stream's SYN lazily with its first frame. So an open
-//! may arrive for an id below the highest seen. The tracker keeps the highest id opened and,
-//! for the [`GAP_LIMIT`] ids of the peer's parity at and below it, whether each was opened
-//! (a bitmap indexed by `id / 2` modulo the limit, 512 bytes). Older ids count as opened: a
-//! very late open of one is treated as a reuse — legitimate reordering spans only the opens in
-//! flight at once.
+//! goroutine, and Rust `yamux` sends a stream's SYN lazily with its first frame — possibly
+//! long after thousands of later streams came and went. So an open may arrive for any id
+//! below the highest seen. The tracker keeps the highest id opened and the skipped ids below
+//! it that may still open ("gaps"), as ranges. Gaps are bounded by [`GAP_LIMIT`] in number,
+//! not in distance: a peer skipping more keeps only the most recent ones, so a very late open
+//! of a forgotten id is treated as a reuse.
 //!
-//! Cost: an open that jumps ahead marks at most [`GAP_LIMIT`] skipped ids, whatever the jump,
-//! so a peer cannot make one 12-byte frame expensive.
+//! Cost: an open that jumps ahead adds one range and trims the oldest ranges as a whole, so
+//! every open is O(log ranges) whatever the jump; a peer cannot make one 12-byte frame
+//! expensive. Ranges ≤ gaps ≤ [`GAP_LIMIT`].
+
+use std::collections::BTreeMap;
 
 use crate::frame::StreamId;
 
-/// Ids (of the peer's parity, up to the highest opened) whose state is remembered.
+/// Skipped ids remembered at most.
 pub(crate) const GAP_LIMIT: usize = 4096;
 
-const WORDS: usize = GAP_LIMIT / 64;
-
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct InboundIds {
     /// Highest id the peer has opened (0: none).
     max: u32,
-    /// Lowest id the peer may open (its first id).
-    first: u32,
-    /// Bit `(id / 2) % GAP_LIMIT` is set when `id`, within the window, was opened.
-    opened: Box<[u64; WORDS]>,
-}
-
-impl Default for InboundIds {
-    fn default() -> Self {
-        InboundIds {
-            max: 0,
-            first: 0,
-            opened: Box::new([0; WORDS]),
-        }
-    }
+    /// Ids of the peer's parity below `max` not opened yet: `start → end`, both inclusive,
+    /// stepping by 2; ranges are disjoint and non-empty.
+    gaps: BTreeMap<u32, u32>,
+    /// Ids in `gaps` (≤ [`GAP_LIMIT`]).
+    gap_count: usize,
 }
 
 /// The peer opened an id it had already opened.
@@ -49,57 +41,57 @@ impl InboundIds {
     pub(crate) fn open(&mut self, id: StreamId, first: u32) -> Result<(), Reused> {
         let id = id.0;
         if id > self.max {
-            let from = if self.max == 0 {
-                self.first = first;
-                first
-            } else {
-                self.max + 2
-            };
-            // Only the last GAP_LIMIT ids are remembered, so only those are marked.
-            let from = from.max(id.saturating_sub(2 * (GAP_LIMIT as u32 - 1)));
-            let mut skipped = from;
-            while skipped < id {
-                self.set(skipped, false);
-                skipped += 2;
+            let from = if self.max == 0 { first } else { self.max + 2 };
+            if from < id {
+                self.gaps.insert(from, id - 2);
+                self.gap_count += ((id - from) / 2) as usize;
+                self.forget_oldest_beyond_limit();
             }
-            self.set(id, true);
             self.max = id;
-            Ok(())
-        } else if self.in_window(id) && !self.get(id) {
-            self.set(id, true);
-            Ok(())
-        } else {
-            Err(Reused)
+            return Ok(());
         }
+        let Some((&start, &end)) = self.gaps.range(..=id).next_back() else {
+            return Err(Reused);
+        };
+        if id > end {
+            return Err(Reused);
+        }
+        self.gaps.remove(&start);
+        if start < id {
+            self.gaps.insert(start, id - 2);
+        }
+        if id < end {
+            self.gaps.insert(id + 2, end);
+        }
+        self.gap_count -= 1;
+        Ok(())
     }
 
     /// Whether the peer has opened `id` at some point.
     pub(crate) fn was_opened(&self, id: StreamId) -> bool {
         let id = id.0;
-        id != 0 && id <= self.max && (!self.in_window(id) || self.get(id))
+        let in_gap = self
+            .gaps
+            .range(..=id)
+            .next_back()
+            .is_some_and(|(_, &end)| id <= end);
+        id != 0 && id <= self.max && !in_gap
     }
 
-    /// Whether `id` (≤ `max`) is one whose state is remembered (and one the peer may open).
-    fn in_window(&self, id: u32) -> bool {
-        id >= self.first && self.max - id < 2 * GAP_LIMIT as u32
-    }
-
-    fn slot(id: u32) -> (usize, u64) {
-        let bit = (id / 2) as usize % GAP_LIMIT;
-        (bit / 64, 1 << (bit % 64))
-    }
-
-    fn get(&self, id: u32) -> bool {
-        let (word, mask) = Self::slot(id);
-        self.opened[word] & mask != 0
-    }
-
-    fn set(&mut self, id: u32, opened: bool) {
-        let (word, mask) = Self::slot(id);
-        if opened {
-            self.opened[word] |= mask;
-        } else {
-            self.opened[word] &= !mask;
+    /// Drops the oldest gaps until at most [`GAP_LIMIT`] remain.
+    fn forget_oldest_beyond_limit(&mut self) {
+        while self.gap_count > GAP_LIMIT {
+            let excess = self.gap_count - GAP_LIMIT;
+            let Some((start, end)) = self.gaps.pop_first() else {
+                break;
+            };
+            let len = ((end - start) / 2 + 1) as usize;
+            if len > excess {
+                self.gaps.insert(start + 2 * excess as u32, end);
+                self.gap_count -= excess;
+            } else {
+                self.gap_count -= len;
+            }
         }
     }
 }
@@ -127,17 +119,19 @@ mod tests {
         let mut ids = InboundIds::default();
         assert_eq!(ids.open(StreamId(2), 2), Ok(()));
         assert_eq!(ids.open(StreamId(2_000_000_000), 2), Ok(()));
+        assert_eq!(ids.gap_count, GAP_LIMIT);
         assert_eq!(ids.open(StreamId(1_999_999_998), 2), Ok(()));
         assert_eq!(ids.open(StreamId(1000), 2), Err(Reused), "forgotten gap");
     }
 
     #[test]
-    fn a_reordered_open_within_the_window_is_new_once() {
+    fn only_the_most_recent_gaps_are_kept() {
         let mut ids = InboundIds::default();
         assert_eq!(ids.open(StreamId(3), 3), Ok(()));
         let top = 3 + 2 * (GAP_LIMIT as u32 + 10);
         assert_eq!(ids.open(StreamId(top), 3), Ok(()));
-        let oldest_kept = top - 2 * (GAP_LIMIT as u32 - 1);
+        assert_eq!(ids.gap_count, GAP_LIMIT);
+        let oldest_kept = top - 2 * GAP_LIMIT as u32;
         assert!(!ids.was_opened(StreamId(oldest_kept)));
         assert!(
             ids.was_opened(StreamId(oldest_kept - 2)),
@@ -152,8 +146,37 @@ mod tests {
         );
     }
 
+    /// Rust yamux sends a stream's SYN with its first frame: a stream opened early and used
+    /// late may announce itself after thousands of later streams. One gap is one gap, however
+    /// far back.
     #[test]
-    fn jumps_cost_at_most_the_window() {
+    fn a_lazy_open_far_behind_is_still_new() {
+        let mut ids = InboundIds::default();
+        for id in (3..=20_001u32).step_by(2) {
+            assert_eq!(ids.open(StreamId(id), 1), Ok(()));
+        }
+        assert!(!ids.was_opened(StreamId(1)));
+        assert_eq!(ids.open(StreamId(1), 1), Ok(()));
+        assert_eq!(ids.open(StreamId(1), 1), Err(Reused));
+        assert!(ids.gaps.is_empty() && ids.gap_count == 0);
+    }
+
+    #[test]
+    fn opens_inside_a_range_split_it() {
+        let mut ids = InboundIds::default();
+        assert_eq!(ids.open(StreamId(11), 1), Ok(()));
+        for id in [5, 1, 9, 3, 7] {
+            assert!(!ids.was_opened(StreamId(id)));
+            assert_eq!(ids.open(StreamId(id), 1), Ok(()), "{id}");
+            assert!(ids.was_opened(StreamId(id)));
+            assert_eq!(ids.open(StreamId(id), 1), Err(Reused), "{id}");
+        }
+        assert!(ids.gaps.is_empty() && ids.gap_count == 0);
+        assert!(!ids.was_opened(StreamId(13)));
+    }
+
+    #[test]
+    fn far_jumps_stay_cheap_and_bounded() {
         // Each open jumps far ahead; with a scan per forgotten gap this took ~16M steps each.
         let mut ids = InboundIds::default();
         for i in 1..=2_000u32 {
@@ -161,5 +184,6 @@ mod tests {
         }
         assert!(ids.was_opened(StreamId(40_000_000)));
         assert!(!ids.was_opened(StreamId(39_999_998)));
+        assert!(ids.gap_count <= GAP_LIMIT && ids.gaps.len() <= GAP_LIMIT);
     }
 }

@@ -4,49 +4,61 @@
 //! Several tasks may wait at once (the session handle is `Clone`), so one waker slot is not
 //! enough: a second task would silently replace the first, which would then never wake.
 //!
-//! Invariants: a task appears at most once (deduplicated with [`Waker::will_wake`]), so a task
-//! that polls in a loop costs one entry; and the list never holds more than `limit` entries.
+//! Invariants: a task appears at most once (keyed by its waker's identity, the data pointer and
+//! vtable that [`Waker::will_wake`] compares), so a task that polls in a loop costs one entry
+//! and registering is O(1) however many wait; and the set never holds more than `limit`
+//! entries.
 //! Wakers of tasks that gave up waiting cannot be told apart from live ones, so when the list
 //! is full every entry is woken (a spurious wake-up is always allowed; live waiters register
 //! again) and the limit doubles, which keeps the flushes rare while many tasks really wait.
 
+use std::collections::HashMap;
 use std::task::Waker;
 
 /// Entries kept before the first flush.
 const INITIAL_LIMIT: usize = 64;
 
-/// A deduplicated, bounded list of wakers. See the module docs.
+/// A deduplicated, bounded set of wakers. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Waiters {
-    wakers: Vec<Waker>,
+    wakers: HashMap<(usize, usize), Waker>,
     limit: usize,
 }
 
 impl Default for Waiters {
     fn default() -> Self {
         Waiters {
-            wakers: Vec::new(),
+            wakers: HashMap::new(),
             limit: INITIAL_LIMIT,
         }
     }
 }
 
+/// What [`Waker::will_wake`] compares: two wakers with the same key wake the same task.
+fn identity(waker: &Waker) -> (usize, usize) {
+    (
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    )
+}
+
 impl Waiters {
     /// Adds the task of `waker` unless it is already waiting.
     pub(crate) fn register(&mut self, waker: &Waker) {
-        if self.wakers.iter().any(|w| w.will_wake(waker)) {
+        let key = identity(waker);
+        if self.wakers.contains_key(&key) {
             return;
         }
         if self.wakers.len() >= self.limit {
             self.limit *= 2;
             self.wake_all();
         }
-        self.wakers.push(waker.clone());
+        self.wakers.insert(key, waker.clone());
     }
 
     /// Wakes every waiting task; each polls again and registers anew if it still waits.
     pub(crate) fn wake_all(&mut self) {
-        for w in self.wakers.drain(..) {
+        for (_, w) in self.wakers.drain() {
             w.wake();
         }
     }

@@ -10,11 +10,13 @@
 //! dropping free buffers beyond a fixed count made a reader that drains in large gulps (more
 //! than 4 MiB between its turns) allocate a fresh 128 KiB buffer for nearly every read.
 //!
-//! Bound: at most `max_tracked` = `recv_budget / BUFFER` + [`FREE_SPARES`] + 1 buffers, held
-//! or free, besides the current one, i.e. the receive budget plus about 4 MiB per session; and
-//! [`RxBuffers::trim`] drops every spare once nothing arrived for a second (checked whenever
-//! the driver runs, at the latest at the next keep-alive): a quiet session keeps no receive
-//! memory.
+//! Bound: at most `max_tracked` = `recv_budget / BUFFER` + [`FREE_SPARES`] + 1 buffers are
+//! tracked, held or free, besides the current one (the receive budget plus about 4 MiB per
+//! session). Buffers that streams still pin beyond that are no longer tracked (freed with
+//! their last slice); what streams pin is bounded by the 16 × rule of the copy threshold
+//! (see `polymux_proto::Config`). [`RxBuffers::trim`] drops every spare once nothing arrived
+//! for a second (checked whenever the driver runs, at the latest at the next keep-alive): a
+//! quiet session keeps no receive memory.
 
 use std::collections::VecDeque;
 
