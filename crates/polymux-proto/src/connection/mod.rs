@@ -472,10 +472,12 @@ impl Connection {
 
     /// `n` received bytes left the session's receive memory (read, discarded, or freed with
     /// their stream). Input paused on the budget resumes: whichever way the memory was freed,
-    /// the session must not stay paused with room to spare.
+    /// the session must not stay paused with room to spare. Also with `n == 0`: a reset or
+    /// released stream may be the one whose frame was waiting for room, and its rest is now
+    /// discarded without needing any (if there is still no room, decoding pauses again).
     fn unbuffer(&mut self, n: usize) {
         self.recv_buffered -= n;
-        if self.paused_on_budget && n > 0 {
+        if self.paused_on_budget {
             self.paused_on_budget = false;
             self.wake_driver();
         }
