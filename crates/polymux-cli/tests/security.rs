@@ -26,12 +26,9 @@ async fn forward_server(target: &str, extra: &[&str]) -> (Proc, String) {
     (server, addr)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_or_missing_token_is_refused_on_both_sides() {
-    let target = echo_server().await.to_string();
-    let (server, addr) = forward_server(&target, &[]).await;
-
-    let mut wrong = Proc::spawn(
+/// `polymux forward client` on a free local port against the forward server at `server`.
+fn forward_client(server: &str, envs: &[(&str, &str)]) -> Proc {
+    Proc::spawn(
         "forward client",
         &[
             "forward",
@@ -39,10 +36,18 @@ async fn wrong_or_missing_token_is_refused_on_both_sides() {
             "--listen",
             "127.0.0.1:0",
             "--server",
-            &addr,
+            server,
         ],
-        &[("POLYMUX_TOKEN", "not-the-right-token-at-all")],
-    );
+        envs,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_token_is_refused_on_both_sides() {
+    let target = echo_server().await.to_string();
+    let (server, addr) = forward_server(&target, &[]).await;
+
+    let mut wrong = forward_client(&addr, &[("POLYMUX_TOKEN", "not-the-right-token-at-all")]);
     assert_eq!(
         wrong.exit_code(SECS(20)).await,
         3,
@@ -58,18 +63,7 @@ async fn wrong_or_missing_token_is_refused_on_both_sides() {
         .wait_for("authentication failed (wrong token)", SECS(10))
         .await;
 
-    let mut missing = Proc::spawn(
-        "forward client",
-        &[
-            "forward",
-            "client",
-            "--listen",
-            "127.0.0.1:0",
-            "--server",
-            &addr,
-        ],
-        &[],
-    );
+    let mut missing = forward_client(&addr, &[]);
     assert_eq!(missing.exit_code(SECS(20)).await, 3);
     assert!(
         missing.logs().contains("requires a token"),
@@ -335,19 +329,7 @@ async fn silent_connections_cannot_take_the_client_slots() {
                 .expect("connect"),
         );
     }
-    let client_args = [
-        "forward",
-        "client",
-        "--listen",
-        "127.0.0.1:0",
-        "--server",
-        &addr,
-    ];
-    let first = Proc::spawn(
-        "forward client 1",
-        &client_args,
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
+    let first = forward_client(&addr, &[("POLYMUX_TOKEN", TOKEN)]);
     let local = first.addr_after("forwarding ").await;
     first.wait_for("connected to forward server", SECS(8)).await;
     let data = payload(7, 100_000);
@@ -357,11 +339,7 @@ async fn silent_connections_cannot_take_the_client_slots() {
     );
 
     // The one slot is taken by an authenticated client: the next one is told the server is busy.
-    let second = Proc::spawn(
-        "forward client 2",
-        &client_args,
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
+    let second = forward_client(&addr, &[("POLYMUX_TOKEN", TOKEN)]);
     second.wait_for("is busy", SECS(20)).await;
     assert!(
         second.logs().contains("--max-clients"),
