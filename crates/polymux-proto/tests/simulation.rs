@@ -672,6 +672,10 @@ fn smux_v2_first_read_sends_an_update() {
     let mut wire = BytesMut::new();
     pump(&mut client, &mut wire);
     server.handle_input(&mut wire, now);
+    // A zero-length read is not the first read: it reports nothing.
+    assert_eq!(server.poll_read(sk, &w, &mut []), Poll::Ready(Ok(0)));
+    pump(&mut server, &mut wire);
+    assert!(wire.is_empty(), "no update for an empty read");
     let mut buf = [0u8; 10];
     assert_eq!(server.poll_read(sk, &w, &mut buf), Poll::Ready(Ok(10)));
     pump(&mut server, &mut wire);

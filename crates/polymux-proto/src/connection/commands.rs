@@ -122,7 +122,8 @@ impl Connection {
         };
         if !s.queue.is_empty() {
             let n = s.queue.read_into(buf);
-            let first_read = s.recv.consumed() == 0;
+            // An empty `buf` reads nothing: not a first read (it would announce again and again).
+            let first_read = n > 0 && s.recv.consumed() == 0;
             s.recv.consume(n as u64);
             self.unbuffer(n);
             self.return_credit(key, first_read);
