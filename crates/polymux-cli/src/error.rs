@@ -45,6 +45,14 @@ overrides them."
 }
 pub(crate) use exit_codes_help;
 
+/// Writes one line to stderr, ignoring failure: unlike `eprintln!`, which panics when stderr is
+/// a closed pipe, so that a process whose log reader went away still shuts down and exits with
+/// its code.
+pub fn say(line: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// What kind of failure an error is, beyond "it failed at run time".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {

@@ -17,12 +17,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::args::{ClientAuthArgs, ReconnectArgs, ServerAuthArgs, SessionArgs, ShutdownArgs};
+use crate::args::{
+    BacklogArgs, ClientAuthArgs, ReconnectArgs, ServerAuthArgs, ServerGuardArgs, SessionArgs,
+    ShutdownArgs,
+};
 use crate::auth::{Expectation, Mode};
 use crate::limits::Limiter;
-use crate::protocol::{session_config, Protocol};
+use crate::protocol::{session_config, MemoryLimit, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
+use crate::server::{Admission, Guard};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
@@ -44,7 +48,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 ))]
 pub struct ForwardServerArgs {
     /// Address where forward clients connect (HOST:PORT).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = services::parse_listen_addr)]
     pub listen: String,
     /// Where to connect the client's connections: [NAME=]HOST:PORT, matching the client's
     /// --listen NAME; an unnamed target takes every service. Repeatable.
@@ -60,6 +64,8 @@ pub struct ForwardServerArgs {
     #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
+    pub guard: ServerGuardArgs,
+    #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
 
@@ -74,14 +80,16 @@ pub struct ForwardServerArgs {
 ))]
 pub struct ForwardClientArgs {
     /// Local address to accept connections on: [NAME=]HOST:PORT. Repeatable.
-    #[arg(long, value_name = "[NAME=]ADDR", required = true)]
+    #[arg(long, value_name = "[NAME=]ADDR", required = true, value_parser = services::parse_listen_spec)]
     pub listen: Vec<ServiceSpec>,
     /// The forward server (HOST:PORT).
     #[arg(long, value_name = "ADDR")]
     pub server: String,
     /// Local connections open at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
+    #[command(flatten)]
+    pub backlog: BacklogArgs,
     /// How long a local connection waits for the session to the server (e.g. while it
     /// reconnects) before it is closed.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -114,8 +122,14 @@ pub async fn run_server(
         tls.is_some(),
     )
     .await?;
-    let config = session_config(protocol, &args.session.tuning())?;
-    let listener = transport::bind(&args.listen, "--listen").await?;
+    let mut tuning = args.session.tuning();
+    tuning.memory = Some(MemoryLimit {
+        limit: args.guard.memory_limit,
+        sessions: args.max_clients,
+    });
+    let config = session_config(protocol, &tuning)?;
+    let listener =
+        transport::bind_with_backlog(&args.listen, "--listen", args.guard.backlog.backlog).await?;
     tracing::info!(
         "forward server listening on {} ({protocol}{}); targets: {}",
         listener.local_addr()?,
@@ -154,7 +168,8 @@ pub async fn run_server(
     };
     let accepting = tokio::spawn(server::accept_clients(
         listener,
-        gate,
+        Admission::Preamble(gate),
+        Guard::from_args(&args.guard, max_streams),
         config,
         clients,
         set.clone(),
@@ -205,7 +220,8 @@ pub async fn run_client(
                 spec.addr
             );
         }
-        let listener = transport::bind(&spec.addr, "--listen").await?;
+        let listener =
+            transport::bind_with_backlog(&spec.addr, "--listen", args.backlog.backlog).await?;
         listeners.push((spec.wire_name().to_owned(), listener));
     }
 

@@ -22,7 +22,8 @@
 //!   dials targets; [`services`] — `NAME=ADDR` specs.
 //! - [`server`] / [`reconnect`] — the server's accept loop and the client's reconnect loop
 //!   shared by [`tunnel`] and [`forward`]; [`sessions`] — live sessions of a server;
-//!   [`limits`] — connection and stream limits.
+//!   [`limits`] — connection and stream limits; [`guard`] — handshake and idle timeouts,
+//!   and `--memory-limit`, for every server.
 //! - [`echo`] — the echo server; [`bench`] — the benchmark.
 //! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining.
 
@@ -34,6 +35,7 @@ mod bench;
 mod echo;
 mod error;
 mod forward;
+mod guard;
 mod limits;
 mod protocol;
 mod reconnect;
@@ -150,7 +152,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("polymux: error: cannot start the async runtime: {e}");
+            error::say(format_args!(
+                "polymux: error: cannot start the async runtime: {e}"
+            ));
             return ExitCode::from(error::EXIT_RUNTIME);
         }
     };
@@ -159,7 +163,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(error::EXIT_OK),
         Err(e) => {
-            eprintln!("polymux: error: {e:#}");
+            error::say(format_args!("polymux: error: {e:#}"));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -167,6 +171,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = Shutdown::install();
+    // Every subcommand holds a socket or two per connection it carries: a soft limit of 1024
+    // open files would refuse a normal burst of a thousand visitors.
+    bench::memory::raise_fd_limit();
     let protocol = cli.protocol.unwrap_or(Protocol::Yamux);
     match cli.command {
         Command::Tunnel(TunnelSide::Server(args)) => {
@@ -186,7 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to stderr. `RUST_LOG`, when set, wins; otherwise -q / -v / -vv pick the level
+/// Logs go to stderr (and are dropped, never fatal, when it is gone). `RUST_LOG`, when set, wins; otherwise -q / -v / -vv pick the level
 /// (the bench logs warnings only by default, to keep its output clean).
 fn init_logging(cli: &Cli) {
     let default = match (cli.quiet, cli.verbose, &cli.command) {
@@ -198,7 +205,9 @@ fn init_logging(cli: &Cli) {
     };
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-            eprintln!("polymux: ignoring RUST_LOG={spec:?} ({e}); using {default}");
+            error::say(format_args!(
+                "polymux: ignoring RUST_LOG={spec:?} ({e}); using {default}"
+            ));
             EnvFilter::new(default)
         }),
         _ => EnvFilter::new(default),
@@ -206,6 +215,9 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr is a closed pipe, e.g. `2>&1 | head -1`) is
+        // dropped; the default reports it with `eprintln!`, which panics on that same pipe.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

@@ -76,15 +76,26 @@ impl std::fmt::Display for Protocol {
 /// The knobs the subcommands expose on top of a dialect's preset.
 #[derive(Clone, Debug)]
 pub struct SessionTuning {
-    /// Streams one session may carry at once (the CLI's own limit; the engine gets headroom
-    /// above it so that the CLI, not the engine, reports the limit).
+    /// Streams one session may carry at once: the engine admits exactly this many (inbound
+    /// and outbound together; each CLI session uses one direction only).
     pub max_streams: usize,
     /// Keep-alive interval; `None` disables it.
     pub keepalive: Option<Duration>,
     /// How long `close()` lets open streams finish.
     pub close_timeout: Duration,
-    /// Inbound streams that may wait for accept.
+    /// Inbound streams that may wait for accept (never more than `max_streams`).
     pub accept_backlog: usize,
+    /// `--memory-limit` of a server, shared by its sessions; `None` on clients.
+    pub memory: Option<MemoryLimit>,
+}
+
+/// A server's `--memory-limit` and how many sessions it admits at once.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimit {
+    /// Bytes.
+    pub limit: usize,
+    /// Sessions admitted at once (`--max-clients` / `--max-connections`).
+    pub sessions: usize,
 }
 
 impl Default for SessionTuning {
@@ -94,27 +105,30 @@ impl Default for SessionTuning {
             keepalive: Some(Duration::from_secs(15)),
             close_timeout: Duration::from_secs(2),
             accept_backlog: 1024,
+            memory: None,
         }
     }
 }
 
 /// The session configuration for `protocol` with `tuning` applied.
 pub fn session_config(protocol: Protocol, tuning: &SessionTuning) -> anyhow::Result<Config> {
-    let engine_streams = tuning
-        .max_streams
-        .saturating_mul(2)
-        .saturating_add(64)
-        .min(1 << 20);
+    // Exactly the limit: `--max-streams N` admits N streams, and the engine refuses (and
+    // counts) the next. No headroom, so that the limit means what it says.
+    let max_streams = tuning.max_streams.clamp(1, 1 << 20);
     // Twice the interval: on smux the timeout is how long the peer may stay silent, and a
     // peer probing at the same interval must not trip it.
     let keepalive_timeout = tuning
         .keepalive
         .map(|i| (i * 2).max(Duration::from_secs(10)))
         .unwrap_or(Duration::from_secs(30));
-    Config::for_dialect(protocol.dialect())
-        .to_builder()
-        .max_streams(engine_streams)
-        .accept_backlog(tuning.accept_backlog.max(1))
+    let base = Config::for_dialect(protocol.dialect());
+    let mut builder = base.to_builder();
+    if let Some(memory) = tuning.memory {
+        builder = crate::guard::apply_memory_limit(builder, &base, memory.limit, memory.sessions);
+    }
+    builder
+        .max_streams(max_streams)
+        .accept_backlog(tuning.accept_backlog.clamp(1, max_streams))
         .keepalive_interval(tuning.keepalive)
         .keepalive_timeout(keepalive_timeout)
         .close_timeout(tuning.close_timeout)
@@ -137,6 +151,13 @@ mod tests {
             let config = session_config(p, &SessionTuning::default()).expect("valid");
             assert_eq!(config.dialect(), p.dialect());
         }
+        let tuning = SessionTuning {
+            max_streams: 100,
+            ..SessionTuning::default()
+        };
+        let config = session_config(Protocol::Smux2, &tuning).expect("valid");
+        assert_eq!(config.max_streams(), 100, "N means N");
+        assert_eq!(config.accept_backlog(), 100);
         assert_eq!(Protocol::from_wire_code(0), None);
     }
 }

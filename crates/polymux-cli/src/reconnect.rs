@@ -1,6 +1,10 @@
 //! The client side shared by `tunnel client` and `forward client`: keep one authenticated
-//! session to the server, reconnecting with exponential back-off (500 ms doubling up to
-//! `--max-backoff`, ±20 % jitter) whenever it drops.
+//! session to the server, reconnecting with exponential back-off whenever it drops.
+//!
+//! The back-off rule: the first wait is 100 ms, each failed attempt doubles it up to
+//! `--max-backoff` (2 s by default), ±20 % jitter. A session that lasted at least 10 s
+//! resets it, so the next drop is retried after 100 ms; one that dropped sooner does not (a
+//! server that accepts and drops at once is not hammered).
 //!
 //! Authentication and configuration errors are permanent: retrying cannot fix a wrong token
 //! or a bad certificate, so they end the process (exit 3 or 4) instead of looping.
@@ -17,7 +21,7 @@ use crate::shutdown::Shutdown;
 use crate::transport::{Dialer, DriverHandle};
 
 /// The first wait after a failure.
-const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// A session that lasted this long resets the back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
@@ -41,7 +45,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Starts at 500 ms, caps at `max`.
+    /// Starts at 100 ms, caps at `max`.
     pub fn new(max: Duration) -> Backoff {
         Backoff {
             next: INITIAL_BACKOFF.min(max),
@@ -148,13 +152,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(4));
-        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(400) && delays[0] <= Duration::from_millis(600));
+        let mut b = Backoff::new(Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..7).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(80) && delays[0] <= Duration::from_millis(120));
         assert!(
-            delays[5] <= Duration::from_millis(4800) && delays[5] >= Duration::from_millis(3200)
+            delays[6] <= Duration::from_millis(2400) && delays[6] >= Duration::from_millis(1600)
         );
         b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(600));
+        assert!(b.next_delay() <= Duration::from_millis(120));
     }
 }

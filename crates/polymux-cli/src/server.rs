@@ -1,29 +1,86 @@
-//! The server side shared by `tunnel server` and `forward server`: accept TCP connections,
-//! admit them through the [`Gate`] (TLS, token), start a session for each, register it in a
-//! [`SessionSet`], and run the mode's per-session work — all within `--max-clients`, until
-//! shutdown.
+//! The server side shared by every server (`tunnel server`, `forward server`, `echo`): accept
+//! TCP connections, admit them (the [`Admission`]: TLS and token, or the echo's first bytes)
+//! under the rules of [`crate::guard`], start a session for each, register it in a
+//! [`SessionSet`], and run the mode's per-session work — all within the connection limit
+//! (`--max-clients`, the echo's `--max-connections`), until shutdown.
+//!
+//! Invariant (issue 9, item 6): a connection takes a slot of the limit only after its
+//! handshake completed; until then it is bounded in number and time by [`Handshakes`] and
+//! `--handshake-timeout`, and once served, by `--idle-timeout`.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use polymux::{Config, Session};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::args::ServerGuardArgs;
 use crate::auth::{Refusal, Status};
+use crate::guard::{self, Handshakes, Watch, Watched};
 use crate::limits::Limiter;
 use crate::sessions::{Entry, SessionSet};
 use crate::shutdown::Shutdown;
-use crate::transport::{DriverHandle, Gate};
+use crate::transport::{BoxIo, DriverHandle, Gate};
 
-/// Connections in TLS or preamble at once; beyond it new connections are closed unanswered.
-/// Separate from `--max-clients`, which counts authenticated clients only, so that
-/// connections that never authenticate cannot lock the real clients out (each handshake is
-/// also bounded in time by `HANDSHAKE_TIMEOUT`).
-const MAX_HANDSHAKES_IN_FLIGHT: usize = 256;
+/// How a server admits a connection before it takes a slot.
+#[derive(Clone)]
+pub enum Admission {
+    /// TLS (if on) and the token preamble; the client is told why when refused.
+    Preamble(Gate),
+    /// The bare protocol (echo): the client must send its first bytes; a refused client is
+    /// just disconnected (it speaks no preamble to be told in).
+    FirstBytes,
+}
+
+impl Admission {
+    async fn admit(&self, tcp: tokio::net::TcpStream) -> anyhow::Result<BoxIo> {
+        match self {
+            Admission::Preamble(gate) => gate.authenticate(tcp).await,
+            Admission::FirstBytes => {
+                tcp.set_nodelay(true).ok();
+                guard::first_bytes(&tcp).await?;
+                Ok(Box::new(tcp))
+            }
+        }
+    }
+
+    async fn refuse(&self, io: BoxIo, status: Status, message: &str) {
+        if let Admission::Preamble(gate) = self {
+            gate.refuse(io, status, message).await;
+        }
+    }
+
+    async fn welcome(&self, io: &mut BoxIo) -> anyhow::Result<()> {
+        match self {
+            Admission::Preamble(gate) => gate.welcome(io).await,
+            Admission::FirstBytes => Ok(()),
+        }
+    }
+}
+
+/// The time limits of a server's connections and what the watcher reports.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// `--handshake-timeout`.
+    pub handshake_timeout: Duration,
+    /// `--idle-timeout`; `None` when disabled.
+    pub idle_timeout: Option<Duration>,
+    /// `--max-streams`, for the refusal log.
+    pub max_streams: usize,
+}
+
+impl Guard {
+    /// From the server's flags.
+    pub fn from_args(args: &ServerGuardArgs, max_streams: usize) -> Guard {
+        Guard {
+            handshake_timeout: args.handshake_timeout,
+            idle_timeout: args.idle_timeout(),
+            max_streams,
+        }
+    }
+}
 
 /// Accepts clients on `listener` until shutdown is requested. For each admitted client a
 /// session is registered in `set` and `on_session` runs (in a task tracked by `tasks`) until
@@ -31,7 +88,8 @@ const MAX_HANDSHAKES_IN_FLIGHT: usize = 256;
 #[allow(clippy::too_many_arguments)]
 pub async fn accept_clients<F, Fut>(
     listener: TcpListener,
-    gate: Gate,
+    admission: Admission,
+    guard: Guard,
     config: Config,
     clients: Limiter,
     set: SessionSet,
@@ -42,7 +100,9 @@ pub async fn accept_clients<F, Fut>(
     F: Fn(Entry) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES_IN_FLIGHT));
+    let handshakes = Handshakes::default();
+    // The echo server's clients come and go by the thousand (benchmarks): log them at debug.
+    let chatty = matches!(admission, Admission::Preamble(_));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.requested() => break,
@@ -56,71 +116,95 @@ pub async fn accept_clients<F, Fut>(
                 continue;
             }
         };
-        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "dropping {peer}: {MAX_HANDSHAKES_IN_FLIGHT} handshakes already in progress"
-            );
-            continue;
-        };
-        let gate = gate.clone();
+        let handshake = handshakes.start();
+        let admission = admission.clone();
+        let guard = guard.clone();
         let config = config.clone();
         let clients = clients.clone();
         let set = set.clone();
         let shutdown = shutdown.clone();
         let on_session = on_session.clone();
         tasks.spawn(async move {
-            let authenticated = gate.authenticate(tcp).await;
+            let admitted = handshake
+                .run(guard.handshake_timeout, admission.admit(tcp))
+                .await;
             drop(handshake);
-            let mut io = match authenticated {
+            let mut io = match admitted {
                 Ok(io) => io,
                 Err(e) => {
-                    log_refusal(peer, &e);
+                    log_refusal(peer, &e, chatty);
                     return;
                 }
             };
-            // The client slot is taken only now: unauthenticated connections cannot hold
-            // the slots that the real clients need.
+            // The client slot is taken only now: connections that never complete their
+            // handshake cannot hold the slots that the real clients need.
             let Some(_permit) = clients.try_acquire() else {
-                gate.refuse(io, Status::Busy, &clients.refusal_message())
+                admission
+                    .refuse(io, Status::Busy, &clients.refusal_message())
                     .await;
                 return;
             };
             if shutdown.is_requested() {
-                gate.refuse(io, Status::ShuttingDown, "the server is shutting down")
+                admission
+                    .refuse(io, Status::ShuttingDown, "the server is shutting down")
                     .await;
                 return;
             }
-            if let Err(e) = gate.welcome(&mut io).await {
+            if let Err(e) = admission.welcome(&mut io).await {
                 tracing::info!("client {peer} left during the handshake: {e:#}");
                 return;
             }
+            let (io, activity) = Watched::new(io);
             let (session, driver) = polymux::tokio::server(io, config);
             let id = set.insert(peer, session.clone());
-            tracing::info!(
-                "client {peer} connected (session {id}, {})",
-                session.dialect().name()
-            );
-            on_session(Entry { id, peer, session }).await;
+            if chatty {
+                tracing::info!(
+                    "client {peer} connected (session {id}, {})",
+                    session.dialect().name()
+                );
+            } else {
+                tracing::debug!("session {id} from {peer}");
+            }
+            let watch = Watch {
+                id,
+                peer,
+                activity,
+                idle_timeout: guard.idle_timeout,
+                driver: driver.abort_handle(),
+                max_streams: guard.max_streams,
+            };
+            let serve = on_session(Entry {
+                id,
+                peer,
+                session: session.clone(),
+            });
+            tokio::join!(serve, guard::watch_session(&session, watch));
             set.remove(id);
-            log_end(peer, id, driver).await;
+            log_end(peer, id, driver, chatty).await;
         });
     }
 }
 
-fn log_refusal(peer: SocketAddr, err: &anyhow::Error) {
+fn log_refusal(peer: SocketAddr, err: &anyhow::Error, chatty: bool) {
     match err.downcast_ref::<Refusal>() {
         Some(refusal) if refusal.status == Status::WrongToken => {
             tracing::warn!("refused client {peer}: authentication failed ({refusal})")
         }
         Some(refusal) => tracing::warn!("refused client {peer}: {refusal}"),
-        None => tracing::info!("client {peer} failed the handshake: {err:#}"),
+        None if chatty => tracing::info!("client {peer} failed the handshake: {err:#}"),
+        None => tracing::debug!("client {peer} failed the handshake: {err:#}"),
     }
 }
 
-async fn log_end(peer: SocketAddr, id: u64, driver: DriverHandle) {
+async fn log_end(peer: SocketAddr, id: u64, driver: DriverHandle, chatty: bool) {
     match tokio::time::timeout(Duration::from_secs(10), driver).await {
-        Ok(Ok(Ok(()))) => tracing::info!("client {peer} disconnected (session {id})"),
-        Ok(Ok(Err(e))) => tracing::warn!("client {peer} lost (session {id}): {e}"),
+        Ok(Ok(Ok(()))) if chatty => tracing::info!("client {peer} disconnected (session {id})"),
+        Ok(Ok(Ok(()))) => tracing::debug!("session {id} from {peer} ended"),
+        Ok(Ok(Err(e))) if chatty => tracing::warn!("client {peer} lost (session {id}): {e}"),
+        Ok(Ok(Err(e))) => tracing::info!("session {id} from {peer} ended: {e}"),
+        Ok(Err(e)) if e.is_cancelled() => {
+            tracing::debug!("session {id} of {peer}: cut (--idle-timeout)")
+        }
         Ok(Err(e)) => tracing::warn!("session {id} of {peer}: driver task failed: {e}"),
         Err(_) => tracing::debug!("session {id} of {peer}: driver still closing"),
     }

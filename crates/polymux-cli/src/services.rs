@@ -69,6 +69,54 @@ impl FromStr for ServiceSpec {
     }
 }
 
+/// Parses a listening spec (`--expose`, the forward client's `--listen`): a [`ServiceSpec`]
+/// whose host is an address of this machine. A host that does not resolve is a usage error
+/// here (exit 2), with the likely slip named: `web:8080` where `web=0.0.0.0:8080` was meant.
+pub fn parse_listen_spec(s: &str) -> Result<ServiceSpec, String> {
+    let spec: ServiceSpec = s.parse()?;
+    check_listen_host(&spec.addr, spec.name.is_none())?;
+    Ok(spec)
+}
+
+/// Parses a server's `--listen HOST:PORT`, resolved like [`parse_listen_spec`].
+pub fn parse_listen_addr(s: &str) -> Result<String, String> {
+    let valid = s
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid {
+        return Err(format!("{s:?} is not HOST:PORT (e.g. 0.0.0.0:7000)"));
+    }
+    check_listen_host(s, false)?;
+    Ok(s.to_owned())
+}
+
+/// Checks that `addr` (HOST:PORT) resolves; IP literals and `localhost` need no lookup.
+fn check_listen_host(addr: &str, may_be_a_name: bool) -> Result<(), String> {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    // Blocking resolution is fine here: it runs once, while the command line is parsed.
+    if addr
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some())
+    {
+        return Ok(());
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let mut message = format!(
+        "cannot resolve {host:?} in {addr:?}: listen on an address of this machine (e.g. \
+         0.0.0.0:PORT or 127.0.0.1:PORT)"
+    );
+    if may_be_a_name && valid_name(host) {
+        let port = addr.rsplit_once(':').map_or("PORT", |(_, port)| port);
+        message.push_str(&format!(
+            "; to name a service write NAME=ADDR, e.g. {host}=0.0.0.0:{port}"
+        ));
+    }
+    Err(message)
+}
+
 /// Checks that listening specs have distinct names.
 pub fn check_unique(specs: &[ServiceSpec], flag: &str) -> anyhow::Result<()> {
     let mut seen = HashMap::new();
@@ -153,6 +201,17 @@ mod tests {
         assert!("web=nope".parse::<ServiceSpec>().is_err());
         assert!("bad name=1.2.3.4:5".parse::<ServiceSpec>().is_err());
         assert!(":80".parse::<ServiceSpec>().is_err());
+    }
+
+    #[test]
+    fn listen_specs_must_resolve() {
+        assert!(parse_listen_spec("web=127.0.0.1:8080").is_ok());
+        assert!(parse_listen_spec("[::1]:0").is_ok());
+        assert!(parse_listen_spec("localhost:0").is_ok());
+        let err = parse_listen_spec("no-such-host.invalid:8080").expect_err("unresolvable");
+        assert!(err.contains("no-such-host.invalid=0.0.0.0:8080"), "{err}");
+        assert!(parse_listen_addr("127.0.0.1:7000").is_ok());
+        assert!(parse_listen_addr("7000").is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::EXIT_INTERRUPTED;
+use crate::error::{say, EXIT_INTERRUPTED};
 
 /// The default of `--shutdown-timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,13 +28,16 @@ impl Shutdown {
         let trigger = token.clone();
         tokio::spawn(async move {
             let first = wait_for_signal().await;
+            // Cancel first: nothing that logging may do (stderr gone) can delay the shutdown.
+            trigger.cancel();
             tracing::info!(
                 "{first} received: shutting down gracefully (no new connections; open streams \
                  may finish). Press Ctrl-C again to exit at once"
             );
-            trigger.cancel();
             let second = wait_for_signal().await;
-            eprintln!("polymux: {second} received again: exiting at once");
+            say(format_args!(
+                "polymux: {second} received again: exiting at once"
+            ));
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         });
         Shutdown { token }

@@ -18,12 +18,15 @@ use anyhow::anyhow;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
-use crate::args::{ClientAuthArgs, ReconnectArgs, ServerAuthArgs, SessionArgs, ShutdownArgs};
+use crate::args::{
+    ClientAuthArgs, ReconnectArgs, ServerAuthArgs, ServerGuardArgs, SessionArgs, ShutdownArgs,
+};
 use crate::auth::{Expectation, Mode};
 use crate::limits::Limiter;
-use crate::protocol::{session_config, Protocol};
+use crate::protocol::{session_config, MemoryLimit, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
+use crate::server::{Admission, Guard};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
@@ -46,11 +49,11 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 ))]
 pub struct TunnelServerArgs {
     /// Address where tunnel clients connect (HOST:PORT).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = services::parse_listen_addr)]
     pub listen: String,
     /// A service to expose: [NAME=]HOST:PORT; every connection to it is carried to the client
     /// and connected to the client's --target of the same NAME. Repeatable.
-    #[arg(long, value_name = "[NAME=]ADDR", required = true)]
+    #[arg(long, value_name = "[NAME=]ADDR", required = true, value_parser = services::parse_listen_spec)]
     pub expose: Vec<ServiceSpec>,
     /// How long a connection to an exposed service waits for a tunnel client (e.g. while it
     /// reconnects) before it is closed.
@@ -60,7 +63,7 @@ pub struct TunnelServerArgs {
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_clients: usize,
     /// Connections to exposed services open at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
     #[command(flatten)]
     pub auth: ServerAuthArgs,
@@ -68,6 +71,8 @@ pub struct TunnelServerArgs {
     pub tls: ServerTlsArgs,
     #[command(flatten)]
     pub session: SessionArgs,
+    #[command(flatten)]
+    pub guard: ServerGuardArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
@@ -117,13 +122,19 @@ pub async fn run_server(
         tls.is_some(),
     )
     .await?;
-    let config = session_config(protocol, &args.session.tuning())?;
+    let mut tuning = args.session.tuning();
+    tuning.memory = Some(MemoryLimit {
+        limit: args.guard.memory_limit,
+        sessions: args.max_clients,
+    });
+    let config = session_config(protocol, &tuning)?;
 
-    let control = transport::bind(&args.listen, "--listen").await?;
+    let backlog = args.guard.backlog.backlog;
+    let control = transport::bind_with_backlog(&args.listen, "--listen", backlog).await?;
     let control_addr = control.local_addr()?;
     let mut exposed = Vec::new();
     for spec in &args.expose {
-        let listener = transport::bind(&spec.addr, "--expose").await?;
+        let listener = transport::bind_with_backlog(&spec.addr, "--expose", backlog).await?;
         exposed.push((spec.wire_name().to_owned(), listener));
     }
     tracing::info!(
@@ -157,7 +168,8 @@ pub async fn run_server(
     let mut loops = Vec::new();
     loops.push(tokio::spawn(server::accept_clients(
         control,
-        gate,
+        Admission::Preamble(gate),
+        Guard::from_args(&args.guard, args.session.max_streams),
         config,
         clients,
         set.clone(),

@@ -11,7 +11,7 @@
 //!   [`memory`] — heap/RSS measurement; [`progress`] — the bar or plain lines;
 //!   [`report`] — the table and the JSON.
 
-mod memory;
+pub(crate) mod memory;
 mod pattern;
 mod peer;
 mod progress;

@@ -59,6 +59,10 @@ pub struct Target {
     driver: Option<DriverHandle>,
 }
 
+/// Large echo buffers of the in-process echo servers: more than the streams that move data at
+/// once in any scenario, so that none falls back to the small buffer.
+const BENCH_ECHO_BUFFERS: usize = 1024;
+
 /// The bench client's session configuration: no keep-alive (no background traffic in the
 /// numbers) and room for tens of thousands of streams.
 fn client_config(protocol: Protocol) -> anyhow::Result<Config> {
@@ -69,6 +73,7 @@ fn client_config(protocol: Protocol) -> anyhow::Result<Config> {
             keepalive: None,
             close_timeout: Duration::from_secs(2),
             accept_backlog: 256,
+            memory: None,
         },
     )
 }
@@ -85,11 +90,13 @@ impl Target {
     pub async fn tcp_in_process() -> anyhow::Result<Target> {
         let listener = listen_loopback().await?;
         let addr = listener.local_addr()?;
+        let buffers = echo::EchoBuffers::new(BENCH_ECHO_BUFFERS);
         let server = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 tcp.set_nodelay(true).ok();
+                let buffers = buffers.clone();
                 tokio::spawn(async move {
-                    let _ = echo::echo_stream(tcp).await;
+                    let _ = echo::echo_stream(tcp, &buffers).await;
                 });
             }
         });
@@ -106,14 +113,16 @@ impl Target {
     pub async fn mux_in_process(protocol: Protocol) -> anyhow::Result<Target> {
         let listener = listen_loopback().await?;
         let addr = listener.local_addr()?;
-        let server_config = echo::echo_config(protocol, 1 << 18, Duration::from_secs(1))?;
+        let server_config = echo::echo_config(protocol, 1 << 18, Duration::from_secs(1), None)?;
         let server = tokio::spawn(async move {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             tcp.set_nodelay(true).ok();
             let (session, _driver) = polymux::tokio::server(tcp, server_config);
-            echo::serve_session(&session, &tokio_util::task::TaskTracker::new()).await;
+            let buffers = echo::EchoBuffers::new(BENCH_ECHO_BUFFERS);
+            let streams = tokio_util::task::TaskTracker::new();
+            echo::serve_session(&session, &streams, &buffers, None).await;
         });
         let mut target = Target::mux_connect(protocol, &addr.to_string()).await?;
         target.server = Some(server);
