@@ -22,19 +22,22 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
-    /// Installs the signal handlers (once, at startup, inside the runtime).
+    /// Installs the signal handlers (once, at startup, inside the runtime). They are
+    /// registered before this returns, so a signal that arrives as soon as the process says
+    /// it is listening is handled, not fatal.
     pub fn install() -> Shutdown {
         let token = CancellationToken::new();
         let trigger = token.clone();
+        let mut signals = Signals::register();
         tokio::spawn(async move {
-            let first = wait_for_signal().await;
+            let first = signals.next().await;
             // Cancel first: nothing that logging may do (stderr gone) can delay the shutdown.
             trigger.cancel();
             tracing::info!(
                 "{first} received: shutting down gracefully (no new connections; open streams \
                  may finish). Press Ctrl-C again to exit at once"
             );
-            let second = wait_for_signal().await;
+            let second = signals.next().await;
             say(format_args!(
                 "polymux: {second} received again: exiting at once"
             ));
@@ -59,25 +62,43 @@ impl Shutdown {
     }
 }
 
-async fn wait_for_signal() -> &'static str {
+/// SIGINT and SIGTERM, registered with the OS when created.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    registered: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let registered = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .map_err(|e| tracing::warn!("cannot handle SIGINT/SIGTERM: {e}"))
+                .ok();
+            Signals { registered }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            match &mut self.registered {
+                Some((int, term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                None => std::future::pending().await,
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 

@@ -65,6 +65,11 @@ impl Proc {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process wrote to stderr so far.
     pub fn logs(&self) -> String {
         self.stderr.lock().expect("lock").join("\n")
