@@ -198,11 +198,33 @@ pub async fn relay_opened(
                     io::ErrorKind::TimedOut,
                     format!("no answer from the other side within {HEADER_TIMEOUT:?}"),
                 ))
-            })??;
+            })?
+            .map_err(refused_by_the_engine)?;
         pump(&mut sr, &mut tw).await.map_err(RelayError::from)
     };
     let result = tokio::try_join!(upload, download);
     finish(sr.unsplit(sw), result)
+}
+
+/// A stream reset (or, on smux, closed) before any status came was refused by the other
+/// side's engine: its `--max-streams` or accept backlog was full, or it was shutting down.
+fn refused_by_the_engine(e: RelayError) -> RelayError {
+    match e {
+        RelayError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            RelayError::Refused {
+                what: "stream refused",
+                message: "the other side refused the new stream: its stream limit reached \
+                          (--max-streams), or it is shutting down"
+                    .to_owned(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// The acceptor's relay, after it wrote an ok status. On failure the stream is reset.

@@ -173,8 +173,9 @@ async fn limits_refuse_the_excess_with_clear_messages() {
     let local = client.addr_after("forwarding ").await;
     let first = hold_open(local).await;
     refused(local).await;
+    // The server's engine admits exactly --max-streams and logs the refusal at info.
     server
-        .wait_for("limit of 1 streams reached", Duration::from_secs(10))
+        .wait_for("the limit is --max-streams 1", Duration::from_secs(10))
         .await;
     client
         .wait_for("stream limit reached", Duration::from_secs(10))
