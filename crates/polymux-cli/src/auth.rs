@@ -27,7 +27,8 @@
 //! status the server closes it. The server compares SHA-256 digests of the two tokens with
 //! [`subtle`]'s constant-time equality, so neither the token's content nor its length leaks
 //! through timing; it answers a wrong token only after a short delay, to slow down guessing.
-//! The whole exchange (TLS included) must finish within [`HANDSHAKE_TIMEOUT`].
+//! The whole exchange (TLS included) must finish within the server's `--handshake-timeout`
+//! (see `crate::guard`) and the client's [`HANDSHAKE_TIMEOUT`].
 //!
 //! The mode and protocol are in the preamble so that a mismatch (a tunnel client pointed at a
 //! forward server, `--protocol smux2` against a yamux server) gets a clear message instead of a
@@ -52,7 +53,8 @@ pub const VERSION: u8 = 1;
 pub const MAX_TOKEN_LEN: usize = 1024;
 /// The longest status message sent or accepted.
 pub const MAX_MESSAGE_LEN: usize = 1024;
-/// The time limit for the TLS handshake plus the preamble.
+/// The client's time limit for the TLS handshake plus the preamble (servers use
+/// `--handshake-timeout`, 10 s by default).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server waits before answering a wrong token.
 const FAILURE_DELAY: Duration = Duration::from_millis(300);
@@ -248,7 +250,7 @@ impl std::error::Error for Refusal {}
 /// waits for its status: the caller answers with [`welcome_client`] or [`refuse_client`]
 /// (so that a client slot is only ever taken by an authenticated client). A [`Refusal`]
 /// means the client was told why and must be disconnected; other errors are I/O failures
-/// or garbage. The caller applies [`HANDSHAKE_TIMEOUT`].
+/// or garbage. The caller bounds it in time (`--handshake-timeout`).
 pub async fn authenticate_client<T>(io: &mut T, expect: &Expectation) -> anyhow::Result<()>
 where
     T: AsyncRead + AsyncWrite + Unpin,
