@@ -23,7 +23,7 @@
 //! - [`server`] / [`reconnect`] — the server's accept loop and the client's reconnect loop
 //!   shared by [`tunnel`] and [`forward`]; [`sessions`] — live sessions of a server;
 //!   [`limits`] — connection and stream limits.
-//! - [`echo`] — the echo server; [`bench`] — the benchmark.
+//! - [`echo`] — the echo server; [`bench`](mod@bench) — the benchmark.
 //! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining.
 
 #![deny(unsafe_code)]

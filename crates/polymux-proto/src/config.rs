@@ -32,7 +32,7 @@ pub const PROTOCOL_INITIAL_WINDOW: u32 = 256 * 1024;
 const NET_MUX_MAX_FRAME: u32 = 64 * 1024;
 
 /// Validated session configuration. Build one with a preset ([`Config::yamux`], …) and adjust
-/// it with [`Config::builder`]-style setters on [`ConfigBuilder`].
+/// it with the setters of [`ConfigBuilder`] ([`Config::to_builder`], then [`ConfigBuilder::build`]).
 ///
 /// ```
 /// use std::time::Duration;

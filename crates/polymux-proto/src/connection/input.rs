@@ -1,6 +1,7 @@
 //! Inputs: decoding received bytes and applying each frame to the session.
 //!
-//! Rules implemented here (DESIGN §1): SYN opens (parity and reuse checked; refused with RST —
+//! Rules implemented here (the per-dialect wire rules; peer behaviour cited in
+//! `docs/peer-facts.md`): SYN opens (parity and reuse checked; refused with RST —
 //! FIN on smux — when the backlog or stream limit is full or after our GoAway); ACK completes
 //! an open; FIN and RST are honoured on Data and WindowUpdate alike; data beyond the credit
 //! granted is a violation; a frame for a stream that existed but is gone is dropped quietly, one
