@@ -30,7 +30,6 @@ pub const PROTOCOL_INITIAL_WINDOW: u32 = 256 * 1024;
 
 /// The largest Data payload net-mux 1.x accepts (its default `max_frame_size`).
 const NET_MUX_MAX_FRAME: u32 = 64 * 1024;
-
 /// Validated session configuration. Build one with a preset ([`Config::yamux`], …) and adjust
 /// it with the setters of [`ConfigBuilder`] ([`Config::to_builder`], then [`ConfigBuilder::build`]).
 ///
@@ -272,96 +271,251 @@ impl ConfigBuilder {
         close_timeout: Duration
     );
 
-    /// Checks the combination and returns the configuration.
+    /// Checks the combination and returns the configuration, or the first rule it breaks.
     pub fn build(self) -> Result<Config, ConfigError> {
+        /// The largest frame payload on any dialect: the Rust `yamux` crate refuses inbound
+        /// frames over 1 MiB.
+        const PEER_MAX_FRAME: u32 = 1024 * 1024;
         let c = self.config;
-        let fail = |reason: String| Err(ConfigError { reason });
-        let protocol_min = match c.dialect {
+        let dialect = c.dialect;
+        let protocol_min = match dialect {
             Dialect::Yamux | Dialect::NetMux => PROTOCOL_INITIAL_WINDOW,
             Dialect::SmuxV1 | Dialect::SmuxV2 => 1,
         };
         if c.stream_window < protocol_min {
-            return fail(format!(
-                "stream_window {} is below the {} bytes every {} stream starts with",
-                c.stream_window,
-                protocol_min,
-                c.dialect.name()
-            ));
+            return Err(ConfigError::StreamWindowBelowProtocol {
+                stream_window: c.stream_window,
+                minimum: protocol_min,
+                dialect,
+            });
         }
         if c.max_stream_window < c.stream_window {
-            return fail(format!(
-                "max_stream_window {} is below stream_window {}",
-                c.max_stream_window, c.stream_window
-            ));
+            return Err(ConfigError::MaxStreamWindowBelowStreamWindow {
+                max_stream_window: c.max_stream_window,
+                stream_window: c.stream_window,
+            });
         }
         if c.session_recv_budget < c.stream_window as usize {
-            return fail(format!(
-                "session_recv_budget {} cannot hold even one stream window of {}",
-                c.session_recv_budget, c.stream_window
-            ));
+            return Err(ConfigError::RecvBudgetBelowStreamWindow {
+                session_recv_budget: c.session_recv_budget,
+                stream_window: c.stream_window,
+            });
         }
-        if c.max_frame_payload == 0 || c.max_frame_payload > c.dialect.max_frame_payload() {
-            return fail(format!(
-                "max_frame_payload {} must be between 1 and {} for {}",
-                c.max_frame_payload,
-                c.dialect.max_frame_payload(),
-                c.dialect.name()
-            ));
+        if c.max_frame_payload == 0 || c.max_frame_payload > dialect.max_frame_payload() {
+            return Err(ConfigError::FramePayloadOutOfRange {
+                max_frame_payload: c.max_frame_payload,
+                maximum: dialect.max_frame_payload(),
+                dialect,
+            });
         }
-        if c.dialect == Dialect::NetMux && c.max_frame_payload > NET_MUX_MAX_FRAME {
-            return fail(format!(
-                "max_frame_payload {} exceeds {NET_MUX_MAX_FRAME}, the largest Data frame net-mux \
-                 peers accept (they end the session on a larger one)",
-                c.max_frame_payload
-            ));
+        if dialect == Dialect::NetMux && c.max_frame_payload > NET_MUX_MAX_FRAME {
+            return Err(ConfigError::FramePayloadAboveNetMuxLimit {
+                max_frame_payload: c.max_frame_payload,
+                maximum: NET_MUX_MAX_FRAME,
+            });
         }
-        if c.max_frame_payload > 1024 * 1024 {
-            return fail(format!(
-                "max_frame_payload {} exceeds 1 MiB, which common yamux peers refuse",
-                c.max_frame_payload
-            ));
+        if c.max_frame_payload > PEER_MAX_FRAME {
+            return Err(ConfigError::FramePayloadAbovePeerLimit {
+                max_frame_payload: c.max_frame_payload,
+                maximum: PEER_MAX_FRAME,
+            });
         }
         if c.write_budget < c.max_frame_payload as usize {
-            return fail(format!(
-                "write_budget {} is smaller than one frame of max_frame_payload {}",
-                c.write_budget, c.max_frame_payload
-            ));
+            return Err(ConfigError::WriteBudgetBelowFrame {
+                write_budget: c.write_budget,
+                max_frame_payload: c.max_frame_payload,
+            });
         }
-        if c.accept_backlog == 0 || c.max_unacked_outbound == 0 || c.max_streams == 0 {
-            return fail(
-                "accept_backlog, max_unacked_outbound and max_streams must be at least 1".into(),
-            );
+        for (setting, value) in [
+            ("accept_backlog", c.accept_backlog),
+            ("max_unacked_outbound", c.max_unacked_outbound),
+            ("max_streams", c.max_streams),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit { setting });
+            }
         }
         if c.keepalive_timeout.is_zero() {
-            return fail("keepalive_timeout must be positive".into());
+            return Err(ConfigError::ZeroKeepaliveTimeout);
         }
         if c.keepalive_interval.is_some_and(|i| i.is_zero()) {
-            return fail("keepalive_interval must be positive (use None to disable)".into());
+            return Err(ConfigError::ZeroKeepaliveInterval);
         }
-        let silence_based = matches!(c.dialect, Dialect::SmuxV1 | Dialect::SmuxV2);
+        let silence_based = matches!(dialect, Dialect::SmuxV1 | Dialect::SmuxV2);
         if let Some(interval) = c.keepalive_interval.filter(|_| silence_based) {
             if c.keepalive_timeout < interval {
-                return fail(format!(
-                    "keepalive_timeout {:?} is shorter than keepalive_interval {interval:?}: smux \
-                     detects a dead peer by silence, and a peer sending NOPs at the same interval \
-                     would be declared dead between two of them",
-                    c.keepalive_timeout
-                ));
+                return Err(ConfigError::KeepaliveTimeoutBelowInterval {
+                    keepalive_timeout: c.keepalive_timeout,
+                    keepalive_interval: interval,
+                });
             }
         }
         Ok(c)
     }
 }
 
-/// A configuration that makes no sense, with the reason.
+/// A configuration that makes no sense: the rule [`ConfigBuilder::build`] found broken, with
+/// the values that broke it. `Display` explains it in a sentence.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    reason: String,
+#[non_exhaustive]
+pub enum ConfigError {
+    /// [`stream_window`](Config::stream_window) is below the window every stream of the
+    /// dialect starts with (256 KiB on yamux and net-mux, 1 byte on smux).
+    StreamWindowBelowProtocol {
+        /// The configured window.
+        stream_window: u32,
+        /// The dialect's initial window.
+        minimum: u32,
+        /// The configured dialect.
+        dialect: Dialect,
+    },
+    /// [`max_stream_window`](Config::max_stream_window) is below
+    /// [`stream_window`](Config::stream_window).
+    MaxStreamWindowBelowStreamWindow {
+        /// The configured auto-tuning ceiling.
+        max_stream_window: u32,
+        /// The configured initial window.
+        stream_window: u32,
+    },
+    /// [`session_recv_budget`](Config::session_recv_budget) cannot hold one stream window.
+    RecvBudgetBelowStreamWindow {
+        /// The configured budget.
+        session_recv_budget: usize,
+        /// The configured window.
+        stream_window: u32,
+    },
+    /// [`max_frame_payload`](Config::max_frame_payload) is 0 or more than the dialect's
+    /// length field can express.
+    FramePayloadOutOfRange {
+        /// The configured frame payload.
+        max_frame_payload: u32,
+        /// The dialect's largest payload.
+        maximum: u32,
+        /// The configured dialect.
+        dialect: Dialect,
+    },
+    /// [`max_frame_payload`](Config::max_frame_payload) exceeds 64 KiB on net-mux, whose
+    /// peers end the session on a larger Data frame.
+    FramePayloadAboveNetMuxLimit {
+        /// The configured frame payload.
+        max_frame_payload: u32,
+        /// The largest Data payload net-mux peers accept.
+        maximum: u32,
+    },
+    /// [`max_frame_payload`](Config::max_frame_payload) exceeds 1 MiB, which common yamux
+    /// peers refuse.
+    FramePayloadAbovePeerLimit {
+        /// The configured frame payload.
+        max_frame_payload: u32,
+        /// The largest payload common peers accept.
+        maximum: u32,
+    },
+    /// [`write_budget`](Config::write_budget) cannot hold one frame of
+    /// [`max_frame_payload`](Config::max_frame_payload).
+    WriteBudgetBelowFrame {
+        /// The configured budget.
+        write_budget: usize,
+        /// The configured frame payload.
+        max_frame_payload: u32,
+    },
+    /// A count limit ([`accept_backlog`](Config::accept_backlog),
+    /// [`max_unacked_outbound`](Config::max_unacked_outbound) or
+    /// [`max_streams`](Config::max_streams)) is 0.
+    ZeroLimit {
+        /// The name of the setting.
+        setting: &'static str,
+    },
+    /// [`keepalive_timeout`](Config::keepalive_timeout) is zero.
+    ZeroKeepaliveTimeout,
+    /// [`keepalive_interval`](Config::keepalive_interval) is `Some(0)` (`None` disables it).
+    ZeroKeepaliveInterval,
+    /// On smux, which detects a dead peer by silence, the keep-alive timeout is shorter than
+    /// the interval: a peer sending NOPs at the same interval would be declared dead between
+    /// two of them.
+    KeepaliveTimeoutBelowInterval {
+        /// The configured timeout.
+        keepalive_timeout: Duration,
+        /// The configured interval.
+        keepalive_interval: Duration,
+    },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid polymux configuration: {}", self.reason)
+        f.write_str("invalid polymux configuration: ")?;
+        match self {
+            ConfigError::StreamWindowBelowProtocol {
+                stream_window,
+                minimum,
+                dialect,
+            } => write!(
+                f,
+                "stream_window {stream_window} is below the {minimum} bytes every {} stream \
+                 starts with",
+                dialect.name()
+            ),
+            ConfigError::MaxStreamWindowBelowStreamWindow {
+                max_stream_window,
+                stream_window,
+            } => write!(
+                f,
+                "max_stream_window {max_stream_window} is below stream_window {stream_window}"
+            ),
+            ConfigError::RecvBudgetBelowStreamWindow {
+                session_recv_budget,
+                stream_window,
+            } => write!(
+                f,
+                "session_recv_budget {session_recv_budget} cannot hold even one stream window \
+                 of {stream_window}"
+            ),
+            ConfigError::FramePayloadOutOfRange {
+                max_frame_payload,
+                maximum,
+                dialect,
+            } => write!(
+                f,
+                "max_frame_payload {max_frame_payload} must be between 1 and {maximum} for {}",
+                dialect.name()
+            ),
+            ConfigError::FramePayloadAboveNetMuxLimit {
+                max_frame_payload,
+                maximum,
+            } => write!(
+                f,
+                "max_frame_payload {max_frame_payload} exceeds {maximum}, the largest Data frame \
+                 net-mux peers accept (they end the session on a larger one)"
+            ),
+            ConfigError::FramePayloadAbovePeerLimit {
+                max_frame_payload, ..
+            } => write!(
+                f,
+                "max_frame_payload {max_frame_payload} exceeds 1 MiB, which common yamux peers \
+                 refuse"
+            ),
+            ConfigError::WriteBudgetBelowFrame {
+                write_budget,
+                max_frame_payload,
+            } => write!(
+                f,
+                "write_budget {write_budget} is smaller than one frame of max_frame_payload \
+                 {max_frame_payload}"
+            ),
+            ConfigError::ZeroLimit { setting } => write!(f, "{setting} must be at least 1"),
+            ConfigError::ZeroKeepaliveTimeout => f.write_str("keepalive_timeout must be positive"),
+            ConfigError::ZeroKeepaliveInterval => {
+                f.write_str("keepalive_interval must be positive (use None to disable)")
+            }
+            ConfigError::KeepaliveTimeoutBelowInterval {
+                keepalive_timeout,
+                keepalive_interval,
+            } => write!(
+                f,
+                "keepalive_timeout {keepalive_timeout:?} is shorter than keepalive_interval \
+                 {keepalive_interval:?}: smux detects a dead peer by silence, and a peer sending \
+                 NOPs at the same interval would be declared dead between two of them"
+            ),
+        }
     }
 }
 
@@ -427,5 +581,98 @@ mod tests {
             .keepalive_timeout(Duration::from_secs(5))
             .build()
             .is_ok());
+    }
+
+    #[test]
+    fn each_rule_has_its_own_error() {
+        let err = |b: ConfigBuilder| b.build().unwrap_err();
+        assert_eq!(
+            err(Config::yamux().to_builder().stream_window(1024)),
+            ConfigError::StreamWindowBelowProtocol {
+                stream_window: 1024,
+                minimum: PROTOCOL_INITIAL_WINDOW,
+                dialect: Dialect::Yamux,
+            }
+        );
+        assert_eq!(
+            err(Config::smux_v2().to_builder().max_stream_window(0)),
+            ConfigError::MaxStreamWindowBelowStreamWindow {
+                max_stream_window: 0,
+                stream_window: Config::smux_v2().stream_window(),
+            }
+        );
+        assert!(matches!(
+            err(Config::yamux().to_builder().session_recv_budget(10)),
+            ConfigError::RecvBudgetBelowStreamWindow {
+                session_recv_budget: 10,
+                ..
+            }
+        ));
+        assert_eq!(
+            err(Config::smux_v1().to_builder().max_frame_payload(0)),
+            ConfigError::FramePayloadOutOfRange {
+                max_frame_payload: 0,
+                maximum: 65_535,
+                dialect: Dialect::SmuxV1,
+            }
+        );
+        assert_eq!(
+            err(Config::net_mux().to_builder().max_frame_payload(65_537)),
+            ConfigError::FramePayloadAboveNetMuxLimit {
+                max_frame_payload: 65_537,
+                maximum: 65_536,
+            }
+        );
+        assert!(matches!(
+            err(Config::yamux()
+                .to_builder()
+                .write_budget(1 << 30)
+                .max_frame_payload((1 << 20) + 1)),
+            ConfigError::FramePayloadAbovePeerLimit { .. }
+        ));
+        assert!(matches!(
+            err(Config::yamux().to_builder().write_budget(1)),
+            ConfigError::WriteBudgetBelowFrame {
+                write_budget: 1,
+                ..
+            }
+        ));
+        for (builder, setting) in [
+            (
+                Config::yamux().to_builder().accept_backlog(0),
+                "accept_backlog",
+            ),
+            (
+                Config::yamux().to_builder().max_unacked_outbound(0),
+                "max_unacked_outbound",
+            ),
+            (Config::yamux().to_builder().max_streams(0), "max_streams"),
+        ] {
+            let e = err(builder);
+            assert_eq!(e, ConfigError::ZeroLimit { setting });
+            assert!(e.to_string().contains(setting));
+        }
+        assert_eq!(
+            err(Config::yamux()
+                .to_builder()
+                .keepalive_timeout(Duration::ZERO)),
+            ConfigError::ZeroKeepaliveTimeout
+        );
+        assert_eq!(
+            err(Config::yamux()
+                .to_builder()
+                .keepalive_interval(Some(Duration::ZERO))),
+            ConfigError::ZeroKeepaliveInterval
+        );
+        assert_eq!(
+            err(Config::smux_v1()
+                .to_builder()
+                .keepalive_interval(Some(Duration::from_secs(10)))
+                .keepalive_timeout(Duration::from_secs(5))),
+            ConfigError::KeepaliveTimeoutBelowInterval {
+                keepalive_timeout: Duration::from_secs(5),
+                keepalive_interval: Duration::from_secs(10),
+            }
+        );
     }
 }

@@ -40,6 +40,6 @@ mod waiters;
 pub use codec::Dialect;
 pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};
 pub use connection::{Connection, Role, Stats, StreamKey};
-pub use error::{Error, Violation};
+pub use error::{Error, TransportError, Violation};
 pub use frame::{Flags, Frame, StreamId};
 pub use tx::Transmit;

@@ -372,7 +372,7 @@ impl Connection {
 
     /// The transport failed.
     pub fn handle_transport_error(&mut self, error: &std::io::Error) {
-        self.end(Error::Transport(error.kind(), error.to_string()));
+        self.end(Error::Transport(error.into()));
     }
 
     /// Ends the session: every waiting task wakes and sees `reason`. A protocol violation (and,
