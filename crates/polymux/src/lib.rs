@@ -54,6 +54,11 @@ pub use session::{Incoming, Session};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The crate's own README (the crates.io page), compiled likewise.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;
 pub use stream::Stream;
 #[cfg(feature = "tokio")]
 pub use transport::TokioIo;

@@ -41,6 +41,21 @@ impl Stream {
     }
 
     /// The stream's id on the wire.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// let stream = client.open().await?;
+    /// assert_eq!(stream.id(), polymux::StreamId(1)); // a client's first stream on yamux
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> StreamId {
         self.id
     }
@@ -48,6 +63,25 @@ impl Stream {
     /// Aborts the stream in both directions: RST on yamux and net-mux; on smux, which has no
     /// reset, a FIN (the peer sees an orderly end) while this side discards what arrives.
     /// Pending and later reads and writes fail with `ConnectionReset`.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use futures::AsyncWriteExt;
+    ///
+    /// let mut stream = client.open().await?;
+    /// stream.reset();
+    /// let err = stream.write_all(b"late").await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    /// # Ok(()) }
+    /// ```
     pub fn reset(&mut self) {
         self.shared.lock().reset(self.key);
     }
