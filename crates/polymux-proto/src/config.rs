@@ -63,6 +63,14 @@ pub struct Config {
 
 impl Config {
     /// yamux with the defaults described on each getter.
+    ///
+    /// ```
+    /// use polymux_proto::{Config, Dialect};
+    ///
+    /// let config = Config::yamux();
+    /// assert_eq!(config.dialect(), Dialect::Yamux);
+    /// assert_eq!(config.stream_window(), 256 * 1024);
+    /// ```
     pub fn yamux() -> Config {
         Config {
             dialect: Dialect::Yamux,
@@ -83,6 +91,14 @@ impl Config {
     /// smux version 1: no per-stream flow control (memory is bounded by the session budget
     /// alone, so one unread stream can stall the others once the budget is full), NOP
     /// keep-alive every 10 s, frames split at 32 KiB like Go's default.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::smux_v1();
+    /// assert_eq!(config.max_frame_payload(), 32 * 1024);
+    /// assert_eq!(config.keepalive_interval(), Some(std::time::Duration::from_secs(10)));
+    /// ```
     pub fn smux_v1() -> Config {
         Config {
             dialect: Dialect::SmuxV1,
@@ -95,6 +111,12 @@ impl Config {
 
     /// smux version 2: v1 plus per-stream windows (UPD frames), so a slow reader only stalls
     /// its own stream.
+    ///
+    /// ```
+    /// use polymux_proto::{Config, Dialect};
+    ///
+    /// assert_eq!(Config::smux_v2().dialect(), Dialect::SmuxV2);
+    /// ```
     pub fn smux_v2() -> Config {
         Config {
             dialect: Dialect::SmuxV2,
@@ -103,6 +125,12 @@ impl Config {
     }
 
     /// net-mux 1.x.
+    ///
+    /// ```
+    /// use polymux_proto::{Config, Dialect};
+    ///
+    /// assert_eq!(Config::net_mux().dialect(), Dialect::NetMux);
+    /// ```
     pub fn net_mux() -> Config {
         Config {
             dialect: Dialect::NetMux,
@@ -111,6 +139,12 @@ impl Config {
     }
 
     /// The preset for `dialect`.
+    ///
+    /// ```
+    /// use polymux_proto::{Config, Dialect};
+    ///
+    /// assert_eq!(Config::for_dialect(Dialect::SmuxV2), Config::smux_v2());
+    /// ```
     pub fn for_dialect(dialect: Dialect) -> Config {
         match dialect {
             Dialect::Yamux => Config::yamux(),
@@ -121,6 +155,16 @@ impl Config {
     }
 
     /// A builder starting from this configuration.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let base = Config::yamux();
+    /// let bigger = base.to_builder().accept_backlog(1024).build()?;
+    /// assert_eq!(bigger.accept_backlog(), 1024);
+    /// assert_eq!(bigger.max_streams(), base.max_streams()); // the rest is unchanged
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn to_builder(&self) -> ConfigBuilder {
         ConfigBuilder {
             config: self.clone(),
@@ -128,6 +172,12 @@ impl Config {
     }
 
     /// The wire protocol.
+    ///
+    /// ```
+    /// use polymux_proto::{Config, Dialect};
+    ///
+    /// assert_eq!(Config::smux_v1().dialect(), Dialect::SmuxV1);
+    /// ```
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -140,26 +190,70 @@ impl Config {
     /// no flow control: this, [`max_stream_window`](Self::max_stream_window) and
     /// [`max_unacked_outbound`](Self::max_unacked_outbound) do not apply; the session receive
     /// budget alone bounds memory.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().stream_window(1 << 20).build()?;
+    /// assert_eq!(config.stream_window(), 1 << 20);
+    /// // Below the 256 KiB every yamux stream starts with: rejected.
+    /// assert!(Config::yamux().to_builder().stream_window(1024).build().is_err());
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn stream_window(&self) -> u32 {
         self.stream_window
     }
 
     /// Upper bound for auto-tuning a stream's receive window. Default 16 MiB.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().max_stream_window(4 << 20).build()?;
+    /// assert_eq!(config.max_stream_window(), 4 << 20);
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn max_stream_window(&self) -> u32 {
         self.max_stream_window
     }
 
     /// Bytes received but not yet read by applications, over all streams. Default 32 MiB.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().session_recv_budget(8 << 20).build()?;
+    /// assert_eq!(config.session_recv_budget(), 8 << 20);
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn session_recv_budget(&self) -> usize {
         self.session_recv_budget
     }
 
     /// Bytes accepted from writers but not yet written to the transport. Default 1 MiB.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().write_budget(4 << 20).build()?;
+    /// assert_eq!(config.write_budget(), 4 << 20);
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn write_budget(&self) -> usize {
         self.write_budget
     }
 
     /// Largest payload of one outbound data frame. Default 64 KiB (yamux, net-mux), 32 KiB (smux).
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().max_frame_payload(16 * 1024).build()?;
+    /// assert_eq!(config.max_frame_payload(), 16 * 1024);
+    /// // smux's length field has 16 bits.
+    /// assert!(Config::smux_v2().to_builder().max_frame_payload(70_000).build().is_err());
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn max_frame_payload(&self) -> u32 {
         self.max_frame_payload
     }
@@ -172,16 +266,40 @@ impl Config {
     /// input pause once the budget is full (back-pressure, not loss). Such an application
     /// should accept and drop what it does not want, or keep `accept_backlog` × 256 KiB below
     /// the budget.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().accept_backlog(16).build()?;
+    /// assert_eq!(config.accept_backlog(), 16);
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn accept_backlog(&self) -> usize {
         self.accept_backlog
     }
 
     /// Outbound streams the peer has not acknowledged yet; `open()` waits beyond. Default 256.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().max_unacked_outbound(64).build()?;
+    /// assert_eq!(config.max_unacked_outbound(), 64);
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn max_unacked_outbound(&self) -> usize {
         self.max_unacked_outbound
     }
 
     /// Live streams (both directions). Default 65 536.
+    ///
+    /// ```
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux().to_builder().max_streams(1000).build()?;
+    /// assert_eq!(config.max_streams(), 1000);
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn max_streams(&self) -> usize {
         self.max_streams
     }
@@ -192,6 +310,20 @@ impl Config {
     /// On smux, `None` also disables dead-peer detection (it works by silence, and without our
     /// NOPs a quiet session is indistinguishable from a dead one), and Go peers close a session
     /// that sent them nothing for 30 s: keep it on unless the application keeps traffic flowing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use polymux_proto::Config;
+    ///
+    /// let quiet = Config::yamux().to_builder().keepalive_interval(None).build()?;
+    /// assert_eq!(quiet.keepalive_interval(), None);
+    /// let chatty = Config::yamux()
+    ///     .to_builder()
+    ///     .keepalive_interval(Some(Duration::from_secs(5)))
+    ///     .build()?;
+    /// assert_eq!(chatty.keepalive_interval(), Some(Duration::from_secs(5)));
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn keepalive_interval(&self) -> Option<Duration> {
         self.keepalive_interval
     }
@@ -199,11 +331,35 @@ impl Config {
     /// How long a silent peer may stay silent while a keep-alive is unanswered (smux: how long
     /// the peer may send nothing at all) before the session ends with
     /// [`Error::KeepAliveTimeout`](crate::Error::KeepAliveTimeout). Default 15 s (yamux), 30 s (smux).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux()
+    ///     .to_builder()
+    ///     .keepalive_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// assert_eq!(config.keepalive_timeout(), Duration::from_secs(5));
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn keepalive_timeout(&self) -> Duration {
         self.keepalive_timeout
     }
 
     /// How long a graceful `close()` waits for open streams to finish. Default 5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use polymux_proto::Config;
+    ///
+    /// let config = Config::yamux()
+    ///     .to_builder()
+    ///     .close_timeout(Duration::from_secs(1))
+    ///     .build()?;
+    /// assert_eq!(config.close_timeout(), Duration::from_secs(1));
+    /// # Ok::<(), polymux_proto::ConfigError>(())
+    /// ```
     pub fn close_timeout(&self) -> Duration {
         self.close_timeout
     }
@@ -272,6 +428,14 @@ impl ConfigBuilder {
     );
 
     /// Checks the combination and returns the configuration, or the first rule it breaks.
+    ///
+    /// ```
+    /// use polymux_proto::{Config, ConfigError};
+    ///
+    /// let err = Config::yamux().to_builder().max_streams(0).build().unwrap_err();
+    /// assert_eq!(err, ConfigError::ZeroLimit { setting: "max_streams" });
+    /// assert_eq!(err.to_string(), "invalid polymux configuration: max_streams must be at least 1");
+    /// ```
     pub fn build(self) -> Result<Config, ConfigError> {
         /// The largest frame payload on any dialect: the Rust `yamux` crate refuses inbound
         /// frames over 1 MiB.
