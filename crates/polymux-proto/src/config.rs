@@ -31,7 +31,8 @@ pub const PROTOCOL_INITIAL_WINDOW: u32 = 256 * 1024;
 /// The largest Data payload net-mux 1.x accepts (its default `max_frame_size`).
 const NET_MUX_MAX_FRAME: u32 = 64 * 1024;
 /// Validated session configuration. Build one with a preset ([`Config::yamux`], …) and adjust
-/// it with the setters of [`ConfigBuilder`] ([`Config::to_builder`], then [`ConfigBuilder::build`]).
+/// it with the setters of [`ConfigBuilder`] ([`Config::to_builder`], then
+/// [`ConfigBuilder::build`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -434,7 +435,10 @@ impl ConfigBuilder {
     ///
     /// let err = Config::yamux().to_builder().max_streams(0).build().unwrap_err();
     /// assert_eq!(err, ConfigError::ZeroLimit { setting: "max_streams" });
-    /// assert_eq!(err.to_string(), "invalid polymux configuration: max_streams must be at least 1");
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid polymux configuration: max_streams must be at least 1"
+    /// );
     /// ```
     pub fn build(self) -> Result<Config, ConfigError> {
         /// The largest frame payload on any dialect: the Rust `yamux` crate refuses inbound
