@@ -41,6 +41,7 @@
 //! `SIM_TRACE=1` for every operation and batch; `SIM_SEEDS=400` runs more seeds, `SIM_STEPS`
 //! longer runs, `SIM_VERBOSE=1` prints each run's coverage.
 
+mod common;
 mod sim;
 
 use std::sync::Arc;
@@ -289,7 +290,7 @@ fn idle_pair_survives_and_ping_measures_the_round_trip() {
             let now = sim.now();
             let ticket = sim.sides[0].conn.start_ping(now).expect("ping starts");
             sim.settle();
-            let waker = noop_waker();
+            let waker = Waker::noop();
             let mut answered_at = None;
             for _ in 0..1_000 {
                 if let Poll::Ready(r) = sim.sides[0].conn.poll_ping(ticket, &waker) {
@@ -405,16 +406,6 @@ fn budget_pause_resumes_without_loss() {
 
 // ---- regressions for engine bugs the simulation found ------------------------------------------
 
-struct NoopWake;
-
-impl Wake for NoopWake {
-    fn wake(self: Arc<Self>) {}
-}
-
-fn noop_waker() -> Waker {
-    Waker::from(Arc::new(NoopWake))
-}
-
 /// Moves everything `from` has queued into `wire`.
 fn pump(from: &mut Connection, wire: &mut BytesMut) {
     while let Some(batch) = from.poll_transmit() {
@@ -438,7 +429,7 @@ fn connected_stream(
     let config = Config::for_dialect(dialect);
     let mut client = Connection::new(Role::Client, config.clone(), now);
     let mut server = Connection::new(Role::Server, config, now);
-    let w = noop_waker();
+    let w = Waker::noop();
     let Poll::Ready(Ok(ck)) = client.poll_open(&w) else {
         panic!("open")
     };
@@ -461,7 +452,7 @@ fn connected_stream(
 #[test]
 fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
     let now = Instant::now();
-    let w = noop_waker();
+    let w = Waker::noop();
     // On smux a locally reset stream lingers until the peer's FIN (there is no RST), which
     // follows the frame in flight, so there the slot cannot be reused mid-frame.
     for dialect in [Dialect::Yamux, Dialect::NetMux] {
@@ -504,7 +495,7 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
 #[test]
 fn read_after_local_reset_fails_even_after_fin() {
     let now = Instant::now();
-    let w = noop_waker();
+    let w = Waker::noop();
     for dialect in ALL {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
         assert_eq!(client.poll_write(ck, &w, &[1u8; 100]), Poll::Ready(Ok(100)));
@@ -559,7 +550,7 @@ fn every_task_waiting_to_accept_is_woken() {
         assert!(server.poll_accept(&wa).is_pending());
         assert!(server.poll_accept(&wb).is_pending());
         assert!(server.poll_accept(&wa).is_pending(), "polling again");
-        let Poll::Ready(Ok(_)) = client.poll_open(&noop_waker()) else {
+        let Poll::Ready(Ok(_)) = client.poll_open(Waker::noop()) else {
             panic!("open")
         };
         let mut wire = BytesMut::new();
@@ -600,7 +591,7 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
                 .expect("config");
             let mut client = Connection::new(Role::Client, config.clone(), now);
             let mut server = Connection::new(Role::Server, config, now);
-            let w = noop_waker();
+            let w = Waker::noop();
             let mut wire = BytesMut::new();
             let mut keys = Vec::new();
             for _ in 0..2 {
@@ -663,7 +654,7 @@ const PROTOCOL_WINDOW: usize = polymux_proto::PROTOCOL_INITIAL_WINDOW as usize;
 #[test]
 fn smux_v2_first_read_sends_an_update() {
     let now = Instant::now();
-    let w = noop_waker();
+    let w = Waker::noop();
     let (mut client, mut server, ck, sk) = connected_stream(Dialect::SmuxV2, now);
     assert_eq!(
         client.poll_write(ck, &w, &[5u8; 1000]),
