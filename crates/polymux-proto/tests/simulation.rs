@@ -293,7 +293,7 @@ fn idle_pair_survives_and_ping_measures_the_round_trip() {
             let waker = Waker::noop();
             let mut answered_at = None;
             for _ in 0..1_000 {
-                if let Poll::Ready(r) = sim.sides[0].conn.poll_ping(ticket, &waker) {
+                if let Poll::Ready(r) = sim.sides[0].conn.poll_ping(ticket, waker) {
                     assert_eq!(
                         r,
                         Ok(rtt),
@@ -430,18 +430,18 @@ fn connected_stream(
     let mut client = Connection::new(Role::Client, config.clone(), now);
     let mut server = Connection::new(Role::Server, config, now);
     let w = Waker::noop();
-    let Poll::Ready(Ok(ck)) = client.poll_open(&w) else {
+    let Poll::Ready(Ok(ck)) = client.poll_open(w) else {
         panic!("open")
     };
     let mut wire = BytesMut::new();
     pump(&mut client, &mut wire);
     server.handle_input(&mut wire, now);
-    let Poll::Ready(Ok(sk)) = server.poll_accept(&w) else {
+    let Poll::Ready(Ok(sk)) = server.poll_accept(w) else {
         panic!("accept")
     };
     pump(&mut server, &mut wire);
     client.handle_input(&mut wire, now);
-    assert!(client.poll_established(ck, &w).is_ready());
+    assert!(client.poll_established(ck, w).is_ready());
     (client, server, ck, sk)
 }
 
@@ -458,7 +458,7 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
     for dialect in [Dialect::Yamux, Dialect::NetMux] {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
         assert_eq!(
-            client.poll_write(ck, &w, &[7u8; 20_000]),
+            client.poll_write(ck, w, &[7u8; 20_000]),
             Poll::Ready(Ok(20_000))
         );
         let mut wire = BytesMut::new();
@@ -471,7 +471,7 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
         assert!(first.is_empty());
         server.reset(sk);
         server.release(sk);
-        let Poll::Ready(Ok(reused)) = server.poll_open(&w) else {
+        let Poll::Ready(Ok(reused)) = server.poll_open(w) else {
             panic!("open")
         };
         assert_eq!(
@@ -482,7 +482,7 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
         assert!(wire.is_empty() && !server.is_ended());
         let mut buf = [0u8; 64];
         assert_eq!(
-            server.poll_read(reused, &w, &mut buf),
+            server.poll_read(reused, w, &mut buf),
             Poll::Pending,
             "{}: the new stream received the released stream's bytes",
             dialect.name()
@@ -498,7 +498,7 @@ fn read_after_local_reset_fails_even_after_fin() {
     let w = Waker::noop();
     for dialect in ALL {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
-        assert_eq!(client.poll_write(ck, &w, &[1u8; 100]), Poll::Ready(Ok(100)));
+        assert_eq!(client.poll_write(ck, w, &[1u8; 100]), Poll::Ready(Ok(100)));
         client.close_write(ck).expect("half-close");
         let mut wire = BytesMut::new();
         pump(&mut client, &mut wire);
@@ -506,7 +506,7 @@ fn read_after_local_reset_fails_even_after_fin() {
         server.reset(sk);
         let mut buf = [0u8; 200];
         assert_eq!(
-            server.poll_read(sk, &w, &mut buf),
+            server.poll_read(sk, w, &mut buf),
             Poll::Ready(Err(Error::StreamReset)),
             "{}",
             dialect.name()
@@ -595,7 +595,7 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             let mut wire = BytesMut::new();
             let mut keys = Vec::new();
             for _ in 0..2 {
-                let Poll::Ready(Ok(k)) = client.poll_open(&w) else {
+                let Poll::Ready(Ok(k)) = client.poll_open(w) else {
                     panic!("open")
                 };
                 keys.push(k);
@@ -603,7 +603,7 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             pump(&mut client, &mut wire);
             server.handle_input(&mut wire, now);
             let mut accepted = Vec::new();
-            while let Poll::Ready(Ok(k)) = server.poll_accept(&w) {
+            while let Poll::Ready(Ok(k)) = server.poll_accept(w) {
                 accepted.push(k);
             }
             assert_eq!(accepted.len(), 2, "{ctx}");
@@ -613,7 +613,7 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             for &k in &keys {
                 let mut sent = 0;
                 while sent < PROTOCOL_WINDOW {
-                    match client.poll_write(k, &w, &vec![9u8; PROTOCOL_WINDOW - sent]) {
+                    match client.poll_write(k, w, &vec![9u8; PROTOCOL_WINDOW - sent]) {
                         Poll::Ready(Ok(n)) => sent += n,
                         other => panic!("{ctx}: write {other:?}"),
                     }
@@ -636,7 +636,7 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             assert!(wire.is_empty(), "{ctx}: the rest is taken in");
             let mut buf = vec![0u8; PROTOCOL_WINDOW];
             let mut got = 0;
-            while let Poll::Ready(Ok(n)) = server.poll_read(accepted[1], &w, &mut buf) {
+            while let Poll::Ready(Ok(n)) = server.poll_read(accepted[1], w, &mut buf) {
                 if n == 0 {
                     break;
                 }
@@ -657,18 +657,18 @@ fn smux_v2_first_read_sends_an_update() {
     let w = Waker::noop();
     let (mut client, mut server, ck, sk) = connected_stream(Dialect::SmuxV2, now);
     assert_eq!(
-        client.poll_write(ck, &w, &[5u8; 1000]),
+        client.poll_write(ck, w, &[5u8; 1000]),
         Poll::Ready(Ok(1000))
     );
     let mut wire = BytesMut::new();
     pump(&mut client, &mut wire);
     server.handle_input(&mut wire, now);
     // A zero-length read is not the first read: it reports nothing.
-    assert_eq!(server.poll_read(sk, &w, &mut []), Poll::Ready(Ok(0)));
+    assert_eq!(server.poll_read(sk, w, &mut []), Poll::Ready(Ok(0)));
     pump(&mut server, &mut wire);
     assert!(wire.is_empty(), "no update for an empty read");
     let mut buf = [0u8; 10];
-    assert_eq!(server.poll_read(sk, &w, &mut buf), Poll::Ready(Ok(10)));
+    assert_eq!(server.poll_read(sk, w, &mut buf), Poll::Ready(Ok(10)));
     pump(&mut server, &mut wire);
     let window = Config::smux_v2().stream_window();
     let mut upd = vec![2u8, 4, 8, 0];
@@ -677,7 +677,7 @@ fn smux_v2_first_read_sends_an_update() {
     upd.extend_from_slice(&window.to_le_bytes());
     assert_eq!(&wire[..], &upd[..], "UPD(consumed 10, window)");
     // The second read is not the first: nothing until half a window is read.
-    assert_eq!(server.poll_read(sk, &w, &mut buf), Poll::Ready(Ok(10)));
+    assert_eq!(server.poll_read(sk, w, &mut buf), Poll::Ready(Ok(10)));
     wire.clear();
     pump(&mut server, &mut wire);
     assert!(wire.is_empty(), "no update for a small second read");
