@@ -258,9 +258,8 @@ impl Session {
     fn output(&mut self) -> Vec<u8> {
         let mut wire = Vec::new();
         while let Some(batch) = self.conn.poll_transmit() {
-            wire.extend_from_slice(&batch.control);
-            wire.extend_from_slice(&batch.data);
-            self.conn.transmitted(&batch);
+            batch.copy_to(&mut wire);
+            self.conn.transmitted(batch);
         }
         wire
     }
@@ -1179,7 +1178,7 @@ fn refusal_flood_is_bounded() {
                 next += 2;
                 refused += 1;
             }
-            s.conn.transmitted(&batch);
+            s.conn.transmitted(batch);
             s.feed(&[]);
         }
         assert!(s.rx.is_empty(), "{ctx}");
@@ -1357,7 +1356,7 @@ fn ping_flood_is_bounded() {
                 assert_eq!(frame, pong(d, expected), "{ctx}");
                 expected += 1;
             }
-            s.conn.transmitted(&batch);
+            s.conn.transmitted(batch);
             rounds += 1;
             if s.rx.is_empty() {
                 break;

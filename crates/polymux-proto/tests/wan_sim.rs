@@ -118,7 +118,7 @@ fn rpc_beside_bulk_is_answered_in_every_dialect() {
             rpc: true,
             limit: Duration::from_secs(60),
             seed: 7,
-            notsent_lowat: None,
+            notsent_lowat: std::env::var("LOWAT").ok().map(|v| v.parse().unwrap()),
         });
         assert!(
             out.finished.is_some(),

@@ -122,9 +122,8 @@ enum RxFrame {
 /// // Move the client's bytes to the server.
 /// let mut wire = BytesMut::new();
 /// while let Some(batch) = client.poll_transmit() {
-///     wire.extend_from_slice(&batch.control);
-///     wire.extend_from_slice(&batch.data);
-///     client.transmitted(&batch);
+///     batch.copy_to(&mut wire);
+///     client.transmitted(batch);
 /// }
 /// server.handle_input(&mut wire, now);
 ///
@@ -251,15 +250,48 @@ impl Connection {
 
     // ---- outputs -------------------------------------------------------------------------
 
-    /// The next batch of bytes to write, if any. Write all of `control`, then all of `data`,
-    /// then report it with [`transmitted`](Self::transmitted) before taking the next batch.
+    /// The next batch of bytes to write, if any. Write all of `control`, then every piece of
+    /// `data` (a vectored write), then report it with [`transmitted`](Self::transmitted)
+    /// before taking the next batch.
+    ///
+    /// Control frames come first; stream data follows round-robin, one frame per ready stream
+    /// per turn, up to about 128 KiB per batch (see `tx.rs`), so a small frame never waits
+    /// behind a long run of another stream's data.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.tx.take()
+        let control = self.tx.take_control()?;
+        let frame_payload = self.config.max_frame_payload() as usize;
+        let mut data = self.tx.piece_list();
+        let mut data_len = 0;
+        while data_len < crate::tx::BATCH_TARGET {
+            let Some(key) = self.tx.next_ready() else {
+                break;
+            };
+            let Some(s) = self.streams.get_mut(key.0) else {
+                continue;
+            };
+            data_len += self
+                .tx
+                .serve(key, s.id, &mut s.outbox, frame_payload, &mut data, self.now);
+            if s.waiting_for_budget {
+                // Its outbox shrank: a writer held back by the per-stream cap may go on.
+                s.wake_writer();
+            }
+            if s.outbox.is_empty() {
+                // A released stream waits for its last bytes to go before it leaves the table.
+                self.maybe_remove(key);
+            }
+        }
+        if control.is_empty() && data.is_empty() {
+            return None;
+        }
+        self.tx.handed_out(data_len);
+        Some(Transmit { control, data })
     }
 
-    /// A batch from [`poll_transmit`](Self::poll_transmit) was written completely.
-    pub fn transmitted(&mut self, batch: &Transmit) {
-        self.tx.written(batch.data.len());
+    /// A batch from [`poll_transmit`](Self::poll_transmit) was written completely; hand it
+    /// back (its piece list is reused for the next batch).
+    pub fn transmitted(&mut self, batch: Transmit) {
+        self.tx.written(batch);
         while let Some(key) = self.budget_waiters.pop_front() {
             if let Some(s) = self.streams.get_mut(key.0) {
                 s.waiting_for_budget = false;
@@ -275,15 +307,19 @@ impl Connection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Ended(_) => None,
+        let session = match self.state {
+            State::Ended(_) => return None,
             State::Closing { deadline } => Some(
                 self.keepalive
                     .deadline()
                     .map_or(deadline, |k| k.min(deadline)),
             ),
             State::Open => self.keepalive.deadline(),
-        }
+        };
+        [session, self.tx.spares_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether the driver should read more input now. `false` while the receive budget or the
@@ -314,6 +350,7 @@ impl Connection {
         if self.is_ended() {
             return;
         }
+        self.tx.trim_spares(now);
         if !self.wants_input() {
             // We stopped reading (receive budget or control queue full): silence is ours,
             // not the peer's.
@@ -410,9 +447,12 @@ impl Connection {
         self.wake_driver();
     }
 
-    fn push_ordered(&mut self, frame: &Frame) {
-        self.tx.push_ordered(frame);
-        self.wake_driver();
+    /// Queues `frame` (FIN or RST) for `key` behind the data it already queued.
+    fn push_after_data(&mut self, key: StreamKey, frame: Frame) {
+        if let Some(s) = self.streams.get_mut(key.0) {
+            self.tx.push_after_data(key, &mut s.outbox, frame, self.now);
+            self.wake_driver();
+        }
     }
 
     /// Inserts a new stream with the protocol's initial credit in both directions.
@@ -442,7 +482,7 @@ impl Connection {
         let Some(s) = self.streams.get(key.0) else {
             return;
         };
-        if !(s.released && s.is_finished()) {
+        if !(s.released && s.is_finished() && s.outbox.is_empty()) {
             return;
         }
         let s = self.streams.remove(key.0);

@@ -144,25 +144,25 @@ impl Side {
             let Some((batch, off)) = self.sending.as_mut() else {
                 break;
             };
-            let control = batch.control.len();
-            while *off < batch.len() {
-                let piece = if *off < control {
-                    &batch.control[*off..]
-                } else {
-                    &batch.data[*off - control..]
-                };
-                let n = outbound.offer(now, piece);
-                if n == 0 {
+            let mut skip = *off;
+            for piece in batch.pieces() {
+                if skip >= piece.len() {
+                    skip -= piece.len();
+                    continue;
+                }
+                let n = outbound.offer(now, &piece[skip..]);
+                skip = 0;
+                *off += n;
+                moved |= n > 0;
+                if *off < batch.len() && outbound.room(now) == 0 {
                     break;
                 }
-                *off += n;
-                moved = true;
             }
             if *off < batch.len() {
                 break;
             }
             let (batch, _) = self.sending.take().expect("checked above");
-            self.conn.transmitted(&batch);
+            self.conn.transmitted(batch);
         }
         moved
     }
