@@ -99,9 +99,19 @@ fn bulk_crosses_a_50ms_path_in_every_dialect() {
     }
 }
 
-/// A 64-byte echo beside a bulk upload on one session: every request is answered.
+/// The RPC round trip of a raw TCP connection of its own beside the bulk one, through the same
+/// bottleneck: the path's round trip plus a full bottleneck queue (its own socket buffer is
+/// empty).
+fn raw_tcp_rpc_rtt(shape: LinkShape) -> Duration {
+    2 * shape.delay + Duration::from_secs_f64(shape.queue_cap as f64 / shape.rate as f64)
+}
+
+/// A 64-byte echo beside a bulk upload on one session waits neither behind the bulk stream's
+/// data in our buffers (streams are served round-robin) nor in the kernel's (the driver keeps
+/// at most 128 KiB unsent there): its round trip stays within 1.2× (p50) and 1.5× (p99) of a
+/// raw TCP connection of its own, while the bulk stream keeps the link busy.
 #[test]
-fn rpc_beside_bulk_is_answered_in_every_dialect() {
+fn rpc_beside_bulk_waits_for_no_other_stream() {
     for dialect in [
         Dialect::Yamux,
         Dialect::SmuxV1,
@@ -118,35 +128,35 @@ fn rpc_beside_bulk_is_answered_in_every_dialect() {
             rpc: true,
             limit: Duration::from_secs(60),
             seed: 7,
-            notsent_lowat: std::env::var("LOWAT").ok().map(|v| v.parse().unwrap()),
+            notsent_lowat: Some(128 * 1024),
         });
+        let name = dialect.name();
+        assert!(out.finished.is_some(), "{name}: bulk did not finish");
         assert!(
-            out.finished.is_some(),
-            "{}: bulk did not finish",
-            dialect.name()
-        );
-        assert!(
-            out.rpc_rtts.len() >= 5,
-            "{}: {} RPCs",
-            dialect.name(),
+            out.rpc_rtts.len() >= 10,
+            "{name}: {} RPCs",
             out.rpc_rtts.len()
         );
-        // No answer can come faster than the path's round trip.
-        let min = out.rpc_rtts.iter().min().copied().unwrap_or_default();
-        assert!(
-            min >= 2 * shape.delay,
-            "{}: an RPC in {min:?}",
-            dialect.name()
-        );
+        let raw = raw_tcp_rpc_rtt(shape);
+        let (p50, p99) = (out.rpc_percentile(50), out.rpc_percentile(99));
+        let (p50, p99) = (p50.unwrap_or_default(), p99.unwrap_or_default());
         eprintln!(
-            "{}: bulk {:.2}× link; {} RPCs p50 {:?} p90 {:?} max {:?}; client rtt {:?}",
-            dialect.name(),
+            "{name}: bulk {:.2}× link; {} RPCs p50 {p50:?} p99 {p99:?} (raw TCP {raw:?})",
             out.goodput() / shape.rate as f64,
             out.rpc_rtts.len(),
-            out.rpc_percentile(50).unwrap_or_default(),
-            out.rpc_percentile(90).unwrap_or_default(),
-            out.rpc_percentile(100).unwrap_or_default(),
-            out.client_rtt,
+        );
+        assert!(
+            p50.as_secs_f64() <= 1.2 * raw.as_secs_f64(),
+            "{name}: p50 {p50:?}, raw TCP {raw:?}"
+        );
+        assert!(
+            p99.as_secs_f64() <= 1.5 * raw.as_secs_f64(),
+            "{name}: p99 {p99:?}, raw TCP {raw:?}"
+        );
+        assert!(
+            out.goodput() >= 0.9 * shape.rate as f64,
+            "{name}: bulk at {:.2}× the link",
+            out.goodput() / shape.rate as f64
         );
     }
 }
