@@ -60,6 +60,46 @@ fn the_link_delivers_in_order_at_its_rate_after_its_delay() {
 }
 
 /// Every dialect carries a bulk transfer across the path intact, at a rate the link allows.
+/// Windows sized to the path (dialects that measure the round trip: yamux, net-mux): a bulk
+/// stream reaches 90 % of the link within 400 ms at 50 ms (twice what raw TCP through the
+/// same relay takes), moves 64 MiB at ≥ 0.95 of the link there, and its receive window settles
+/// at no more than 4 bandwidth-delay products at 50 and at 200 ms, instead of growing towards
+/// the 16 MiB cap.
+#[test]
+fn windows_are_sized_to_the_path() {
+    for dialect in [Dialect::Yamux, Dialect::NetMux] {
+        for rtt in [50, 200] {
+            let shape = path(rtt);
+            let out = wan::run(&Scenario {
+                config: Config::for_dialect(dialect),
+                shape,
+                bulk_bytes: 64 << 20,
+                rpc: false,
+                limit: Duration::from_secs(120),
+                seed: 1,
+                notsent_lowat: Some(128 * 1024),
+            });
+            let name = format!("{} at {rtt} ms", dialect.name());
+            let link = out.goodput() / shape.rate as f64;
+            let bdps = out.final_window as f64 / shape.bdp() as f64;
+            let t90 = out.time_to(0.9, shape.rate);
+            eprintln!(
+                "{name}: {link:.2}× link, t90 {t90:?}, window {} KiB = {bdps:.1} BDP, rtt {:?}",
+                out.final_window / 1024,
+                out.server_rtt,
+            );
+            assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.1} BDP");
+            if rtt == 50 {
+                assert!(link >= 0.95, "{name}: {link:.2}× the link");
+                assert!(
+                    t90.is_some_and(|t| t <= Duration::from_millis(400)),
+                    "{name}: t90 {t90:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn bulk_crosses_a_50ms_path_in_every_dialect() {
     for dialect in [

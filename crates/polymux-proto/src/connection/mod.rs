@@ -77,6 +77,8 @@ pub struct Stats {
     pub pending_accept: usize,
     /// The most recent Ping round trip.
     pub rtt: Option<Duration>,
+    /// Receive windows of all streams, summed: the credit this side may have outstanding.
+    pub recv_windows: u64,
 }
 
 #[derive(Debug)]
@@ -231,6 +233,7 @@ impl Connection {
             recv_buffered: self.recv_buffered,
             pending_accept: self.accept_queue.len(),
             rtt: self.keepalive.rtt(),
+            recv_windows: self.window_sum,
             ..self.stats.clone()
         }
     }
@@ -546,7 +549,8 @@ impl Connection {
         let budget_left =
             (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
-        let rtt = self.keepalive.rtt();
+        let rtt = self.keepalive.min_rtt();
+        let floor = self.config.stream_window();
         let now = self.now;
         let dialect = self.dialect;
         let pace = if dialect.has_ping() {
@@ -567,14 +571,14 @@ impl Connection {
             return;
         }
         // Only credit that fell due says anything about the pace; an announcement does not.
-        let growth = if due {
-            s.recv.maybe_grow(now, pace, max_window, budget_left)
-        } else {
-            0
-        };
+        let before = s.recv.window();
+        if due {
+            s.recv.retune(now, pace, floor, max_window, budget_left);
+        }
+        let after = s.recv.window();
         let delta = s.recv.grant(now);
         let frame = crate::policy::credit(dialect, s.id, delta, s.recv.consumed(), s.recv.window());
-        self.window_sum += u64::from(growth);
+        self.window_sum = self.window_sum - u64::from(before) + u64::from(after);
         if let Some(frame) = frame {
             self.push_control(&frame);
         }

@@ -57,8 +57,10 @@ pub struct Outcome {
     pub rpc_rtts: Vec<Duration>,
     /// Peak of the server's received-but-unread bytes.
     pub peak_server_buffered: usize,
-    /// The client's own RTT estimate at the end (`Stats::rtt`).
-    pub client_rtt: Option<Duration>,
+    /// The server's receive windows (`Stats::recv_windows`) at the end of the transfer.
+    pub final_window: u64,
+    /// The server's (the receiver's) round-trip estimate at the end (`Stats::rtt`).
+    pub server_rtt: Option<Duration>,
 }
 
 /// Interval of the bulk progress samples.
@@ -347,6 +349,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
         .min();
         now = next.unwrap_or(scenario.limit).min(scenario.limit);
     }
-    out.client_rtt = client.conn.stats().rtt;
+    out.server_rtt = server.conn.stats().rtt;
+    out.final_window = server.conn.stats().recv_windows;
     out
 }
