@@ -75,7 +75,7 @@ impl Peer for Polymux {
         let config = builder.build();
         Box::pin(async move {
             let config = config.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            io.set_nodelay(true)?;
+            polymux::tcp::tune(&io)?;
             let role = match role {
                 Role::Client => polymux::Role::Client,
                 Role::Server => polymux::Role::Server,

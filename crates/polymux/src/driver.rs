@@ -2,7 +2,7 @@
 //! and the engine, fires timers, and closes the transport when the session ends.
 //!
 //! Each turn of its loop: (1) write the engine's next output batch (vectored: control, then
-//! data) and flush once the engine has nothing more; (2) read into the receive buffer and hand
+//! the data frames' pieces) and flush once the engine has nothing more; (2) read into the receive buffer and hand
 //! it to the engine; (3) fire the keep-alive / close timer. Socket reads and writes happen
 //! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
 //! The transport itself lives in [`Shared`], where a stream may also write its data frames
@@ -36,6 +36,8 @@ const MAX_READ: usize = READ_CHUNK + 64;
 const RX_LIMIT: usize = rx_buffers::BUFFER - MAX_READ;
 /// Receive buffers kept for reuse are dropped once nothing arrived for this long.
 const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Pieces of a batch passed to one vectored write (the rest goes in the next).
+const MAX_SLICES: usize = 64;
 /// Loop turns before yielding to the executor.
 const TURNS_PER_POLL: usize = 64;
 /// After the session ends, how long the driver tries to write what is queued (a final GoAway,
@@ -113,20 +115,10 @@ impl<T: Transport> Driver<T> {
                 self.written = 0;
             }
             let Some(batch) = &self.batch else { break };
-            let control_len = batch.control.len();
-            let slices = if self.written < control_len {
-                [
-                    IoSlice::new(&batch.control[self.written..]),
-                    IoSlice::new(&batch.data),
-                ]
-            } else {
-                [
-                    IoSlice::new(&batch.data[self.written - control_len..]),
-                    IoSlice::new(&[]),
-                ]
-            };
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = unwritten_slices(batch, self.written, &mut slices);
             let written = match self.shared.lock_io().as_mut() {
-                Some(io) => io.poll_write_slices(cx, &slices),
+                Some(io) => io.poll_write_slices(cx, &slices[..count]),
                 None => Poll::Ready(Err(closed())),
             };
             match written {
@@ -142,7 +134,7 @@ impl<T: Transport> Driver<T> {
                     self.needs_flush = true;
                     if self.written >= batch.len() {
                         if let Some(batch) = self.batch.take() {
-                            self.shared.lock().transmitted(&batch);
+                            self.shared.lock().transmitted(batch);
                         }
                     }
                 }
@@ -266,6 +258,26 @@ impl<T: Transport> Driver<T> {
         self.write_failed = true;
         self.shared.lock().handle_transport_error(error);
     }
+}
+
+/// Fills `slices` with the pieces of `batch` after its first `written` bytes (as many as fit);
+/// returns how many it filled.
+fn unwritten_slices<'a>(batch: &'a Transmit, written: usize, slices: &mut [IoSlice<'a>]) -> usize {
+    let mut skip = written;
+    let mut count = 0;
+    for piece in batch.pieces() {
+        if count == slices.len() {
+            break;
+        }
+        if skip >= piece.len() {
+            skip -= piece.len();
+            continue;
+        }
+        slices[count] = IoSlice::new(&piece[skip..]);
+        skip = 0;
+        count += 1;
+    }
+    count
 }
 
 impl<T> Drop for Driver<T> {

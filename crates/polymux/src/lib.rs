@@ -26,6 +26,7 @@
 //! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
+//! - [`tcp`] — socket settings for a session's TCP connection (`TCP_NOTSENT_LOWAT`, no Nagle).
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
 //!
 //! The protocol logic lives in the sans-I/O crate [`polymux_proto`]; this crate only moves
@@ -39,6 +40,8 @@ mod driver;
 mod rx_buffers;
 mod session;
 mod stream;
+#[cfg(unix)]
+pub mod tcp;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod transport;

@@ -174,7 +174,8 @@ impl Connection {
             register(&mut s.write_waker, waker);
             return Poll::Pending;
         }
-        let room = self.tx.data_room();
+        let frame_payload = self.config.max_frame_payload() as usize;
+        let room = self.tx.room(&s.outbox, frame_payload);
         if room == 0 {
             register(&mut s.write_waker, waker);
             if !s.waiting_for_budget {
@@ -187,14 +188,9 @@ impl Connection {
             .len()
             .min(credit.min(usize::MAX as u64) as usize)
             .min(room)
-            .min(self.config.max_frame_payload() as usize);
+            .min(frame_payload);
         s.send.spend(n as u64);
-        let header = Frame::Data {
-            stream: s.id,
-            flags: crate::Flags::NONE,
-            len: n as u32,
-        };
-        self.tx.push_data(&header, &buf[..n]);
+        self.tx.push_data(key, &mut s.outbox, &buf[..n], self.now);
         self.stats.bytes_sent += n as u64;
         self.wake_driver();
         Poll::Ready(Ok(n))
@@ -217,7 +213,7 @@ impl Connection {
         }
         s.local_fin = true;
         let fin = crate::policy::fin(self.dialect, s.id);
-        self.push_ordered(&fin);
+        self.push_after_data(key, fin);
         self.maybe_remove(key);
         self.progress_close();
         Ok(())
@@ -244,7 +240,7 @@ impl Connection {
         self.unbuffer(discarded);
         if send_frame {
             let frame = crate::policy::reset(self.dialect, id);
-            self.push_ordered(&frame);
+            self.push_after_data(key, frame);
         }
         self.maybe_remove(key);
         self.progress_close();

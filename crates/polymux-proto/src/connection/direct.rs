@@ -173,9 +173,8 @@ mod tests {
     fn drain(c: &mut Connection) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some(batch) = c.poll_transmit() {
-            out.extend_from_slice(&batch.control);
-            out.extend_from_slice(&batch.data);
-            c.transmitted(&batch);
+            out.extend(batch.pieces().flatten());
+            c.transmitted(batch);
         }
         out
     }

@@ -77,6 +77,8 @@ pub struct Stats {
     pub pending_accept: usize,
     /// The most recent Ping round trip.
     pub rtt: Option<Duration>,
+    /// Receive windows of all streams, summed: the credit this side may have outstanding.
+    pub recv_windows: u64,
 }
 
 #[derive(Debug)]
@@ -122,9 +124,8 @@ enum RxFrame {
 /// // Move the client's bytes to the server.
 /// let mut wire = BytesMut::new();
 /// while let Some(batch) = client.poll_transmit() {
-///     wire.extend_from_slice(&batch.control);
-///     wire.extend_from_slice(&batch.data);
-///     client.transmitted(&batch);
+///     batch.copy_to(&mut wire);
+///     client.transmitted(batch);
 /// }
 /// server.handle_input(&mut wire, now);
 ///
@@ -232,6 +233,7 @@ impl Connection {
             recv_buffered: self.recv_buffered,
             pending_accept: self.accept_queue.len(),
             rtt: self.keepalive.rtt(),
+            recv_windows: self.window_sum,
             ..self.stats.clone()
         }
     }
@@ -251,15 +253,48 @@ impl Connection {
 
     // ---- outputs -------------------------------------------------------------------------
 
-    /// The next batch of bytes to write, if any. Write all of `control`, then all of `data`,
-    /// then report it with [`transmitted`](Self::transmitted) before taking the next batch.
+    /// The next batch of bytes to write, if any. Write all of `control`, then every piece of
+    /// `data` (a vectored write), then report it with [`transmitted`](Self::transmitted)
+    /// before taking the next batch.
+    ///
+    /// Control frames come first; stream data follows round-robin, one frame per ready stream
+    /// per turn, up to about 128 KiB per batch (see `tx.rs`), so a small frame never waits
+    /// behind a long run of another stream's data.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.tx.take()
+        let control = self.tx.take_control()?;
+        let frame_payload = self.config.max_frame_payload() as usize;
+        let mut data = self.tx.piece_list();
+        let mut data_len = 0;
+        while data_len < crate::tx::BATCH_TARGET {
+            let Some(key) = self.tx.next_ready() else {
+                break;
+            };
+            let Some(s) = self.streams.get_mut(key.0) else {
+                continue;
+            };
+            data_len += self
+                .tx
+                .serve(key, s.id, &mut s.outbox, frame_payload, &mut data, self.now);
+            if s.waiting_for_budget {
+                // Its outbox shrank: a writer held back by the per-stream cap may go on.
+                s.wake_writer();
+            }
+            if s.outbox.is_empty() {
+                // A released stream waits for its last bytes to go before it leaves the table.
+                self.maybe_remove(key);
+            }
+        }
+        if control.is_empty() && data.is_empty() {
+            return None;
+        }
+        self.tx.handed_out(data_len);
+        Some(Transmit { control, data })
     }
 
-    /// A batch from [`poll_transmit`](Self::poll_transmit) was written completely.
-    pub fn transmitted(&mut self, batch: &Transmit) {
-        self.tx.written(batch.data.len());
+    /// A batch from [`poll_transmit`](Self::poll_transmit) was written completely; hand it
+    /// back (its piece list is reused for the next batch).
+    pub fn transmitted(&mut self, batch: Transmit) {
+        self.tx.written(batch);
         while let Some(key) = self.budget_waiters.pop_front() {
             if let Some(s) = self.streams.get_mut(key.0) {
                 s.waiting_for_budget = false;
@@ -275,15 +310,19 @@ impl Connection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Ended(_) => None,
+        let session = match self.state {
+            State::Ended(_) => return None,
             State::Closing { deadline } => Some(
                 self.keepalive
                     .deadline()
                     .map_or(deadline, |k| k.min(deadline)),
             ),
             State::Open => self.keepalive.deadline(),
-        }
+        };
+        [session, self.tx.spares_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether the driver should read more input now. `false` while the receive budget or the
@@ -314,6 +353,7 @@ impl Connection {
         if self.is_ended() {
             return;
         }
+        self.tx.trim_spares(now);
         if !self.wants_input() {
             // We stopped reading (receive budget or control queue full): silence is ours,
             // not the peer's.
@@ -410,9 +450,12 @@ impl Connection {
         self.wake_driver();
     }
 
-    fn push_ordered(&mut self, frame: &Frame) {
-        self.tx.push_ordered(frame);
-        self.wake_driver();
+    /// Queues `frame` (FIN or RST) for `key` behind the data it already queued.
+    fn push_after_data(&mut self, key: StreamKey, frame: Frame) {
+        if let Some(s) = self.streams.get_mut(key.0) {
+            self.tx.push_after_data(key, &mut s.outbox, frame, self.now);
+            self.wake_driver();
+        }
     }
 
     /// Inserts a new stream with the protocol's initial credit in both directions.
@@ -442,7 +485,7 @@ impl Connection {
         let Some(s) = self.streams.get(key.0) else {
             return;
         };
-        if !(s.released && s.is_finished()) {
+        if !(s.released && s.is_finished() && s.outbox.is_empty()) {
             return;
         }
         let s = self.streams.remove(key.0);
@@ -506,7 +549,8 @@ impl Connection {
         let budget_left =
             (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
-        let rtt = self.keepalive.rtt();
+        let rtt = self.keepalive.min_rtt();
+        let floor = self.config.stream_window();
         let now = self.now;
         let dialect = self.dialect;
         let pace = if dialect.has_ping() {
@@ -527,14 +571,14 @@ impl Connection {
             return;
         }
         // Only credit that fell due says anything about the pace; an announcement does not.
-        let growth = if due {
-            s.recv.maybe_grow(now, pace, max_window, budget_left)
-        } else {
-            0
-        };
+        let before = s.recv.window();
+        if due {
+            s.recv.retune(now, pace, floor, max_window, budget_left);
+        }
+        let after = s.recv.window();
         let delta = s.recv.grant(now);
         let frame = crate::policy::credit(dialect, s.id, delta, s.recv.consumed(), s.recv.window());
-        self.window_sum += u64::from(growth);
+        self.window_sum = self.window_sum - u64::from(before) + u64::from(after);
         if let Some(frame) = frame {
             self.push_control(&frame);
         }

@@ -79,7 +79,7 @@ fn refusal_flood_is_bounded() {
                 next += 2;
                 refused += 1;
             }
-            s.conn.transmitted(&batch);
+            s.conn.transmitted(batch);
             s.feed(&[]);
         }
         assert!(s.rx.is_empty(), "{ctx}");
@@ -257,7 +257,7 @@ fn ping_flood_is_bounded() {
                 assert_eq!(frame, pong(d, expected), "{ctx}");
                 expected += 1;
             }
-            s.conn.transmitted(&batch);
+            s.conn.transmitted(batch);
             rounds += 1;
             if s.rx.is_empty() {
                 break;

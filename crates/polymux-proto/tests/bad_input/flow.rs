@@ -76,15 +76,15 @@ fn credit_returned_is_credit_usable() {
         fx.s.feed_ok(&data(d, 3, &first));
         let (got, _) = fx.s.read_all(fx.inbound);
         assert_eq!(got.len(), INITIAL_WINDOW, "{}", d.name());
+        // The reader drained its queue when credit was due and no round trip is known yet:
+        // auto-tuning doubles the window.
+        let window = 2 * INITIAL_WINDOW;
         let (expected, granted) = if is_smux(d) {
-            // The reader drained its queue when credit was due: smux v2 auto-tuning doubles
-            // the window.
-            let window = 2 * INITIAL_WINDOW;
             (upd(d, 3, INITIAL_WINDOW as u32, window as u32), window)
         } else {
             // The first returned credit also starts an RTT probe, for window auto-tuning.
-            let update = window_update(d, 3, INITIAL_WINDOW as u32);
-            (cat(&[&update, &ping(d, 1)]), INITIAL_WINDOW)
+            let update = window_update(d, 3, window as u32);
+            (cat(&[&update, &ping(d, 1)]), window)
         };
         assert_eq!(fx.s.output(), expected, "{}", d.name());
         fx.s.feed_ok(&data(d, 3, &payload(2, granted)));

@@ -51,9 +51,8 @@ impl Session {
     pub(crate) fn output(&mut self) -> Vec<u8> {
         let mut wire = Vec::new();
         while let Some(batch) = self.conn.poll_transmit() {
-            wire.extend_from_slice(&batch.control);
-            wire.extend_from_slice(&batch.data);
-            self.conn.transmitted(&batch);
+            batch.copy_to(&mut wire);
+            self.conn.transmitted(batch);
         }
         wire
     }

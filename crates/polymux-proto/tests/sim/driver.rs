@@ -16,23 +16,28 @@ impl Sim {
         if side.sending.is_none() {
             if let Some(batch) = side.conn.poll_transmit() {
                 side.took_output = true;
+                // One flat data piece: the wire model writes byte ranges of it.
+                let batch = Transmit {
+                    data: vec![Bytes::from(batch.data.concat())],
+                    ..batch
+                };
                 let (_, control_payload, _) = walk(dialect, &batch.control, "control part");
                 assert_eq!(control_payload, 0, "stream payload in the control part");
-                let (_, payload, flag_frames) = walk(dialect, &batch.data, "data part");
+                let (frames, payload, _) = walk(dialect, &batch.data[0], "data part");
                 // Nothing is in flight when a batch is taken (the previous one was reported
                 // written), so the data part alone must respect the write budget: payload within
-                // it, framing beyond it by at most the last data header plus FIN/RST frames.
+                // it, framing (headers, FIN/RST frames) beyond it.
                 assert!(
                     payload <= budget,
                     "{:?}: batch carries {payload} payload bytes, write budget is {budget}",
                     side.role
                 );
-                let slack = dialect.header_len() * (1 + flag_frames);
+                let slack = dialect.header_len() * frames;
                 assert!(
-                    batch.data.len() <= budget + slack,
+                    batch.data_len() <= budget + slack,
                     "{:?}: batch data part is {} bytes, write budget {budget} + slack {slack}",
                     side.role,
-                    batch.data.len()
+                    batch.data_len()
                 );
                 if self.trace {
                     eprintln!(
@@ -41,7 +46,7 @@ impl Sim {
                         self.now_ms,
                         side.role,
                         batch.control.len(),
-                        batch.data.len()
+                        batch.data_len()
                     );
                 }
                 side.sending = Some((batch, 0));
@@ -60,15 +65,13 @@ impl Sim {
         if end > control {
             self.wires[s].send(
                 now,
-                batch
-                    .data
-                    .slice(start.max(control) - control..end - control),
+                batch.data[0].slice(start.max(control) - control..end - control),
             );
         }
         *done = end;
         if end == total {
             let (batch, _) = side.sending.take().expect("a batch is being written");
-            side.conn.transmitted(&batch);
+            side.conn.transmitted(batch);
             if self.trace {
                 eprintln!(
                     "[step {} t={}] {:?} batch written",
