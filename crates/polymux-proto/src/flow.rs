@@ -12,18 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-/// How auto-tuning tells that a stream's window, not its reader, limits throughput.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Pace {
-    /// Dialects with a ping measure the path's round trip (its minimum, `None` until known):
-    /// the window is sized to the delivered rate × round trip, with headroom (see
-    /// [`RecvCredit::retune`]).
-    RoundTrip(Option<Duration>),
-    /// smux has no ping: a reader that has drained its queue when credit is due is waiting on
-    /// the window. (A writer that is itself slow never uses half its credit, so never grows it.)
-    ReaderStarved,
-}
-
 /// What the receiving side of one stream has allowed and seen.
 #[derive(Debug, Clone)]
 pub(crate) struct RecvCredit {
@@ -37,6 +25,11 @@ pub(crate) struct RecvCredit {
     window: u32,
     /// When credit was last returned.
     last_grant: Option<Instant>,
+    /// Set when credit is returned (one at a time): when, and the limit before. The first byte
+    /// beyond that limit cannot arrive before the grant reached the peer and the byte came
+    /// back, so its arrival is a round-trip sample, never below the path's round trip, even
+    /// where the dialect has no ping (smux v2).
+    rtt_probe: Option<(Instant, u64)>,
     /// Where the delivered rate is measured from: a time and `consumed` then, moved on after
     /// at least a round trip (so a window that arrives in one burst is measured over the
     /// round trip it took, not over the burst).
@@ -59,6 +52,7 @@ impl RecvCredit {
             consumed: 0,
             window,
             last_grant: None,
+            rtt_probe: None,
             rate_mark: None,
         }
     }
@@ -85,6 +79,18 @@ impl RecvCredit {
         }
         self.received += n;
         true
+    }
+
+    /// A round-trip sample, once the first byte beyond the limit before the probed grant has
+    /// arrived (call after [`receive`](Self::receive)). At least the path's round trip, more
+    /// when the peer still had credit to send first: the minimum over many is what counts.
+    pub(crate) fn take_rtt_sample(&mut self, now: Instant) -> Option<Duration> {
+        let (granted_at, old_limit) = self.rtt_probe?;
+        if self.received <= old_limit {
+            return None;
+        }
+        self.rtt_probe = None;
+        Some(now.saturating_duration_since(granted_at))
     }
 
     /// Records `n` bytes read by the application.
@@ -123,9 +129,8 @@ impl RecvCredit {
     /// change in the session's window sum).
     ///
     /// The window doubles when it is what limits the stream: the grant was used up within two
-    /// round trips ([`Pace::RoundTrip`]), or, while no round trip is known, the reader has
-    /// drained everything yet a grant is due ([`Pace::ReaderStarved`]). With a round trip
-    /// known, it is also sized to the path: at most [`BDP_HEADROOM`] × the rate delivered over
+    /// round trips of the path (`rtt`, its minimum), or, while no round trip is known, the
+    /// reader has drained everything yet a grant is due. With a round trip known, it is also sized to the path: at most [`BDP_HEADROOM`] × the rate delivered over
     /// the last round trip (or more) × the round trip, and halved (per grant) towards that
     /// when the path or the reader slows down: a window-limited stream keeps doubling, a
     /// path-limited one settles within four bandwidth-delay products. Always within `floor`
@@ -133,15 +138,15 @@ impl RecvCredit {
     pub(crate) fn retune(
         &mut self,
         now: Instant,
-        pace: Pace,
+        rtt: Option<Duration>,
         floor: u32,
         max: u32,
         budget_left: u64,
     ) -> u32 {
         let starved = self.received == self.consumed;
         let mut target = self.window;
-        match pace {
-            Pace::RoundTrip(Some(rtt)) => {
+        match rtt {
+            Some(rtt) => {
                 if self
                     .last_grant
                     .is_some_and(|at| now.saturating_duration_since(at) < rtt * 2)
@@ -163,8 +168,8 @@ impl RecvCredit {
                     self.rate_mark = Some((now, self.consumed));
                 }
             }
-            _ if starved => target = self.window.saturating_mul(2),
-            _ => {}
+            None if starved => target = self.window.saturating_mul(2),
+            None => {}
         }
         let target = target.clamp(floor.min(max), max);
         if target > self.window {
@@ -179,6 +184,9 @@ impl RecvCredit {
     /// Tops credit back up to `consumed + window`; returns the delta granted.
     pub(crate) fn grant(&mut self, now: Instant) -> u32 {
         let delta = self.grantable().min(u64::from(u32::MAX));
+        if delta > 0 && self.rtt_probe.is_none() {
+            self.rtt_probe = Some((now, self.limit));
+        }
         self.limit += delta;
         self.last_grant = Some(now);
         delta as u32
@@ -284,11 +292,18 @@ mod tests {
 
     /// Receives and reads up to `n` more bytes (what credit allows), then returns credit at
     /// `at`, retuning first; returns the new window.
-    fn deliver(c: &mut RecvCredit, n: u64, at: Instant, pace: Pace, max: u32, budget: u64) -> u32 {
+    fn deliver(
+        c: &mut RecvCredit,
+        n: u64,
+        at: Instant,
+        rtt: Option<Duration>,
+        max: u32,
+        budget: u64,
+    ) -> u32 {
         let n = n.min(c.available());
         assert!(c.receive(n));
         c.consume(n);
-        let w = c.retune(at, pace, 100, max, budget);
+        let w = c.retune(at, rtt, 100, max, budget);
         c.grant(at);
         w
     }
@@ -297,7 +312,7 @@ mod tests {
     fn window_follows_the_delivered_bandwidth_delay_product() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let rtt = Pace::RoundTrip(Some(ms(10)));
+        let rtt = Some(ms(10));
         let mut c = RecvCredit::new(100, 100);
         c.grant(t0);
         // Window-limited: a window per round trip delivered; the window doubles.
@@ -327,17 +342,41 @@ mod tests {
     }
 
     #[test]
-    fn without_a_round_trip_the_window_grows_only_for_a_starved_reader() {
+    fn without_a_round_trip_the_window_grows_only_for_a_drained_reader() {
         let t0 = Instant::now();
         let mut c = RecvCredit::new(100, 100);
         c.grant(t0);
         assert!(c.receive(80));
         c.consume(60);
-        assert_eq!(c.retune(t0, Pace::RoundTrip(None), 100, 1000, 1000), 100);
-        assert_eq!(c.retune(t0, Pace::ReaderStarved, 100, 1000, 1000), 100);
+        assert_eq!(c.retune(t0, None, 100, 1000, 1000), 100);
         c.consume(20);
-        assert_eq!(c.retune(t0, Pace::ReaderStarved, 100, 1000, 1000), 200);
+        assert_eq!(c.retune(t0, None, 100, 1000, 1000), 200);
         assert_eq!(c.window(), 200);
+    }
+
+    #[test]
+    fn the_first_byte_beyond_a_grant_yields_a_round_trip_sample() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = RecvCredit::new(100, 100);
+        assert!(c.receive(100));
+        c.consume(100);
+        // Credit returned at 10 ms; bytes up to the old limit do not count; the first byte
+        // beyond it arrives at 35 ms.
+        c.grant(t0 + ms(10));
+        assert_eq!(c.take_rtt_sample(t0 + ms(20)), None);
+        assert!(c.receive(1));
+        assert_eq!(c.take_rtt_sample(t0 + ms(35)), Some(ms(25)));
+        assert_eq!(c.take_rtt_sample(t0 + ms(40)), None);
+        // One probe at a time: a grant while one is pending does not restart it.
+        c.consume(1);
+        c.grant(t0 + ms(50));
+        assert!(c.receive(50));
+        assert_eq!(c.take_rtt_sample(t0 + ms(55)), None);
+        c.consume(50);
+        c.grant(t0 + ms(60));
+        assert!(c.receive(50));
+        assert_eq!(c.take_rtt_sample(t0 + ms(90)), Some(ms(40)));
     }
 
     #[test]

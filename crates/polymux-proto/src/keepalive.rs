@@ -62,6 +62,11 @@ impl KeepAlive {
         self.min_rtt
     }
 
+    /// A round-trip sample from elsewhere (flow control): it can only lower the minimum.
+    pub(crate) fn on_rtt_sample(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+    }
+
     pub(crate) fn answered(&self) -> u64 {
         self.answered
     }

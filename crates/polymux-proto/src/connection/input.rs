@@ -155,6 +155,9 @@ impl Connection {
                                 credit: s.recv.available(),
                             });
                         }
+                        if let Some(rtt) = s.recv.take_rtt_sample(self.now) {
+                            self.keepalive.on_rtt_sample(rtt);
+                        }
                     }
                 }
                 self.rx_frame = RxFrame::Payload {

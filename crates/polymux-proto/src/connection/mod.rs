@@ -27,7 +27,7 @@ use slab::Slab;
 use crate::codec::Dialect;
 use crate::config::{Config, PROTOCOL_INITIAL_WINDOW};
 use crate::error::Error;
-use crate::flow::{Pace, RecvCredit, SendCredit};
+use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
@@ -553,11 +553,6 @@ impl Connection {
         let floor = self.config.stream_window();
         let now = self.now;
         let dialect = self.dialect;
-        let pace = if dialect.has_ping() {
-            Pace::RoundTrip(rtt)
-        } else {
-            Pace::ReaderStarved
-        };
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
@@ -573,7 +568,7 @@ impl Connection {
         // Only credit that fell due says anything about the pace; an announcement does not.
         let before = s.recv.window();
         if due {
-            s.recv.retune(now, pace, floor, max_window, budget_left);
+            s.recv.retune(now, rtt, floor, max_window, budget_left);
         }
         let after = s.recv.window();
         let delta = s.recv.grant(now);
