@@ -125,8 +125,6 @@ impl Stream {
         polled.map_err(io::Error::from)
     }
 
-    /// Writes directly to the transport when the session's output is idle and the transport
-    /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
     /// [`read`](Self::read) into tokio's `ReadBuf`.
     #[cfg(feature = "tokio")]
     pub(crate) fn read_buf(
@@ -143,6 +141,8 @@ impl Stream {
         Poll::Ready(Ok(()))
     }
 
+    /// Writes directly to the transport when the session's output is idle and the transport
+    /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
     pub(crate) fn write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let Some(mut io) = self.shared.try_lock_io() else {
             let polled = self.shared.lock().poll_write(self.key, cx.waker(), buf);

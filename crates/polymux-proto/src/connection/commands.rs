@@ -1,5 +1,5 @@
-//! Commands from the application: open, accept, read (copying or zero-copy), write, half-close, reset, release,
-//! ping, GoAway and graceful close.
+//! Commands from the application: open, accept, read (copying, or zero-copy by chunk), write,
+//! half-close, reset, release, ping, GoAway and graceful close.
 //!
 //! A command that cannot complete now returns `Poll::Pending` after registering the caller's
 //! waker; the engine wakes it when the condition it waits for changes (credit, budget room,
