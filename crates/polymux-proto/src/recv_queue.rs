@@ -57,6 +57,21 @@ impl RecvQueue {
         copied
     }
 
+    /// Takes the next queued bytes without copying: the front slice whole, or its first `max`
+    /// bytes (a cheap split of the same allocation). `None` when nothing is queued or `max`
+    /// is 0.
+    pub(crate) fn pop_chunk(&mut self, max: usize) -> Option<Bytes> {
+        let chunks = self.chunks.as_mut()?;
+        let front = chunks.front_mut().filter(|_| max > 0)?;
+        let chunk = if front.len() <= max {
+            chunks.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.len -= chunk.len();
+        Some(chunk)
+    }
+
     /// Drops everything queued (and the queue's own allocation); returns how many bytes.
     pub(crate) fn discard(&mut self) -> usize {
         let n = self.len;
@@ -84,6 +99,26 @@ mod tests {
         assert_eq!(&rest[..7], b"o world");
         assert!(q.is_empty());
         assert_eq!(q.read_into(&mut rest), 0);
+    }
+
+    #[test]
+    fn chunks_come_out_whole_or_split_in_order_without_copying() {
+        let mut q = RecvQueue::default();
+        assert_eq!(q.pop_chunk(8), None);
+        let big = Bytes::from(vec![7u8; 10]);
+        let origin = big.as_ptr();
+        q.push(big);
+        q.push(Bytes::from_static(b"tail"));
+        assert_eq!(q.pop_chunk(0), None);
+        let first = q.pop_chunk(4).expect("queued");
+        assert_eq!((first.len(), first.as_ptr()), (4, origin));
+        assert_eq!(q.len(), 10);
+        let rest = q.pop_chunk(100).expect("queued");
+        assert_eq!(&rest[..], &[7u8; 6]);
+        assert_eq!(rest.as_ptr(), origin.wrapping_add(4));
+        assert_eq!(q.pop_chunk(100).as_deref(), Some(&b"tail"[..]));
+        assert!(q.is_empty());
+        assert_eq!(q.pop_chunk(100), None);
     }
 
     #[test]

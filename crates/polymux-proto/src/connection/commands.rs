@@ -1,5 +1,5 @@
-//! Commands from the application: open, accept, read, write, half-close, reset, release,
-//! ping, GoAway and graceful close.
+//! Commands from the application: open, accept, read (copying, or zero-copy by chunk), write,
+//! half-close, reset, release, ping, GoAway and graceful close.
 //!
 //! A command that cannot complete now returns `Poll::Pending` after registering the caller's
 //! waker; the engine wakes it when the condition it waits for changes (credit, budget room,
@@ -7,6 +7,8 @@
 
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::{Connection, State, StreamKey};
 use crate::error::Error;
@@ -122,22 +124,75 @@ impl Connection {
         };
         if !s.queue.is_empty() {
             let n = s.queue.read_into(buf);
-            // An empty `buf` reads nothing: not a first read (it would announce again and again).
-            let first_read = n > 0 && s.recv.consumed() == 0;
-            s.recv.consume(n as u64);
-            self.unbuffer(n);
-            self.return_credit(key, first_read);
+            self.consumed(key, n);
             return Poll::Ready(Ok(n));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        self.poll_read_end(key, waker, ended)
+            .map(|end| end.map(|()| 0))
+    }
+
+    /// Takes received bytes of `key` without copying them: the next queued slice, at most
+    /// `max` bytes of it, as it came off the wire. Credit is returned exactly as for
+    /// [`poll_read`](Self::poll_read) of the same bytes. `Ok(None)` at the peer's FIN; after a
+    /// reset or the session's end, bytes that already arrived are still returned first. With
+    /// `max == 0` it returns an empty chunk at once.
+    ///
+    /// A chunk may be a slice of a larger receive buffer that stays allocated while the
+    /// chunk lives (the async layer documents the bound); callers that keep chunks for long
+    /// should copy them.
+    pub fn poll_read_chunk(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, Error>> {
+        let ended = self.ended_error();
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
+        if max == 0 {
+            return Poll::Ready(Ok(Some(Bytes::new())));
+        }
+        if let Some(chunk) = s.queue.pop_chunk(max) {
+            self.consumed(key, chunk.len());
+            return Poll::Ready(Ok(Some(chunk)));
+        }
+        self.poll_read_end(key, waker, ended)
+            .map(|end| end.map(|()| None))
+    }
+
+    /// Credit and budget bookkeeping after the application took `n` queued bytes of `key`.
+    fn consumed(&mut self, key: StreamKey, n: usize) {
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
+        // Nothing taken is not a first read (it would announce again and again).
+        let first_read = n > 0 && s.recv.consumed() == 0;
+        s.recv.consume(n as u64);
+        self.unbuffer(n);
+        self.return_credit(key, first_read);
+    }
+
+    /// A read of `key` that found nothing queued: `Ok(())` at EOF, the stream's or session's
+    /// error, or `Pending` with the waker registered.
+    fn poll_read_end(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        ended: Option<Error>,
+    ) -> Poll<Result<(), Error>> {
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
         // Reset before FIN: a local reset discards unread bytes, which a clean EOF would hide.
         if s.reset {
             return Poll::Ready(Err(Error::StreamReset));
         }
         if s.remote_fin {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(Ok(()));
         }
         if let Some(e) = ended {
             return Poll::Ready(Err(e));
