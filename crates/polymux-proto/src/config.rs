@@ -14,6 +14,7 @@
 //! | inbound streams not yet accepted | [`accept_backlog`](Config::accept_backlog): beyond it new streams are refused (RST, or FIN on smux) | 256 |
 //! | outbound streams not yet acknowledged | [`max_unacked_outbound`](Config::max_unacked_outbound): `open()` waits beyond it (yamux) | 256 |
 //! | live streams | [`max_streams`](Config::max_streams) | 65 536 |
+//! | time output may wait on a peer that does not read | [`write_timeout`](Config::write_timeout): then the session ends with `WriteTimeout`, freeing all of the above | 30 s |
 //!
 //! Received payloads of at least 8 KiB are kept as zero-copy slices of the receive buffer
 //! (128 KiB, recycled once read); smaller ones are copied so that a few bytes never pin a
@@ -60,6 +61,7 @@ pub struct Config {
     keepalive_interval: Option<Duration>,
     keepalive_timeout: Duration,
     close_timeout: Duration,
+    write_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -200,6 +203,13 @@ impl Config {
     /// How long a silent peer may stay silent while a keep-alive is unanswered (smux: how long
     /// the peer may send nothing at all) before the session ends with
     /// [`Error::KeepAliveTimeout`](crate::Error::KeepAliveTimeout). Default 15 s (yamux), 30 s (smux).
+    ///
+    /// Silence counts only while this side reads: while input is paused (receive budget or
+    /// control queue full) it is ours, unless the driver reads ahead during a budget pause
+    /// (the `polymux` driver does, up to [`PAUSED_READ_AHEAD`](crate::PAUSED_READ_AHEAD)
+    /// bytes), in which case anything arriving proves the peer alive and nothing arriving
+    /// still times it out. A peer that stops *reading* is caught by
+    /// [`write_timeout`](Self::write_timeout).
     pub fn keepalive_timeout(&self) -> Duration {
         self.keepalive_timeout
     }
@@ -207,6 +217,20 @@ impl Config {
     /// How long a graceful `close()` waits for open streams to finish. Default 5 s.
     pub fn close_timeout(&self) -> Duration {
         self.close_timeout
+    }
+
+    /// How long output may wait while the transport accepts none of it before the session
+    /// ends with [`Error::WriteTimeout`](crate::Error::WriteTimeout); `None` waits forever.
+    /// Default 30 s, every dialect.
+    ///
+    /// This is how a peer that stopped reading is detected: its keep-alive answers may still
+    /// arrive (or, while our input is paused, cannot), so only the write side can tell. Any
+    /// byte the transport accepts restarts the clock, so a slow reader is never cut off. The
+    /// driver reports when a write or flush makes no progress and when it does
+    /// ([`Connection::handle_write_blocked`](crate::Connection::handle_write_blocked),
+    /// [`Connection::handle_write_progress`](crate::Connection::handle_write_progress)).
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
     }
 }
 
@@ -271,6 +295,10 @@ impl ConfigBuilder {
         /// See [`Config::close_timeout`].
         close_timeout: Duration
     );
+    setter!(
+        /// See [`Config::write_timeout`].
+        write_timeout: Option<Duration>
+    );
 
     /// Checks the combination and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
@@ -334,6 +362,9 @@ impl ConfigBuilder {
         }
         if c.keepalive_timeout.is_zero() {
             return fail("keepalive_timeout must be positive".into());
+        }
+        if c.write_timeout.is_some_and(|t| t.is_zero()) {
+            return fail("write_timeout must be positive (use None to disable)".into());
         }
         if c.keepalive_interval.is_some_and(|i| i.is_zero()) {
             return fail("keepalive_interval must be positive (use None to disable)".into());
