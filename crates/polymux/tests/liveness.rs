@@ -1,7 +1,8 @@
 //! The driver's half of the liveness rules (issue 9 item 3), over real loopback TCP with a
 //! hand-written hostile peer: a peer that stops reading ends the session with `WriteTimeout`
 //! even while it keeps sending keep-alives, and a peer that dies while our input is paused on
-//! the receive budget is still detected (the driver reads ahead and sees nothing arrive).
+//! the receive budget is still detected (the driver reads ahead and sees nothing arrive), and
+//! an EOF seen during such a read-ahead waits until the bytes before it are decoded.
 //!
 //! Real time runs here, but nothing waits on it as synchronisation: each test awaits the
 //! session's end, bounded by a generous limit that only a regression reaches.
@@ -115,4 +116,93 @@ async fn a_dead_peer_is_detected_while_input_is_paused_on_the_budget() {
     assert_eq!(reason, Error::KeepAliveTimeout);
     assert_eq!(driver.await.unwrap(), Err(Error::KeepAliveTimeout));
     drop(peer);
+}
+
+/// A transport whose peer sent `input` and then closed its side; what we write is kept.
+struct Scripted {
+    input: futures::io::Cursor<Vec<u8>>,
+    output: Vec<u8>,
+}
+
+impl futures::AsyncRead for Scripted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.input).poll_read(cx, buf)
+    }
+}
+
+impl futures::AsyncWrite for Scripted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.output.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// The peer's EOF arrives while input is paused on the budget (the driver reads ahead and
+/// sees it): it is reported only after the application read and every byte before it was
+/// decoded, so nothing is lost and no frame is taken for truncated.
+#[tokio::test]
+async fn eof_during_a_read_ahead_waits_for_the_bytes_before_it() {
+    const SYN: u16 = 1;
+    const FIN: u16 = 4;
+    let mut wire = Vec::new();
+    wire.extend(yamux_header(1, SYN, 1, 0));
+    wire.extend(yamux_header(1, SYN, 3, 0));
+    for _ in 0..4 {
+        wire.extend(yamux_header(0, 0, 1, 64 * 1024));
+        wire.extend(vec![1u8; 64 * 1024]);
+    }
+    wire.extend(yamux_header(0, FIN, 3, 4));
+    wire.extend(b"tail");
+    let transport = Scripted {
+        input: futures::io::Cursor::new(wire),
+        output: Vec::new(),
+    };
+    let config = Config::yamux()
+        .to_builder()
+        .session_recv_budget(256 * 1024)
+        .build()
+        .unwrap();
+    let (session, driver) = Session::server(transport, config);
+    let driver = tokio::spawn(driver);
+    let mut one = session.accept().await.unwrap();
+    let mut three = session.accept().await.unwrap();
+    // Everything has arrived, EOF included; the budget holds stream 1's bytes, unread.
+    assert_eq!(session.stats().recv_buffered, 256 * 1024);
+    assert_eq!(session.end_reason(), None);
+    let mut first = vec![0u8; 256 * 1024];
+    futures::AsyncReadExt::read_exact(&mut one, &mut first)
+        .await
+        .unwrap();
+    let mut tail = Vec::new();
+    futures::AsyncReadExt::read_to_end(&mut three, &mut tail)
+        .await
+        .unwrap();
+    assert_eq!(tail, b"tail");
+    let reason = timeout(Duration::from_secs(30), session.closed())
+        .await
+        .expect("the session ends at the EOF");
+    assert_eq!(reason, Error::TransportClosed);
+    assert_eq!(driver.await.unwrap(), Ok(()));
 }
