@@ -14,7 +14,7 @@
 //! The engine never blocks, reads a clock, or touches a socket, so a test can drive two of them
 //! against each other byte by byte on a virtual clock.
 //!
-//! # Liveness (DESIGN §keep-alive; issue 9 item 3)
+//! # Liveness (DESIGN §3: silent sockets and never-reading peers end, with a typed error)
 //!
 //! A peer is judged dead in two ways, both on the caller's clock:
 //! - **it stopped sending**: the keep-alive rule (see `keepalive.rs`). Silence counts against
