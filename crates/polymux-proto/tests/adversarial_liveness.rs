@@ -14,6 +14,7 @@
 //!   (and GoAway where the dialect has it);
 //! - on smux, which has no GoAway, `go_away()`/`close()` refuse new streams locally and drain
 //!   the open ones.
+//! - refusals are logged at info once per burst, then summarised.
 
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -832,4 +833,76 @@ fn go_away_and_close_refuse_new_streams_and_drain_open_ones() {
             d.name()
         );
     }
+}
+
+// ---- refusals are logged once per burst ---------------------------------------------------
+
+/// Records the message of every event at info or more severe, on the thread it is set for.
+#[derive(Clone, Default)]
+struct InfoLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for InfoLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = String::new();
+        event.record(&mut Message(&mut message));
+        self.0.lock().unwrap().push(message);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A burst of 1,000 refusals logs one line at info when it starts and one summary when it is
+/// over (the engine's timer asks to be called then); a refusal after the burst starts anew.
+#[test]
+fn refusals_are_logged_once_per_burst() {
+    let log = InfoLog::default();
+    let d = Dialect::Yamux;
+    tracing::subscriber::with_default(log.clone(), || {
+        let config = Config::yamux()
+            .to_builder()
+            .accept_backlog(1)
+            .keepalive_interval(None)
+            .build()
+            .unwrap();
+        let mut s = Side::server(config);
+        let flood: Vec<u8> = (0..1_001u32).flat_map(|i| syn(d, 1 + 2 * i)).collect();
+        s.feed_draining(&flood);
+        assert_eq!(s.conn.stats().refused_backlog, 1_000);
+        let first: Vec<String> = log.0.lock().unwrap().clone();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].contains("refusing inbound stream"), "{first:?}");
+        // The summary is due when the burst is over.
+        let due = s.conn.poll_timeout().expect("a summary is due");
+        assert_eq!(due, s.now + Duration::from_secs(1));
+        s.advance_to(due);
+        let lines = log.0.lock().unwrap().clone();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[1].contains("refused 999 more inbound streams"),
+            "{lines:?}"
+        );
+        assert_eq!(s.conn.poll_timeout(), None);
+        // A refusal later is a new burst, logged again.
+        s.now += Duration::from_secs(5);
+        s.feed_draining(&syn(d, 5_001));
+        assert_eq!(log.0.lock().unwrap().len(), 3);
+    });
 }
