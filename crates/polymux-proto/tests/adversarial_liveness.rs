@@ -411,12 +411,12 @@ fn paused_with_read_ahead_detects_a_dead_peer() {
         let (mut s, _, _) = paused_on_budget(d);
         let paused_at = s.now;
         let undecoded = s.rx.len();
-        s.conn.handle_paused_input(undecoded, s.now);
+        s.conn.handle_paused_input(undecoded, false, s.now);
         let ended = s.run_until(paused_at + Duration::from_secs(120), |s| {
             s.output();
             // Still reading ahead; nothing arrives.
             let undecoded = s.rx.len();
-            s.conn.handle_paused_input(undecoded, s.now);
+            s.conn.handle_paused_input(undecoded, false, s.now);
         });
         let ended = ended.unwrap_or_else(|| panic!("{}: a dead peer went unnoticed", d.name()));
         assert!(
@@ -456,7 +456,7 @@ fn paused_with_read_ahead_keeps_a_live_peer() {
             // Read ahead: the bytes wait undecoded, but they arrived.
             s.rx.extend_from_slice(&reply);
             let undecoded = s.rx.len();
-            s.conn.handle_paused_input(undecoded, s.now);
+            s.conn.handle_paused_input(undecoded, false, s.now);
         });
         assert_eq!(ended, None, "{}: a live peer was declared dead", d.name());
         assert!(s.rx.len() < PAUSED_READ_AHEAD, "{}", d.name());
@@ -471,6 +471,37 @@ fn paused_with_read_ahead_keeps_a_live_peer() {
     }
 }
 
+/// The peer sent its last bytes and closed the transport while we were paused: the driver
+/// saw EOF during the read-ahead. Nothing more can arrive, so the silence is not the peer's
+/// fault; the bytes wait for the application, and the EOF is reported after them.
+#[test]
+fn eof_during_read_ahead_waits_for_the_application() {
+    for d in ALL {
+        let (mut s, one, three) = paused_on_budget(d);
+        let last = fin(d, 3);
+        s.rx.extend_from_slice(&last);
+        let undecoded = s.rx.len();
+        s.conn.handle_paused_input(undecoded, true, s.now);
+        let ended = s.run_until(s.now + Duration::from_secs(120), |s| {
+            s.output();
+            let undecoded = s.rx.len();
+            s.conn.handle_paused_input(undecoded, true, s.now);
+        });
+        assert_eq!(ended, None, "{}", d.name());
+        assert_eq!(s.read_all(one).len(), 256 * KIB, "{}", d.name());
+        s.conn.handle_input(&mut s.rx, s.now);
+        assert!(s.rx.is_empty(), "{}", d.name());
+        s.conn.handle_eof(0);
+        assert_eq!(s.read_all(three), b"behind the pause", "{}", d.name());
+        assert_eq!(
+            s.conn.end_reason(),
+            Some(&Error::TransportClosed),
+            "{}",
+            d.name()
+        );
+    }
+}
+
 /// Once the read-ahead is full, the silence is ours again: no timeout, however long.
 #[test]
 fn full_read_ahead_is_our_silence() {
@@ -479,11 +510,11 @@ fn full_read_ahead_is_our_silence() {
         let filler = data(d, 3, &vec![2u8; PAUSED_READ_AHEAD]);
         s.rx.extend_from_slice(&filler);
         let undecoded = s.rx.len();
-        s.conn.handle_paused_input(undecoded, s.now);
+        s.conn.handle_paused_input(undecoded, false, s.now);
         let ended = s.run_until(s.now + Duration::from_secs(120), |s| {
             s.output();
             let undecoded = s.rx.len();
-            s.conn.handle_paused_input(undecoded, s.now);
+            s.conn.handle_paused_input(undecoded, false, s.now);
         });
         assert_eq!(ended, None, "{}", d.name());
     }

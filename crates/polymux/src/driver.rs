@@ -239,6 +239,10 @@ impl<T: Transport> Driver<T> {
                 conn.handle_eof(rx.len());
                 return Step::Progress;
             }
+            if !decoding {
+                // Paused again after a read-ahead saw EOF: nothing more can arrive.
+                conn.handle_paused_input(rx.len(), true, now);
+            }
             return Step::Idle;
         }
         let limit = if decoding {
@@ -248,7 +252,7 @@ impl<T: Transport> Driver<T> {
         };
         if !decoding {
             // Tells the engine whether we still read (the peer's silence counts) or not.
-            conn.handle_paused_input(rx.len(), now);
+            conn.handle_paused_input(rx.len(), false, now);
         }
         if rx.len() >= limit {
             return Step::Idle;
@@ -273,13 +277,15 @@ impl<T: Transport> Driver<T> {
                     if decoding {
                         self.eof_reported = true;
                         conn.handle_eof(rx.len());
+                    } else {
+                        conn.handle_paused_input(rx.len(), true, now);
                     }
                 } else if decoding {
                     self.last_read = now;
                     conn.handle_input(rx, Instant::now());
                 } else {
                     self.last_read = now;
-                    conn.handle_paused_input(rx.len(), Instant::now());
+                    conn.handle_paused_input(rx.len(), false, Instant::now());
                 }
                 Step::Progress
             }

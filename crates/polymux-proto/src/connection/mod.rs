@@ -368,8 +368,11 @@ impl Connection {
     /// While input is paused on the receive budget, the driver holds `undecoded` bytes it read
     /// (ahead) and the engine could not decode yet. More than last time: the peer is alive.
     /// Fewer than [`PAUSED_READ_AHEAD`]: the driver goes on reading, so the peer's silence
-    /// counts against it; at the limit the driver stops and the silence is ours.
-    pub fn handle_paused_input(&mut self, undecoded: usize, now: Instant) {
+    /// counts against it; at the limit the driver stops and the silence is ours. So it is
+    /// after `eof` (the transport ended during the read-ahead; report it with
+    /// [`handle_eof`](Self::handle_eof) once input resumes): nothing more can arrive, and the
+    /// bytes that did wait for the application, as they would have without a read-ahead.
+    pub fn handle_paused_input(&mut self, undecoded: usize, eof: bool, now: Instant) {
         if !self.wants_read_ahead() {
             return;
         }
@@ -377,7 +380,7 @@ impl Connection {
             self.keepalive.on_receive(now);
         }
         self.undecoded = undecoded;
-        self.reading_ahead = undecoded < PAUSED_READ_AHEAD;
+        self.reading_ahead = !eof && undecoded < PAUSED_READ_AHEAD;
     }
 
     /// The transport accepted none of the pending output: a write or flush returned `Pending`.
