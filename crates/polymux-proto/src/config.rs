@@ -14,6 +14,7 @@
 //! | inbound streams not yet accepted | [`accept_backlog`](Config::accept_backlog): beyond it new streams are refused (RST, or FIN on smux) | 256 |
 //! | outbound streams not yet acknowledged | [`max_unacked_outbound`](Config::max_unacked_outbound): `open()` waits beyond it (yamux) | 256 |
 //! | live streams | [`max_streams`](Config::max_streams) | 65 536 |
+//! | time output may wait on a peer that does not read | [`write_timeout`](Config::write_timeout): then the session ends with `WriteTimeout`, freeing all of the above | 30 s |
 //!
 //! Received payloads of at least 8 KiB are kept as zero-copy slices of the receive buffer
 //! (128 KiB, recycled once read); smaller ones are copied so that a few bytes never pin a
@@ -60,6 +61,7 @@ pub struct Config {
     keepalive_interval: Option<Duration>,
     keepalive_timeout: Duration,
     close_timeout: Duration,
+    write_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -333,6 +336,13 @@ impl Config {
     /// the peer may send nothing at all) before the session ends with
     /// [`Error::KeepAliveTimeout`](crate::Error::KeepAliveTimeout). Default 15 s (yamux), 30 s (smux).
     ///
+    /// Silence counts only while this side reads: while input is paused (receive budget or
+    /// control queue full) it is ours, unless the driver reads ahead during a budget pause
+    /// (the `polymux` driver does, up to [`PAUSED_READ_AHEAD`](crate::PAUSED_READ_AHEAD)
+    /// bytes), in which case anything arriving proves the peer alive and nothing arriving
+    /// still times it out. A peer that stops *reading* is caught by
+    /// [`write_timeout`](Self::write_timeout).
+    ///
     /// ```
     /// use std::time::Duration;
     /// use polymux_proto::Config;
@@ -363,6 +373,20 @@ impl Config {
     /// ```
     pub fn close_timeout(&self) -> Duration {
         self.close_timeout
+    }
+
+    /// How long output may wait while the transport accepts none of it before the session
+    /// ends with [`Error::WriteTimeout`](crate::Error::WriteTimeout); `None` waits forever.
+    /// Default 30 s, every dialect.
+    ///
+    /// This is how a peer that stopped reading is detected: its keep-alive answers may still
+    /// arrive (or, while our input is paused, cannot), so only the write side can tell. Any
+    /// byte the transport accepts restarts the clock, so a slow reader is never cut off. The
+    /// driver reports when a write or flush makes no progress and when it does
+    /// ([`Connection::handle_write_blocked`](crate::Connection::handle_write_blocked),
+    /// [`Connection::handle_write_progress`](crate::Connection::handle_write_progress)).
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
     }
 }
 
@@ -426,6 +450,10 @@ impl ConfigBuilder {
     setter!(
         /// See [`Config::close_timeout`].
         close_timeout: Duration
+    );
+    setter!(
+        /// See [`Config::write_timeout`].
+        write_timeout: Option<Duration>
     );
 
     /// Checks the combination and returns the configuration, or the first rule it breaks.
@@ -505,6 +533,9 @@ impl ConfigBuilder {
         }
         if c.keepalive_timeout.is_zero() {
             return Err(ConfigError::ZeroKeepaliveTimeout);
+        }
+        if c.write_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroWriteTimeout);
         }
         if c.keepalive_interval.is_some_and(|i| i.is_zero()) {
             return Err(ConfigError::ZeroKeepaliveInterval);
@@ -597,6 +628,8 @@ pub enum ConfigError {
     ZeroKeepaliveTimeout,
     /// [`keepalive_interval`](Config::keepalive_interval) is `Some(0)` (`None` disables it).
     ZeroKeepaliveInterval,
+    /// [`write_timeout`](Config::write_timeout) is `Some(0)` (`None` disables it).
+    ZeroWriteTimeout,
     /// On smux, which detects a dead peer by silence, the keep-alive timeout is shorter than
     /// the interval: a peer sending NOPs at the same interval would be declared dead between
     /// two of them.
@@ -671,6 +704,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ZeroLimit { setting } => write!(f, "{setting} must be at least 1"),
             ConfigError::ZeroKeepaliveTimeout => f.write_str("keepalive_timeout must be positive"),
+            ConfigError::ZeroWriteTimeout => {
+                f.write_str("write_timeout must be positive (use None to disable)")
+            }
             ConfigError::ZeroKeepaliveInterval => {
                 f.write_str("keepalive_interval must be positive (use None to disable)")
             }
@@ -831,6 +867,12 @@ mod tests {
                 .to_builder()
                 .keepalive_interval(Some(Duration::ZERO))),
             ConfigError::ZeroKeepaliveInterval
+        );
+        assert_eq!(
+            err(Config::yamux()
+                .to_builder()
+                .write_timeout(Some(Duration::ZERO))),
+            ConfigError::ZeroWriteTimeout
         );
         assert_eq!(
             err(Config::smux_v1()

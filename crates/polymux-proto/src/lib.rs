@@ -39,7 +39,7 @@ mod waiters;
 
 pub use codec::Dialect;
 pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};
-pub use connection::{Connection, Role, Stats, StreamKey};
+pub use connection::{Connection, Role, Stats, StreamKey, PAUSED_READ_AHEAD};
 pub use error::{Error, TransportError, Violation};
 pub use frame::{Flags, Frame, StreamId};
 pub use tx::Transmit;

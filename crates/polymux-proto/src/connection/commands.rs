@@ -349,21 +349,20 @@ impl Connection {
         Poll::Pending
     }
 
-    /// Tells the peer to open no more streams (GoAway, code normal); existing streams continue
-    /// and this side may still open streams. Inbound opens from now on are refused.
+    /// Stops accepting streams: inbound opens from now on are refused, existing streams
+    /// continue, and this side may still open streams. The peer is told with GoAway (code
+    /// normal) where the dialect has it; on smux, which has none, nothing is sent and each
+    /// further open is refused the way smux can (FIN), so the peer learns it per stream.
     pub fn go_away(&mut self) -> Result<(), Error> {
-        if !self.dialect.has_goaway() {
-            return Err(Error::Unsupported(
-                "GoAway (the dialect has no GoAway frame)",
-            ));
-        }
         if let Some(e) = self.ended_error() {
             return Err(e);
         }
         if !self.local_goaway {
             self.local_goaway = true;
-            let code = self.dialect.goaway_normal();
-            self.push_control(&Frame::GoAway { code });
+            if self.dialect.has_goaway() {
+                let code = self.dialect.goaway_normal();
+                self.push_control(&Frame::GoAway { code });
+            }
         }
         Ok(())
     }
@@ -376,10 +375,7 @@ impl Connection {
         if !matches!(self.state, State::Open) {
             return;
         }
-        if self.dialect.has_goaway() {
-            let _ = self.go_away();
-        }
-        self.local_goaway = true;
+        let _ = self.go_away();
         self.state = State::Closing {
             deadline: now + self.config.close_timeout(),
         };

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 
-use super::{Connection, RxFrame, State, StreamKey};
+use super::{Connection, Refusal, RxFrame, State, StreamKey};
 use crate::error::Violation;
 use crate::frame::{Flags, Frame, StreamId};
 use crate::stream::Origin;
@@ -54,6 +54,9 @@ impl Connection {
                 }
             }
         }
+        // A read-ahead during a budget pause must be declared anew (`handle_paused_input`).
+        self.undecoded = rx.len();
+        self.reading_ahead = false;
         self.progress_close();
     }
 
@@ -285,17 +288,16 @@ impl Connection {
         }
         self.stats.opened_inbound += 1;
         let refuse = if self.local_goaway || !matches!(self.state, State::Open) {
-            Some("GoAway sent")
+            Some(Refusal::Closing)
         } else if self.accept_queue.len() >= self.config.accept_backlog() {
-            Some("accept backlog full")
+            Some(Refusal::Backlog)
         } else if self.streams.len() >= self.config.max_streams() {
-            Some("stream limit reached")
+            Some(Refusal::Limit)
         } else {
             None
         };
         if let Some(why) = refuse {
-            tracing::debug!(stream = %id, why, "refusing inbound stream");
-            self.stats.refused_inbound += 1;
+            self.note_refusal(id, why);
             self.push_control(&crate::policy::reset(self.dialect, id));
             return Ok(None);
         }
