@@ -121,11 +121,13 @@ impl Connection {
             return Poll::Ready(Err(Error::SessionClosed));
         };
         if !s.queue.is_empty() {
-            let n = s.queue.read_into(buf);
+            let charge = s.queue.charge();
+            let n = s.queue.read_into(buf, &mut self.memory);
+            let uncharged = charge - s.queue.charge();
             // An empty `buf` reads nothing: not a first read (it would announce again and again).
             let first_read = n > 0 && s.recv.consumed() == 0;
             s.recv.consume(n as u64);
-            self.unbuffer(n);
+            self.unbuffer(n, uncharged);
             self.return_credit(key, first_read);
             return Poll::Ready(Ok(n));
         }
@@ -238,10 +240,11 @@ impl Connection {
         s.local_fin = true;
         s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
         let id = s.id;
-        let discarded = s.queue.discard();
+        let charge = s.queue.charge();
+        let discarded = s.queue.discard(&mut self.memory);
         s.wake_reader();
         s.wake_writer();
-        self.unbuffer(discarded);
+        self.unbuffer(discarded, charge);
         if send_frame {
             let frame = crate::policy::reset(self.dialect, id);
             self.push_ordered(&frame);
@@ -259,10 +262,11 @@ impl Connection {
         s.released = true;
         s.read_waker = None;
         s.write_waker = None;
-        let discarded = s.queue.discard();
+        let charge = s.queue.charge();
+        let discarded = s.queue.discard(&mut self.memory);
         s.recv.consume(discarded as u64);
         let needs_fin = !s.local_fin && !s.reset;
-        self.unbuffer(discarded);
+        self.unbuffer(discarded, charge);
         if needs_fin && !self.is_ended() {
             let _ = self.close_write(key);
         }

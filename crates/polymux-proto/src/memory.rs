@@ -1,0 +1,414 @@
+//! Receive memory: what a session holds for received-but-unread data, charged against its own
+//! [`session_recv_budget`](crate::Config::session_recv_budget) and, optionally, a process-wide
+//! [`MemoryBudget`] that many sessions share.
+//!
+//! Rule implemented (DESIGN §3, "budgets count memory, not payload"): what is charged is the
+//! heap a piece of received data keeps alive, not its payload length:
+//! - bytes copied into a stream's own chunks are charged the chunks' whole allocations, and
+//!   the stream's slot ring its whole capacity (see `recv_queue`);
+//! - a zero-copy slice of the caller's input buffer is charged the *whole input buffer* it
+//!   keeps alive, once per buffer however many slices share it ([`Pins`]). A slice whose
+//!   buffer would not fit the budget is copied out instead. Charging (rather than always
+//!   copying) keeps the bulk path zero-copy: large frames fill the driver's buffers with
+//!   slices, so a buffer's charge is close to the payload it carries, while a small slice
+//!   pinning a large buffer costs the whole buffer and soon pauses the attacker.
+//!
+//! Invariant (kept by [`RecvMemory::try_charge`], the only way `held` grows): `held`, the
+//! heap this session keeps for received data, never exceeds `session_recv_budget`; when the
+//! next piece does not fit, the session stops reading its transport until memory is freed
+//! (back-pressure, never loss). Not charged, and bounded per stream or per session instead:
+//! the stream table entry and a drained stream's retained slot ring (`recv_queue`), the pin
+//! table (one entry per pinned buffer) and the input buffer the caller is decoding from.
+//!
+//! Shared budget rule ([`MemoryBudget`]): every session charges what it holds to the shared
+//! pool too. A session may always hold its *fair share* (`limit / sessions`); beyond that it
+//! takes memory only while the pool is under its limit. So when the pool is full, the sessions
+//! holding more than their share pause and the others go on; the pool's use exceeds the limit
+//! by at most what sessions below their share took after it filled (less than the limit). A
+//! session paused on the pool registers its driver's waker there and is woken when memory is
+//! freed anywhere in the pool (or a session leaves, which raises everyone's share).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+
+use bytes::BytesMut;
+
+/// A memory limit shared by many sessions (e.g. every connection of a server): a cheap,
+/// cloneable handle. Set it with [`ConfigBuilder::memory_budget`](crate::ConfigBuilder::memory_budget).
+///
+/// Each session charges the receive memory it holds to its own
+/// [`session_recv_budget`](crate::Config::session_recv_budget) and to this pool. A session may
+/// always hold its fair share, `limit / sessions`; beyond it, only while the pool's use is below
+/// the limit. When the pool is full, sessions above their share stop reading their transports
+/// (their peers see back-pressure) and resume when memory is freed anywhere in the pool.
+/// Accounting is lock-free (atomics); a lock is taken only to park and wake paused sessions.
+///
+/// Two handles are equal when they are clones of the same pool.
+///
+/// ```
+/// use polymux_proto::{Config, MemoryBudget};
+///
+/// let pool = MemoryBudget::new(256 << 20);
+/// let config = Config::yamux().to_builder().memory_budget(Some(pool.clone())).build().unwrap();
+/// assert_eq!(config.memory_budget(), Some(&pool));
+/// assert_eq!(pool.in_use(), 0);
+/// ```
+#[derive(Clone)]
+pub struct MemoryBudget {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    limit: usize,
+    used: AtomicUsize,
+    sessions: AtomicUsize,
+    next_id: AtomicU64,
+    /// Sessions paused on the pool: their drivers' wakers, at most one per session.
+    waiters: Mutex<Vec<(u64, Waker)>>,
+    /// `waiters.len()`, readable without the lock on the release path.
+    waiting: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A pool of `limit` bytes.
+    pub fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget {
+            pool: Arc::new(Pool {
+                limit,
+                used: AtomicUsize::new(0),
+                sessions: AtomicUsize::new(0),
+                next_id: AtomicU64::new(0),
+                waiters: Mutex::new(Vec::new()),
+                waiting: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.pool.limit
+    }
+
+    /// Bytes the sessions sharing this pool hold now.
+    pub fn in_use(&self) -> usize {
+        self.pool.used.load(SeqCst)
+    }
+
+    /// Live sessions sharing this pool.
+    pub fn sessions(&self) -> usize {
+        self.pool.sessions.load(SeqCst)
+    }
+
+    /// What one session may hold even when the pool is full: `limit / sessions`.
+    pub fn fair_share(&self) -> usize {
+        self.pool.limit / self.sessions().max(1)
+    }
+
+    fn join(&self) -> u64 {
+        self.pool.sessions.fetch_add(1, SeqCst);
+        self.pool.next_id.fetch_add(1, SeqCst)
+    }
+
+    fn leave(&self, id: u64, held: usize) {
+        self.pool.used.fetch_sub(held, SeqCst);
+        self.pool.sessions.fetch_sub(1, SeqCst);
+        let mut waiters = self.lock();
+        waiters.retain(|(w, _)| *w != id);
+        self.pool.waiting.store(waiters.len(), SeqCst);
+        drop(waiters);
+        // Everyone's fair share grew (and memory was freed).
+        self.wake_all();
+    }
+
+    /// Charges `extra` for a session holding `held`, if the rule admits it.
+    fn try_charge(&self, held: usize, extra: usize) -> bool {
+        if held + extra <= self.fair_share() {
+            self.pool.used.fetch_add(extra, SeqCst);
+            return true;
+        }
+        let mut used = self.pool.used.load(SeqCst);
+        loop {
+            if used + extra > self.pool.limit {
+                return false;
+            }
+            match self
+                .pool
+                .used
+                .compare_exchange_weak(used, used + extra, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// What a session holding `held` could take now.
+    fn room(&self, held: usize) -> usize {
+        let pool_room = self.pool.limit.saturating_sub(self.in_use());
+        pool_room.max(self.fair_share().saturating_sub(held))
+    }
+
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let before = self.pool.used.fetch_sub(n, SeqCst);
+        if self.pool.waiting.load(SeqCst) > 0 && before - n < self.pool.limit {
+            self.wake_all();
+        }
+    }
+
+    /// Parks session `id`'s driver until memory is freed. The caller checks for room again
+    /// afterwards, so a release between its check and this call is not missed.
+    fn wait(&self, id: u64, waker: &Waker) {
+        let mut waiters = self.lock();
+        match waiters.iter_mut().find(|(w, _)| *w == id) {
+            Some((_, old)) => old.clone_from(waker),
+            None => waiters.push((id, waker.clone())),
+        }
+        self.pool.waiting.store(waiters.len(), SeqCst);
+    }
+
+    fn wake_all(&self) {
+        let mut waiters = self.lock();
+        let woken = std::mem::take(&mut *waiters);
+        self.pool.waiting.store(0, SeqCst);
+        drop(waiters);
+        for (_, w) in woken {
+            w.wake();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Waker)>> {
+        // A panic while holding this lock cannot leave the list inconsistent.
+        self.pool.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl PartialEq for MemoryBudget {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.pool, &other.pool)
+    }
+}
+
+impl Eq for MemoryBudget {}
+
+impl fmt::Debug for MemoryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBudget")
+            .field("limit", &self.limit())
+            .field("in_use", &self.in_use())
+            .field("sessions", &self.sessions())
+            .finish()
+    }
+}
+
+/// Identifies a pinned input buffer: the address one past its allocation's end, which is
+/// fixed for the allocation's life and unique among live allocations.
+pub(crate) type PinKey = usize;
+
+/// Input buffers kept alive by zero-copy slices queued in streams, each charged once.
+#[derive(Debug, Default)]
+pub(crate) struct Pins {
+    /// Pinned buffer → (slices queued, bytes charged for it).
+    table: HashMap<PinKey, (usize, usize)>,
+    /// The input buffer seen last: its key and the lowest address seen in it, so that the
+    /// bytes already decoded from its front are charged too when a slice pins it.
+    current: (PinKey, usize),
+}
+
+impl Pins {
+    /// Notes the buffer `rx` that input is decoded from.
+    pub(crate) fn observe(&mut self, rx: &BytesMut) {
+        let start = rx.as_ptr() as usize;
+        let end = start + rx.capacity();
+        if self.current.0 == end {
+            self.current.1 = self.current.1.min(start);
+        } else {
+            self.current = (end, start);
+        }
+    }
+
+    /// The key of a slice of the current buffer, and what pinning it would newly charge.
+    pub(crate) fn cost(&self) -> (PinKey, usize) {
+        let (key, low) = self.current;
+        match self.table.get(&key) {
+            Some(_) => (key, 0),
+            None => (key, key - low + PIN_OVERHEAD),
+        }
+    }
+}
+
+/// Besides the buffer: the `bytes` crate's shared header and our table entry.
+const PIN_OVERHEAD: usize = 64;
+
+/// A session's receive memory account. See the module docs for the invariant.
+#[derive(Debug)]
+pub(crate) struct RecvMemory {
+    budget: usize,
+    /// Heap held for received data: stream queues plus pinned buffers (≤ `budget`).
+    held: usize,
+    pub(crate) pins: Pins,
+    shared: Option<(MemoryBudget, u64)>,
+}
+
+impl RecvMemory {
+    pub(crate) fn new(budget: usize, shared: Option<&MemoryBudget>) -> Self {
+        RecvMemory {
+            budget,
+            held: 0,
+            pins: Pins::default(),
+            shared: shared.map(|s| (s.clone(), s.join())),
+        }
+    }
+
+    /// Bytes charged now.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// The shared pool's use, if there is one.
+    pub(crate) fn shared_in_use(&self) -> Option<usize> {
+        self.shared.as_ref().map(|(s, _)| s.in_use())
+    }
+
+    /// What could be charged now without exceeding either budget.
+    pub(crate) fn room(&self) -> usize {
+        let own = self.budget - self.held;
+        match &self.shared {
+            Some((s, _)) => own.min(s.room(self.held)),
+            None => own,
+        }
+    }
+
+    /// Room in the session's own budget (ignoring the shared pool).
+    pub(crate) fn own_room(&self) -> usize {
+        self.budget - self.held
+    }
+
+    /// Charges `extra` bytes if both budgets admit them. The invariant's guard.
+    pub(crate) fn try_charge(&mut self, extra: usize) -> bool {
+        if extra > self.own_room() {
+            return false;
+        }
+        if let Some((s, _)) = &self.shared {
+            if !s.try_charge(self.held, extra) {
+                return false;
+            }
+        }
+        self.held += extra;
+        true
+    }
+
+    /// Returns `n` charged bytes.
+    pub(crate) fn release(&mut self, n: usize) {
+        self.held -= n;
+        if let Some((s, _)) = &self.shared {
+            s.release(n);
+        }
+    }
+
+    /// Whether the shared pool would now admit `extra` more bytes (without charging them).
+    pub(crate) fn shared_would_admit(&self, extra: usize) -> bool {
+        match &self.shared {
+            Some((s, _)) => extra <= s.room(self.held),
+            None => true,
+        }
+    }
+
+    /// Parks `waker` on the shared pool until memory is freed there.
+    pub(crate) fn wait_shared(&self, waker: &Waker) {
+        if let Some((s, id)) = &self.shared {
+            s.wait(*id, waker);
+        }
+    }
+
+    /// A slice of the current input buffer was queued: charges the buffer on its first slice.
+    /// The caller has already charged `cost().1` for it.
+    pub(crate) fn pin(&mut self, key: PinKey, charge: usize) {
+        let entry = self.pins.table.entry(key).or_insert((0, charge));
+        entry.0 += 1;
+    }
+
+    /// A queued slice of buffer `key` was read or dropped: the buffer's charge is returned
+    /// with its last slice.
+    pub(crate) fn unpin(&mut self, key: PinKey) {
+        let freed = match self.pins.table.get_mut(&key) {
+            Some(entry) if entry.0 > 1 => {
+                entry.0 -= 1;
+                None
+            }
+            Some(_) => self.pins.table.remove(&key).map(|(_, charge)| charge),
+            None => None,
+        };
+        if let Some(charge) = freed {
+            self.release(charge);
+        }
+    }
+}
+
+impl Drop for RecvMemory {
+    fn drop(&mut self) {
+        if let Some((s, id)) = self.shared.take() {
+            s.leave(id, self.held);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fair_share_is_always_admitted_beyond_it_only_with_room() {
+        let pool = MemoryBudget::new(1000);
+        let mut a = RecvMemory::new(10_000, Some(&pool));
+        let mut b = RecvMemory::new(10_000, Some(&pool));
+        assert_eq!(pool.sessions(), 2);
+        assert!(a.try_charge(1000));
+        assert_eq!(pool.in_use(), 1000);
+        // The pool is full: `a` is above its share (500) and pauses; `b` may take its share.
+        assert!(!a.try_charge(1));
+        assert!(b.try_charge(500));
+        assert!(!b.try_charge(1));
+        assert_eq!(pool.in_use(), 1500);
+        a.release(1000);
+        assert_eq!(pool.in_use(), 500);
+        drop(b);
+        assert_eq!((pool.in_use(), pool.sessions()), (0, 1));
+        assert!(a.try_charge(1000));
+        drop(a);
+        assert_eq!((pool.in_use(), pool.sessions()), (0, 0));
+    }
+
+    #[test]
+    fn handles_compare_by_pool() {
+        let a = MemoryBudget::new(1);
+        assert_eq!(a, a.clone());
+        assert_ne!(a, MemoryBudget::new(1));
+    }
+
+    #[test]
+    fn a_paused_session_is_woken_when_memory_is_freed() {
+        use std::sync::atomic::AtomicBool;
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, SeqCst);
+            }
+        }
+        let pool = MemoryBudget::new(100);
+        let mut a = RecvMemory::new(1000, Some(&pool));
+        let b = RecvMemory::new(1000, Some(&pool));
+        assert!(a.try_charge(100));
+        assert!(!b.shared_would_admit(51));
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        b.wait_shared(&Waker::from(flag.clone()));
+        a.release(60);
+        assert!(flag.0.load(SeqCst));
+        assert!(b.shared_would_admit(51));
+    }
+}
