@@ -13,8 +13,11 @@
 //!   buffers: every owned chunk's whole allocation plus the slot ring's whole capacity, and 0
 //!   when empty. Growth is explicit (`reserve_exact`), so the callers' upper bounds
 //!   ([`append_bound`](RecvQueue::append_bound), [`slice_bound`](RecvQueue::slice_bound)) hold;
-//! - when the queue drains, the chunks are freed and the ring is cut to [`RETAIN_SLOTS`]: that
-//!   box (≤ 64 + 16 × 48 bytes) is the uncharged overhead of a stream that has received data.
+//! - when the queue drains, the chunks are freed; the ring is kept for the next burst (shrinking
+//!   and regrowing it would allocate on every burst of bulk traffic). Up to [`RETAIN_SLOTS`] it
+//!   is not charged: that box (≤ 80 + 16 × 48 bytes) is the uncharged overhead of a stream that
+//!   has received data. Beyond that its whole capacity stays charged ([`retained`](RecvQueue::retained))
+//!   until [`trim`](RecvQueue::trim)med, which the session does before it would pause.
 //!
 //! Size matters here too: every stream in the table has one, idle or not. A stream that never
 //! received data holds 16 bytes and allocates nothing.
@@ -76,8 +79,35 @@ impl RecvQueue {
     /// Heap held for the queued data, pinned buffers aside (module docs).
     pub(crate) fn charge(&self) -> usize {
         match &self.inner {
-            Some(i) if self.len > 0 => i.pieces.capacity() * SLOT + i.chunks + i.tail_alloc,
-            _ => 0,
+            Some(i) => self.ring_charge() * SLOT + i.chunks + i.tail_alloc,
+            None => 0,
+        }
+    }
+
+    /// Charged slots of the ring: all of them, unless the queue is empty and keeps no more
+    /// than [`RETAIN_SLOTS`].
+    fn ring_charge(&self) -> usize {
+        let cap = self.inner.as_ref().map_or(0, |i| i.pieces.capacity());
+        if self.len > 0 || cap > RETAIN_SLOTS {
+            cap
+        } else {
+            0
+        }
+    }
+
+    /// The charge of an empty queue's ring kept beyond [`RETAIN_SLOTS`] (0 if not empty).
+    pub(crate) fn retained(&self) -> usize {
+        if self.len == 0 {
+            self.charge()
+        } else {
+            0
+        }
+    }
+
+    /// Gives back an empty queue's ring beyond [`RETAIN_SLOTS`] (see [`retained`](Self::retained)).
+    pub(crate) fn trim(&mut self) {
+        if let Some(inner) = self.inner.as_mut().filter(|_| self.len == 0) {
+            inner.pieces.shrink_to(RETAIN_SLOTS);
         }
     }
 
@@ -96,12 +126,7 @@ impl RecvQueue {
 
     /// Upper bound of the charge added by pushing `pushes` pieces and allocating `alloc` bytes.
     fn bound(&self, pushes: usize, alloc: usize) -> usize {
-        let charged_slots = if self.len == 0 {
-            0
-        } else {
-            self.slots_after(0)
-        };
-        (self.slots_after(pushes) - charged_slots) * SLOT + alloc
+        (self.slots_after(pushes) - self.ring_charge()) * SLOT + alloc
     }
 
     /// Whether `n` more bytes fit in the tail chunk without allocating.
@@ -231,15 +256,12 @@ impl RecvQueue {
         copied
     }
 
-    /// The queue is empty: frees the chunks and trims the ring (module docs).
+    /// The queue is empty: frees the chunks and keeps the ring (module docs).
     fn drained(&mut self) {
         if let Some(inner) = self.inner.as_mut() {
             inner.tail = BytesMut::new();
             inner.tail_alloc = 0;
             inner.chunks = 0;
-            if inner.pieces.capacity() > RETAIN_SLOTS {
-                inner.pieces.shrink_to(RETAIN_SLOTS);
-            }
         }
     }
 

@@ -121,9 +121,10 @@ impl Connection {
             return Poll::Ready(Err(Error::SessionClosed));
         };
         if !s.queue.is_empty() {
-            let charge = s.queue.charge();
+            let (charge, retained) = (s.queue.charge(), s.queue.retained());
             let n = s.queue.read_into(buf, &mut self.memory);
             let uncharged = charge - s.queue.charge();
+            self.retained = self.retained + s.queue.retained() - retained;
             // An empty `buf` reads nothing: not a first read (it would announce again and again).
             let first_read = n > 0 && s.recv.consumed() == 0;
             s.recv.consume(n as u64);
@@ -241,6 +242,7 @@ impl Connection {
         s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
         let id = s.id;
         let charge = s.queue.charge();
+        self.retained -= s.queue.retained();
         let discarded = s.queue.discard(&mut self.memory);
         s.wake_reader();
         s.wake_writer();
@@ -263,6 +265,7 @@ impl Connection {
         s.read_waker = None;
         s.write_waker = None;
         let charge = s.queue.charge();
+        self.retained -= s.queue.retained();
         let discarded = s.queue.discard(&mut self.memory);
         s.recv.consume(discarded as u64);
         let needs_fin = !s.local_fin && !s.reset;

@@ -126,15 +126,33 @@ impl Connection {
 
     /// Queues up to `n` bytes from the front of `rx` on stream `k`, charging the memory they
     /// hold (see `crate::memory`); returns how many, or `None` (input paused) when not even a
-    /// small piece fits. In order of preference: a zero-copy slice (≥ [`COPY_BELOW`]) whose
-    /// buffer is already pinned or fits; an append to the stream's chunks; an exact copy of
-    /// what fits (so the budget fills up to its last bytes).
+    /// small piece fits, even after the rings kept by drained streams were given back.
+    fn queue_payload(&mut self, k: StreamKey, rx: &mut BytesMut, n: usize) -> Option<usize> {
+        let taken = match self.try_queue(k, rx, n) {
+            Some(taken) => taken,
+            None if self.trim_retained() => self.try_queue(k, rx, n)?,
+            None => return None,
+        };
+        // A first attempt may have marked input paused before the retry fitted.
+        self.paused_on_budget = false;
+        self.paused_on_pool = None;
+        self.recv_buffered += taken;
+        if let Some(s) = self.streams.get_mut(k.0) {
+            s.wake_reader();
+        }
+        Some(taken)
+    }
+
+    /// One attempt of [`queue_payload`](Self::queue_payload). In order of preference: a
+    /// zero-copy slice (≥ [`COPY_BELOW`]) whose buffer is already pinned or fits; an append to
+    /// the stream's chunks; an exact copy of what fits (so the budget fills up to its last
+    /// bytes). When nothing fits, marks input paused on whichever budget is short.
     ///
     /// Invariant kept here: every byte charged was admitted by `RecvMemory::try_charge`
     /// first, with an upper bound that the queue's actual growth never exceeds.
-    fn queue_payload(&mut self, k: StreamKey, rx: &mut BytesMut, n: usize) -> Option<usize> {
+    fn try_queue(&mut self, k: StreamKey, rx: &mut BytesMut, n: usize) -> Option<usize> {
         let s = self.streams.get_mut(k.0)?;
-        let before = s.queue.charge();
+        let before = (s.queue.charge(), s.queue.retained());
         let memory = &mut self.memory;
         let taken = 'plan: {
             if n >= COPY_BELOW {
@@ -181,11 +199,10 @@ impl Connection {
             }
             return None;
         };
-        let grew = s.queue.charge() - before;
+        let grew = s.queue.charge() - before.0;
         debug_assert!(grew <= bound, "queue grew {grew} > bound {bound}");
+        self.retained = self.retained + s.queue.retained() - before.1;
         self.memory.release(bound.saturating_sub(grew));
-        self.recv_buffered += taken;
-        s.wake_reader();
         Some(taken)
     }
 

@@ -158,6 +158,9 @@ pub struct Connection {
     recv_buffered: usize,
     /// The memory those bytes hold, charged against the budgets (`crate::memory`).
     memory: RecvMemory,
+    /// Of that, what drained streams' queues keep for reuse (`RecvQueue::retained`), given
+    /// back before input would pause.
+    retained: usize,
     /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
     /// Decoding stopped because the receive budget was full; an application read resumes it.
@@ -208,6 +211,7 @@ impl Connection {
             rx_frame: RxFrame::Header,
             recv_buffered: 0,
             memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
+            retained: 0,
             window_sum: 0,
             paused_on_budget: false,
             paused_on_pool: None,
@@ -481,6 +485,7 @@ impl Connection {
         }
         let mut queue = s.queue;
         let charge = queue.charge();
+        self.retained -= queue.retained();
         let n = queue.discard(&mut self.memory);
         self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
@@ -513,6 +518,24 @@ impl Connection {
             self.paused_on_budget = false;
             self.wake_driver();
         }
+    }
+
+    /// Gives back the rings that drained queues keep beyond their uncharged part; returns
+    /// whether there were any (then input may fit again). O(streams), and only when input
+    /// would otherwise pause with such memory outstanding.
+    fn trim_retained(&mut self) -> bool {
+        if self.retained == 0 {
+            return false;
+        }
+        for (_, s) in self.streams.iter_mut() {
+            let before = s.queue.charge();
+            if s.queue.retained() > 0 {
+                s.queue.trim();
+                self.memory.release(before - s.queue.charge());
+            }
+        }
+        self.retained = self.streams.iter().map(|(_, s)| s.queue.retained()).sum();
+        true
     }
 
     /// During a graceful close, ends the session once every stream has finished.
