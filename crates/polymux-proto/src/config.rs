@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | receive memory of one stream | the credit granted to the peer: ≤ [`max_stream_window`](Config::max_stream_window) | 256 KiB, auto-tuned up to 16 MiB |
 //! | receive memory of all streams | [`session_recv_budget`](Config::session_recv_budget), charged for the memory held (below): when the next piece does not fit, the session stops reading the transport until applications read | 32 MiB |
-//! | receive memory of all sessions sharing a [`MemoryBudget`] | [`memory_budget`](Config::memory_budget): a session may hold `limit / sessions`; beyond that only while the pool is below its limit, else it stops reading until memory is freed in the pool. The pool's use stays below 2 × limit (sessions under their share may still take it when the pool is full) | none |
+//! | receive memory of all sessions sharing a [`MemoryBudget`] | [`memory_budget`](Config::memory_budget): a session may hold its share, `max(limit / sessions, min_share)`; beyond that only while the pool is below its limit, else it stops reading until memory is freed in the pool. The pool's use stays within `limit + sessions × share` (sessions under their share may still take it when the pool is full) | none (min_share 512 KiB) |
 //! | uncharged receive overhead | per session: the pin table (≤ 80 B per pinned buffer) and the input buffer being decoded; per stream that has received data: its slot ring box, ≤ 832 B once drained | fixed |
 //! | send memory (all streams) | [`write_budget`](Config::write_budget): writes return `Pending` when it is full | 1 MiB |
 //! | receive buffers of the async driver (`polymux`) | 128 KiB buffers: those that streams' unread slices pin (within the 16 × bound below), and at most `session_recv_budget / 128 KiB + 33` tracked for reuse while data flows; the free ones dropped after a quiet second | budget + 4 MiB tracked |
@@ -158,8 +158,10 @@ impl Config {
 
     /// Upper bound for auto-tuning a stream's receive window. Default 16 MiB. Auto-tuning
     /// also keeps the sum of grown windows within half the
-    /// [`session_recv_budget`](Self::session_recv_budget), leaving the other half for the
-    /// memory overhead of received pieces.
+    /// [`session_recv_budget`](Self::session_recv_budget) (and, with a
+    /// [`memory_budget`](Self::memory_budget), half its
+    /// [`min_share`](MemoryBudget::min_share): raise that for faster single streams), leaving
+    /// the other half for the memory overhead of received pieces.
     pub fn max_stream_window(&self) -> u32 {
         self.max_stream_window
     }
@@ -179,8 +181,8 @@ impl Config {
     ///
     /// Each session charges its receive memory (as for
     /// [`session_recv_budget`](Self::session_recv_budget)) to the pool as well. A session may
-    /// always hold its fair share of the pool (`limit / sessions`); beyond that, only while
-    /// the pool is below its limit. When the pool is full the sessions holding more than their
+    /// always hold its share of the pool (`limit / sessions`, at least the pool's minimum
+    /// share); beyond that, only while the pool is below its limit. When the pool is full the sessions holding more than their
     /// share stop reading their transports, the others go on, and paused ones resume when
     /// memory is freed anywhere in the pool. See [`MemoryBudget`].
     pub fn memory_budget(&self) -> Option<&MemoryBudget> {

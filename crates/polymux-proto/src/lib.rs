@@ -45,5 +45,5 @@ pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};
 pub use connection::{Connection, Role, Stats, StreamKey};
 pub use error::{Error, Violation};
 pub use frame::{Flags, Frame, StreamId};
-pub use memory::MemoryBudget;
+pub use memory::{MemoryBudget, DEFAULT_MIN_SHARE};
 pub use tx::Transmit;

@@ -21,12 +21,17 @@
 //! table (one entry per pinned buffer) and the input buffer the caller is decoding from.
 //!
 //! Shared budget rule ([`MemoryBudget`]): every session charges what it holds to the shared
-//! pool too. A session may always hold its *fair share* (`limit / sessions`); beyond that it
-//! takes memory only while the pool is under its limit. So when the pool is full, the sessions
-//! holding more than their share pause and the others go on; the pool's use exceeds the limit
-//! by at most what sessions below their share took after it filled (less than the limit). A
-//! session paused on the pool registers its driver's waker there and is woken when memory is
-//! freed anywhere in the pool (or a session leaves, which raises everyone's share).
+//! pool too. A session may always hold its *guaranteed share*, `max(limit / sessions,
+//! min_share)`; beyond that it takes memory only while the pool is under its limit. So when the
+//! pool is full, the sessions holding more than their share pause and the others go on. The
+//! minimum share exists for liveness: a session must be able to hold what its peer may send
+//! within one stream's credit, or an application that writes before it reads (an echo) can
+//! deadlock — its input paused, the peer's window update stuck behind data in the transport.
+//! Hence the pool's use is at most `limit + sessions × guaranteed share` (each session's
+//! charge beyond the limit was admitted within its share). A session paused on the pool
+//! registers its driver's waker there and is woken when memory is freed anywhere in the pool
+//! and the pool drops below its limit (or a session leaves, which raises everyone's share); its
+//! own reads wake it directly.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,9 +46,13 @@ use bytes::BytesMut;
 ///
 /// Each session charges the receive memory it holds to its own
 /// [`session_recv_budget`](crate::Config::session_recv_budget) and to this pool. A session may
-/// always hold its fair share, `limit / sessions`; beyond it, only while the pool's use is below
-/// the limit. When the pool is full, sessions above their share stop reading their transports
-/// (their peers see back-pressure) and resume when memory is freed anywhere in the pool.
+/// always hold its [`fair_share`](Self::fair_share), `max(limit / sessions, min_share)`; beyond
+/// it, only while the pool's use is below the limit. When the pool is full, sessions above
+/// their share stop reading their transports (their peers see back-pressure) and resume when
+/// memory is freed in the pool. The pool's use therefore stays within `limit + sessions ×
+/// fair_share` (bound the number of sessions, e.g. a server's connection limit, to bound it).
+/// The minimum share keeps every session live: it should cover one stream window of data and
+/// the buffers that data may pin (default [`DEFAULT_MIN_SHARE`], capped at the limit).
 /// Accounting is lock-free (atomics); a lock is taken only to park and wake paused sessions.
 ///
 /// Two handles are equal when they are clones of the same pool.
@@ -56,6 +65,10 @@ use bytes::BytesMut;
 /// assert_eq!(config.memory_budget(), Some(&pool));
 /// assert_eq!(pool.in_use(), 0);
 /// ```
+/// The default minimum share of a [`MemoryBudget`]: two 256 KiB stream windows, enough for one
+/// stream's credit of data and the receive buffers it may pin.
+pub const DEFAULT_MIN_SHARE: usize = 512 * 1024;
+
 #[derive(Clone)]
 pub struct MemoryBudget {
     pool: Arc<Pool>,
@@ -63,6 +76,7 @@ pub struct MemoryBudget {
 
 struct Pool {
     limit: usize,
+    min_share: usize,
     used: AtomicUsize,
     sessions: AtomicUsize,
     next_id: AtomicU64,
@@ -73,11 +87,18 @@ struct Pool {
 }
 
 impl MemoryBudget {
-    /// A pool of `limit` bytes.
+    /// A pool of `limit` bytes, with the default minimum share.
     pub fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget::with_min_share(limit, DEFAULT_MIN_SHARE)
+    }
+
+    /// A pool of `limit` bytes where every session may hold at least `min_share` (capped at
+    /// `limit`) even when the pool is full.
+    pub fn with_min_share(limit: usize, min_share: usize) -> MemoryBudget {
         MemoryBudget {
             pool: Arc::new(Pool {
                 limit,
+                min_share: min_share.min(limit),
                 used: AtomicUsize::new(0),
                 sessions: AtomicUsize::new(0),
                 next_id: AtomicU64::new(0),
@@ -92,6 +113,11 @@ impl MemoryBudget {
         self.pool.limit
     }
 
+    /// What every session may hold even when the pool is full (at most the limit).
+    pub fn min_share(&self) -> usize {
+        self.pool.min_share
+    }
+
     /// Bytes the sessions sharing this pool hold now.
     pub fn in_use(&self) -> usize {
         self.pool.used.load(SeqCst)
@@ -102,9 +128,10 @@ impl MemoryBudget {
         self.pool.sessions.load(SeqCst)
     }
 
-    /// What one session may hold even when the pool is full: `limit / sessions`.
+    /// What one session may hold even when the pool is full: `limit / sessions`, but at least
+    /// the minimum share.
     pub fn fair_share(&self) -> usize {
-        self.pool.limit / self.sessions().max(1)
+        (self.pool.limit / self.sessions().max(1)).max(self.pool.min_share)
     }
 
     fn join(&self) -> u64 {
@@ -200,6 +227,7 @@ impl fmt::Debug for MemoryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryBudget")
             .field("limit", &self.limit())
+            .field("min_share", &self.pool.min_share)
             .field("in_use", &self.in_use())
             .field("sessions", &self.sessions())
             .finish()
@@ -263,6 +291,19 @@ impl RecvMemory {
             pins: Pins::default(),
             shared: shared.map(|s| (s.clone(), s.join())),
         }
+    }
+
+    /// What the sum of grown stream windows may reach: half of what this session can always
+    /// hold (its budget, and its minimum share of the pool), the other half being headroom for
+    /// the memory overhead of received pieces. A peer's credit must fit in memory the session
+    /// can always get, or an application that writes before it reads could deadlock with its
+    /// input paused (module docs).
+    pub(crate) fn window_budget(&self) -> usize {
+        let guaranteed = match &self.shared {
+            Some((s, _)) => self.budget.min(s.min_share()),
+            None => self.budget,
+        };
+        guaranteed / 2
     }
 
     /// Bytes charged now.
@@ -364,7 +405,7 @@ mod tests {
 
     #[test]
     fn fair_share_is_always_admitted_beyond_it_only_with_room() {
-        let pool = MemoryBudget::new(1000);
+        let pool = MemoryBudget::with_min_share(1000, 0);
         let mut a = RecvMemory::new(10_000, Some(&pool));
         let mut b = RecvMemory::new(10_000, Some(&pool));
         assert_eq!(pool.sessions(), 2);
@@ -385,6 +426,22 @@ mod tests {
     }
 
     #[test]
+    fn the_minimum_share_is_admitted_even_when_the_pool_is_full() {
+        let pool = MemoryBudget::with_min_share(1000, 400);
+        let mut a = RecvMemory::new(10_000, Some(&pool));
+        let mut b = RecvMemory::new(10_000, Some(&pool));
+        let mut c = RecvMemory::new(10_000, Some(&pool));
+        assert_eq!(pool.fair_share(), 400);
+        assert!(a.try_charge(1000));
+        assert!(b.try_charge(400) && c.try_charge(400));
+        assert!(!b.try_charge(1) && !c.try_charge(1));
+        assert_eq!(pool.in_use(), 1800);
+        a.release(1000);
+        b.release(400);
+        c.release(400);
+    }
+
+    #[test]
     fn handles_compare_by_pool() {
         let a = MemoryBudget::new(1);
         assert_eq!(a, a.clone());
@@ -400,7 +457,7 @@ mod tests {
                 self.0.store(true, SeqCst);
             }
         }
-        let pool = MemoryBudget::new(100);
+        let pool = MemoryBudget::with_min_share(100, 0);
         let mut a = RecvMemory::new(1000, Some(&pool));
         let b = RecvMemory::new(1000, Some(&pool));
         assert!(a.try_charge(100));

@@ -45,7 +45,8 @@ mod transport;
 
 pub use driver::Driver;
 pub use polymux_proto::{
-    Config, ConfigBuilder, ConfigError, Dialect, Error, Role, Stats, StreamId, Violation,
+    Config, ConfigBuilder, ConfigError, Dialect, Error, MemoryBudget, Role, Stats, StreamId,
+    Violation,
 };
 pub use session::{Incoming, Session};
 

@@ -518,6 +518,12 @@ impl Connection {
             self.paused_on_budget = false;
             self.wake_driver();
         }
+        if self.paused_on_pool.is_some() {
+            // Freed memory of our own counts towards our fair share of the pool; the pool
+            // itself wakes us only when its total drops below the limit.
+            self.paused_on_pool = None;
+            self.wake_driver();
+        }
     }
 
     /// Gives back the rings that drained queues keep beyond their uncharged part; returns
@@ -558,11 +564,11 @@ impl Connection {
     /// window early instead of after half of it — unless our window is below the 256 KiB the
     /// peer assumed, where an early announcement would shrink the credit it already used).
     fn return_credit(&mut self, key: StreamKey, first_read: bool) {
-        // Windows grow within half the budget: the memory charged for a window's worth of
-        // payload includes slots, chunk slack and the buffers slices pin (`crate::memory`),
-        // and a reader that keeps up must not find its session paused by that overhead.
-        let budget_left =
-            (self.config.session_recv_budget() as u64 / 2).saturating_sub(self.window_sum);
+        // Windows grow within half the budget (and of the shared pool's minimum share): the
+        // memory charged for a window's worth of payload includes slots, chunk slack and the
+        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
+        // session paused by that overhead.
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.rtt();
         let now = self.now;
