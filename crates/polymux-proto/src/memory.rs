@@ -41,6 +41,10 @@ use std::task::Waker;
 
 use bytes::BytesMut;
 
+/// The default minimum share of a [`MemoryBudget`]: two 256 KiB stream windows, enough for one
+/// stream's credit of data and the receive buffers it may pin.
+pub const DEFAULT_MIN_SHARE: usize = 512 * 1024;
+
 /// A memory limit shared by many sessions (e.g. every connection of a server): a cheap,
 /// cloneable handle. Set it with [`ConfigBuilder::memory_budget`](crate::ConfigBuilder::memory_budget).
 ///
@@ -65,10 +69,6 @@ use bytes::BytesMut;
 /// assert_eq!(config.memory_budget(), Some(&pool));
 /// assert_eq!(pool.in_use(), 0);
 /// ```
-/// The default minimum share of a [`MemoryBudget`]: two 256 KiB stream windows, enough for one
-/// stream's credit of data and the receive buffers it may pin.
-pub const DEFAULT_MIN_SHARE: usize = 512 * 1024;
-
 #[derive(Clone)]
 pub struct MemoryBudget {
     pool: Arc<Pool>,
