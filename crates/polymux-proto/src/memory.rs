@@ -234,8 +234,11 @@ impl fmt::Debug for MemoryBudget {
     }
 }
 
-/// Identifies a pinned input buffer: the address one past its allocation's end, which is
-/// fixed for the allocation's life and unique among live allocations.
+/// Identifies a pinned input buffer: the address one past its end (`as_ptr() + capacity()`),
+/// fixed for the allocation's life and unique among live allocations. For a `BytesMut` that
+/// owns its allocation's tail — a `with_capacity` buffer, and what remains of it after
+/// `split_to` — that is the allocation's end, as in the async driver; a caller decoding from
+/// a view that ends earlier (a `split_to` piece of a larger buffer) is charged that view only.
 pub(crate) type PinKey = usize;
 
 /// Input buffers kept alive by zero-copy slices queued in streams, each charged once.

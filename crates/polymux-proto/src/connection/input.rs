@@ -15,9 +15,10 @@ use crate::error::Violation;
 use crate::frame::{Flags, Frame, StreamId};
 use crate::stream::Origin;
 
-/// Payload pieces smaller than this are copied out of the read buffer, so that a few queued
-/// bytes never pin a whole receive buffer (see the memory bounds on `Config`); larger ones are
-/// zero-copy slices. Reads end at frame boundaries where they can
+/// Payload pieces smaller than this are copied into their stream's chunks (merged, so a flood
+/// of tiny frames costs no allocation per frame); larger ones are zero-copy slices, and the
+/// first slice of an input buffer is charged the whole buffer (see the memory bounds on
+/// `Config`). Reads end at frame boundaries where they can
 /// ([`read_hint`](Connection::read_hint)), so large payloads are rarely cut into small pieces.
 pub const COPY_BELOW: usize = 8 * 1024;
 
