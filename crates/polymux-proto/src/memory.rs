@@ -335,6 +335,9 @@ impl RecvMemory {
 
     /// Charges `extra` bytes if both budgets admit them. The invariant's guard.
     pub(crate) fn try_charge(&mut self, extra: usize) -> bool {
+        if extra == 0 {
+            return true; // nothing new is held (e.g. an append into the tail's spare room)
+        }
         if extra > self.own_room() {
             return false;
         }
