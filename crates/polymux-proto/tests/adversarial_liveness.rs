@@ -368,8 +368,8 @@ fn write_timeout_none_waits_forever() {
 
 // ---- keep-alive while input is paused on the receive budget ---------------------------------
 
-/// A server whose receive budget (256 KiB) is full: stream #1 holds 256 KiB unread and a frame
-/// for stream #3 waits undecoded. Returns it with the keys of streams #1 and #3.
+/// A server whose receive budget (256 KiB) is full: stream #1 holds most of it unread and the
+/// rest of its data, then a frame for stream #3, wait undecoded. Returns it with the keys of streams #1 and #3.
 fn paused_on_budget(d: Dialect) -> (Side, StreamKey, StreamKey) {
     let config = config(d).session_recv_budget(256 * KIB).build().unwrap();
     let mut s = Side::server(config);
@@ -381,7 +381,10 @@ fn paused_on_budget(d: Dialect) -> (Side, StreamKey, StreamKey) {
     for _ in 0..16 {
         s.feed(&data(d, 1, &piece));
     }
-    assert_eq!(s.conn.stats().recv_buffered, 256 * KIB, "{}", d.name());
+    // The budget counts the memory held (slices pin their input buffer): it fills within the
+    // last piece, which waits undecoded with the frame for #3 behind it.
+    let buffered = s.conn.stats().recv_buffered;
+    assert!(buffered > 200 * KIB, "{}: {buffered}", d.name());
     s.feed(&data(d, 3, b"behind the pause"));
     assert!(!s.conn.wants_input(), "{}", d.name());
     assert!(s.conn.wants_read_ahead(), "{}", d.name());
@@ -461,10 +464,12 @@ fn paused_with_read_ahead_keeps_a_live_peer() {
         assert!(s.rx.len() < PAUSED_READ_AHEAD, "{}", d.name());
         // The application reads stream #1: input resumes (the driver offers the undecoded
         // bytes again), and stream #3 gets its bytes.
-        assert_eq!(s.read_all(one).len(), 256 * KIB, "{}", d.name());
+        let mut got = s.read_all(one).len();
         assert!(s.conn.wants_input(), "{}", d.name());
         s.conn.handle_input(&mut s.rx, s.now);
         assert!(s.rx.is_empty(), "{}: read-ahead bytes left", d.name());
+        got += s.read_all(one).len();
+        assert_eq!(got, 256 * KIB, "{}", d.name());
         assert_eq!(s.read_all(three), b"behind the pause", "{}", d.name());
         assert_eq!(s.conn.end_reason(), None, "{}", d.name());
     }
@@ -487,9 +492,11 @@ fn eof_during_read_ahead_waits_for_the_application() {
             s.conn.handle_paused_input(undecoded, true, s.now);
         });
         assert_eq!(ended, None, "{}", d.name());
-        assert_eq!(s.read_all(one).len(), 256 * KIB, "{}", d.name());
+        let mut got = s.read_all(one).len();
         s.conn.handle_input(&mut s.rx, s.now);
         assert!(s.rx.is_empty(), "{}", d.name());
+        got += s.read_all(one).len();
+        assert_eq!(got, 256 * KIB, "{}", d.name());
         s.conn.handle_eof(0);
         assert_eq!(s.read_all(three), b"behind the pause", "{}", d.name());
         assert_eq!(

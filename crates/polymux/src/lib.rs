@@ -51,8 +51,8 @@ mod transport;
 
 pub use driver::Driver;
 pub use polymux_proto::{
-    Config, ConfigBuilder, ConfigError, Dialect, Error, Role, Stats, StreamId, TransportError,
-    Violation,
+    Config, ConfigBuilder, ConfigError, Dialect, Error, MemoryBudget, Role, Stats, StreamId,
+    TransportError, Violation,
 };
 pub use session::{Incoming, Session};
 

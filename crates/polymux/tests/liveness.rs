@@ -81,7 +81,7 @@ async fn a_peer_that_stops_reading_ends_with_write_timeout() {
     nops.abort();
 }
 
-/// The peer fills our receive budget (256 KiB on stream 1, then a frame for stream 3 waits),
+/// The peer fills our receive budget (256 KiB on stream 1, then the rest waits),
 /// our application reads nothing, and the peer then goes silent without closing. Pausing input
 /// used to make the silence ours forever; the read-ahead lets keep-alive see the peer is gone.
 #[tokio::test]
@@ -100,9 +100,11 @@ async fn a_dead_peer_is_detected_while_input_is_paused_on_the_budget() {
     let mut wire = Vec::new();
     wire.extend(yamux_header(1, SYN, 1, 0));
     wire.extend(yamux_header(1, SYN, 3, 0));
-    for _ in 0..4 {
-        wire.extend(yamux_header(0, 0, 1, 64 * 1024));
-        wire.extend(vec![1u8; 64 * 1024]);
+    // Small frames: copied into the stream's chunks, charged at about their size (plus the
+    // slot ring), so input pauses within a few KiB of the end, inside the driver's read-ahead.
+    for _ in 0..64 {
+        wire.extend(yamux_header(0, 0, 1, 4 * 1024));
+        wire.extend(vec![1u8; 4 * 1024]);
     }
     wire.extend(yamux_header(0, 0, 3, 5));
     wire.extend(b"stuck");
@@ -169,9 +171,11 @@ async fn eof_during_a_read_ahead_waits_for_the_bytes_before_it() {
     let mut wire = Vec::new();
     wire.extend(yamux_header(1, SYN, 1, 0));
     wire.extend(yamux_header(1, SYN, 3, 0));
-    for _ in 0..4 {
-        wire.extend(yamux_header(0, 0, 1, 64 * 1024));
-        wire.extend(vec![1u8; 64 * 1024]);
+    // Small frames: copied into the stream's chunks, charged at about their size (plus the
+    // slot ring), so input pauses within a few KiB of the end, inside the driver's read-ahead.
+    for _ in 0..64 {
+        wire.extend(yamux_header(0, 0, 1, 4 * 1024));
+        wire.extend(vec![1u8; 4 * 1024]);
     }
     wire.extend(yamux_header(0, FIN, 3, 4));
     wire.extend(b"tail");
@@ -188,8 +192,9 @@ async fn eof_during_a_read_ahead_waits_for_the_bytes_before_it() {
     let driver = tokio::spawn(driver);
     let mut one = session.accept().await.unwrap();
     let mut three = session.accept().await.unwrap();
-    // Everything has arrived, EOF included; the budget holds stream 1's bytes, unread.
-    assert_eq!(session.stats().recv_buffered, 256 * 1024);
+    // Everything has arrived, EOF included; the budget is full of stream 1's bytes, unread.
+    let buffered = session.stats().recv_buffered;
+    assert!((240 * 1024..256 * 1024).contains(&buffered), "{buffered}");
     assert_eq!(session.end_reason(), None);
     let mut first = vec![0u8; 256 * 1024];
     futures::AsyncReadExt::read_exact(&mut one, &mut first)

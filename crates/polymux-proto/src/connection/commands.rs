@@ -123,8 +123,9 @@ impl Connection {
             return Poll::Ready(Err(Error::SessionClosed));
         };
         if !s.queue.is_empty() {
-            let n = s.queue.read_into(buf);
-            self.consumed(key, n);
+            let before = (s.queue.charge(), s.queue.retained());
+            let n = s.queue.read_into(buf, &mut self.memory);
+            self.consumed(key, n, before);
             return Poll::Ready(Ok(n));
         }
         if buf.is_empty() {
@@ -156,23 +157,27 @@ impl Connection {
         if max == 0 {
             return Poll::Ready(Ok(Some(Bytes::new())));
         }
-        if let Some(chunk) = s.queue.pop_chunk(max) {
-            self.consumed(key, chunk.len());
+        let before = (s.queue.charge(), s.queue.retained());
+        if let Some(chunk) = s.queue.pop_chunk(max, &mut self.memory) {
+            self.consumed(key, chunk.len(), before);
             return Poll::Ready(Ok(Some(chunk)));
         }
         self.poll_read_end(key, waker, ended)
             .map(|end| end.map(|()| None))
     }
 
-    /// Credit and budget bookkeeping after the application took `n` queued bytes of `key`.
-    fn consumed(&mut self, key: StreamKey, n: usize) {
+    /// Credit and memory bookkeeping after the application took `n` queued bytes of `key`;
+    /// `(charge, retained)` are its queue's figures from before.
+    fn consumed(&mut self, key: StreamKey, n: usize, (charge, retained): (usize, usize)) {
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
+        let uncharged = charge - s.queue.charge();
+        self.retained = self.retained + s.queue.retained() - retained;
         // Nothing taken is not a first read (it would announce again and again).
         let first_read = n > 0 && s.recv.consumed() == 0;
         s.recv.consume(n as u64);
-        self.unbuffer(n);
+        self.unbuffer(n, uncharged);
         self.return_credit(key, first_read);
     }
 
@@ -289,10 +294,12 @@ impl Connection {
         s.local_fin = true;
         s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
         let id = s.id;
-        let discarded = s.queue.discard();
+        let charge = s.queue.charge();
+        self.retained -= s.queue.retained();
+        let discarded = s.queue.discard(&mut self.memory);
         s.wake_reader();
         s.wake_writer();
-        self.unbuffer(discarded);
+        self.unbuffer(discarded, charge);
         if send_frame {
             let frame = crate::policy::reset(self.dialect, id);
             self.push_after_data(key, frame);
@@ -310,10 +317,12 @@ impl Connection {
         s.released = true;
         s.read_waker = None;
         s.write_waker = None;
-        let discarded = s.queue.discard();
+        let charge = s.queue.charge();
+        self.retained -= s.queue.retained();
+        let discarded = s.queue.discard(&mut self.memory);
         s.recv.consume(discarded as u64);
         let needs_fin = !s.local_fin && !s.reset;
-        self.unbuffer(discarded);
+        self.unbuffer(discarded, charge);
         if needs_fin && !self.is_ended() {
             let _ = self.close_write(key);
         }

@@ -46,6 +46,7 @@ use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
+use crate::memory::RecvMemory;
 use crate::stream::{Origin, Stream};
 use crate::tx::{Transmit, TxBuffers};
 use crate::waiters::Waiters;
@@ -103,6 +104,12 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Received bytes not yet read by applications.
     pub recv_buffered: usize,
+    /// Heap held for those bytes, as charged against the receive budget (and the shared
+    /// [`MemoryBudget`](crate::MemoryBudget), if any): owned chunks, slot rings and the
+    /// input buffers that zero-copy slices keep alive. See `Config`'s memory bounds.
+    pub recv_memory: usize,
+    /// The shared memory budget's use over all its sessions, if the session has one.
+    pub shared_memory_in_use: Option<usize>,
     /// Inbound streams waiting for `accept()`.
     pub pending_accept: usize,
     /// The most recent Ping round trip.
@@ -189,12 +196,20 @@ pub struct Connection {
     unacked_outbound: usize,
     tx: TxBuffers,
     rx_frame: RxFrame,
-    /// Received bytes queued in streams, over all streams (≤ session_recv_budget).
+    /// Received payload bytes queued in streams, over all streams.
     recv_buffered: usize,
-    /// Sum of all streams' receive windows, which auto-tuning keeps within the budget.
+    /// The memory those bytes hold, charged against the budgets (`crate::memory`).
+    memory: RecvMemory,
+    /// Of that, what drained streams' queues keep for reuse (`RecvQueue::retained`), given
+    /// back before input would pause.
+    retained: usize,
+    /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
     /// Decoding stopped because the receive budget was full; an application read resumes it.
     paused_on_budget: bool,
+    /// Decoding stopped because the shared memory budget refused `n` more bytes; memory
+    /// freed anywhere in the pool wakes the driver, and input resumes once they would fit.
+    paused_on_pool: Option<usize>,
     keepalive: KeepAlive,
     now: Instant,
     state: State,
@@ -247,8 +262,11 @@ impl Connection {
             tx: TxBuffers::new(dialect, config.write_budget()),
             rx_frame: RxFrame::Header,
             recv_buffered: 0,
+            memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
+            retained: 0,
             window_sum: 0,
             paused_on_budget: false,
+            paused_on_pool: None,
             keepalive,
             now,
             state: State::Open,
@@ -286,6 +304,8 @@ impl Connection {
         Stats {
             streams: self.streams.len(),
             recv_buffered: self.recv_buffered,
+            recv_memory: self.memory.held(),
+            shared_memory_in_use: self.memory.shared_in_use(),
             pending_accept: self.accept_queue.len(),
             rtt: self.keepalive.rtt(),
             recv_windows: self.window_sum,
@@ -386,11 +406,16 @@ impl Connection {
         .min()
     }
 
-    /// Whether the driver should read more input now. `false` while the receive budget or the
-    /// control-frame queue is full (reading resumes when applications read / output drains),
-    /// and after the session ended.
+    /// Whether the driver should read more input now. `false` while the receive budget, the
+    /// shared memory budget or the control-frame queue is full (reading resumes when
+    /// applications read / memory is freed / output drains), and after the session ended.
     pub fn wants_input(&self) -> bool {
-        !self.is_ended() && !self.paused_on_budget && !self.tx.control_full()
+        !self.is_ended()
+            && !self.paused_on_budget
+            && self
+                .paused_on_pool
+                .is_none_or(|need| self.memory.shared_would_admit(need))
+            && !self.tx.control_full()
     }
 
     /// Whether input is paused on the receive budget alone: the driver may then read ahead (up
@@ -440,8 +465,13 @@ impl Connection {
     }
 
     /// Registers the driver's waker: woken when there is output, input may resume, a timer
-    /// changed, or the session ended.
+    /// changed, or the session ended. While input is paused on the shared memory budget, the
+    /// waker is parked there too (before the driver checks [`wants_input`](Self::wants_input)
+    /// again, so memory freed in between is not missed).
     pub fn register_driver(&mut self, waker: &Waker) {
+        if self.paused_on_pool.is_some() {
+            self.memory.wait_shared(waker);
+        }
         crate::stream::register(&mut self.driver_waker, waker);
     }
 
@@ -665,7 +695,11 @@ impl Connection {
                 *frame_key = None;
             }
         }
-        self.unbuffer(s.queue.len());
+        let mut queue = s.queue;
+        let charge = queue.charge();
+        self.retained -= queue.retained();
+        let n = queue.discard(&mut self.memory);
+        self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
         self.ids.remove(&s.id);
         if s.origin == Origin::Local && !s.acked {
@@ -683,16 +717,43 @@ impl Connection {
     }
 
     /// `n` received bytes left the session's receive memory (read, discarded, or freed with
-    /// their stream). Input paused on the budget resumes: whichever way the memory was freed,
-    /// the session must not stay paused with room to spare. Also with `n == 0`: a reset or
-    /// released stream may be the one whose frame was waiting for room, and its rest is now
-    /// discarded without needing any (if there is still no room, decoding pauses again).
-    fn unbuffer(&mut self, n: usize) {
+    /// their stream), and their queue's charge went down by `uncharged` (pinned buffers are
+    /// released by the queue itself). Input paused on the budget resumes: whichever way the
+    /// memory was freed, the session must not stay paused with room to spare. Also with
+    /// `n == 0`: a reset or released stream may be the one whose frame was waiting for room,
+    /// and its rest is now discarded without needing any (if there is still no room, decoding
+    /// pauses again).
+    fn unbuffer(&mut self, n: usize, uncharged: usize) {
         self.recv_buffered -= n;
+        self.memory.release(uncharged);
         if self.paused_on_budget {
             self.paused_on_budget = false;
             self.wake_driver();
         }
+        if self.paused_on_pool.is_some() {
+            // Freed memory of our own counts towards our fair share of the pool; the pool
+            // itself wakes us only when its total drops below the limit.
+            self.paused_on_pool = None;
+            self.wake_driver();
+        }
+    }
+
+    /// Gives back the rings that drained queues keep beyond their uncharged part; returns
+    /// whether there were any (then input may fit again). O(streams), and only when input
+    /// would otherwise pause with such memory outstanding.
+    fn trim_retained(&mut self) -> bool {
+        if self.retained == 0 {
+            return false;
+        }
+        for (_, s) in self.streams.iter_mut() {
+            let before = s.queue.charge();
+            if s.queue.retained() > 0 {
+                s.queue.trim();
+                self.memory.release(before - s.queue.charge());
+            }
+        }
+        self.retained = self.streams.iter().map(|(_, s)| s.queue.retained()).sum();
+        true
     }
 
     /// During a graceful close, ends the session once every stream has finished.
@@ -715,8 +776,11 @@ impl Connection {
     /// window early instead of after half of it — unless our window is below the 256 KiB the
     /// peer assumed, where an early announcement would shrink the credit it already used).
     fn return_credit(&mut self, key: StreamKey, first_read: bool) {
-        let budget_left =
-            (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
+        // Windows grow within half the budget (and of the shared pool's minimum share): the
+        // memory charged for a window's worth of payload includes slots, chunk slack and the
+        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
+        // session paused by that overhead.
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.min_rtt();
         let floor = self.config.stream_window();
