@@ -87,7 +87,7 @@ fn build() -> Result<PathBuf, String> {
     let script = dir.join("build.sh");
     if !script.exists() {
         return Err(format!(
-            "{} does not exist: the Go peer program has not been written yet",
+            "{} does not exist: the Go peer program's build script is missing from this checkout",
             script.display()
         ));
     }

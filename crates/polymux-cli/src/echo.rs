@@ -91,8 +91,9 @@ impl EchoBuffers {
 }
 
 /// The echo server's session configuration: a deep accept backlog (a benchmark opens
-/// streams in bursts of a thousand, bounded by `max_streams`) and no keep-alive of its own
-/// (clients probe).
+/// streams in bursts of a thousand, bounded by `max_streams`), no keep-alive of its own
+/// (clients probe), and exactly `max_streams` live streams per session (the engine refuses
+/// the rest, counted in `Stats`).
 pub fn echo_config(
     protocol: Protocol,
     max_streams: usize,
@@ -254,6 +255,20 @@ pub async fn echo_stream<S: AsyncRead + AsyncWrite + Unpin>(
             if !more {
                 break;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--max-streams N` admits N: the engine, echo's only stream limit, gets N itself.
+    #[test]
+    fn max_streams_means_what_it_says() {
+        for protocol in Protocol::ALL {
+            let config = echo_config(protocol, 100, Duration::from_secs(1), None).unwrap();
+            assert_eq!(config.max_streams(), 100, "{protocol}");
         }
     }
 }

@@ -24,7 +24,7 @@
 //!   shared by [`tunnel`] and [`forward`]; [`sessions`] — live sessions of a server;
 //!   [`limits`] — connection and stream limits; [`guard`] — handshake and idle timeouts,
 //!   and `--memory-limit`, for every server.
-//! - [`echo`] — the echo server; [`bench`] — the benchmark.
+//! - [`echo`] — the echo server; [`bench`](mod@bench) — the benchmark.
 //! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining.
 
 #![deny(unsafe_code)]

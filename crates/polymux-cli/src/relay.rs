@@ -19,11 +19,14 @@
 //! Half-close is preserved end to end: EOF from one TCP peer becomes a FIN on the stream and a
 //! write shutdown on the other TCP connection, while the other direction keeps flowing. An
 //! error on either side resets the stream, so the far end tears its connection down too.
+//!
+//! Stream → TCP hands the stream's received chunks (`read_chunk`) straight to the TCP write:
+//! no copy into a relay buffer.
 
 use std::io;
 use std::time::Duration;
 
-use polymux::Stream;
+use polymux::{ReadHalf, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -176,6 +179,18 @@ where
     Ok(n)
 }
 
+/// Copies the stream's data to `w` as it arrived, chunk by chunk (no relay buffer), until EOF,
+/// then shuts `w` down (half-close).
+async fn pump_chunks<W: AsyncWrite + Unpin>(r: &mut ReadHalf<'_>, w: &mut W) -> io::Result<u64> {
+    let mut n = 0;
+    while let Some(chunk) = r.read_chunk(BUFFER).await? {
+        w.write_all(&chunk).await?;
+        n += chunk.len() as u64;
+    }
+    w.shutdown().await?;
+    Ok(n)
+}
+
 /// The opener's relay: header, then both directions, the answer only after an ok status.
 /// On failure the stream is reset.
 pub async fn relay_opened(
@@ -187,7 +202,7 @@ pub async fn relay_opened(
         stream.reset();
         return Err(e.into());
     }
-    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (mut sr, mut sw) = stream.halves();
     let (tr, mut tw) = tcp.into_split();
     let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
     let download = async {
@@ -200,10 +215,12 @@ pub async fn relay_opened(
                 ))
             })?
             .map_err(refused_by_the_engine)?;
-        pump(&mut sr, &mut tw).await.map_err(RelayError::from)
+        pump_chunks(&mut sr, &mut tw)
+            .await
+            .map_err(RelayError::from)
     };
     let result = tokio::try_join!(upload, download);
-    finish(sr.unsplit(sw), result)
+    finish(stream, result)
 }
 
 /// A stream reset (or, on smux, closed) before any status came was refused by the other
@@ -228,13 +245,17 @@ fn refused_by_the_engine(e: RelayError) -> RelayError {
 }
 
 /// The acceptor's relay, after it wrote an ok status. On failure the stream is reset.
-pub async fn relay_accepted(stream: Stream, tcp: TcpStream) -> Result<Moved, RelayError> {
-    let (mut sr, mut sw) = tokio::io::split(stream);
+pub async fn relay_accepted(mut stream: Stream, tcp: TcpStream) -> Result<Moved, RelayError> {
+    let (mut sr, mut sw) = stream.halves();
     let (tr, mut tw) = tcp.into_split();
     let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
-    let download = async { pump(&mut sr, &mut tw).await.map_err(RelayError::from) };
+    let download = async {
+        pump_chunks(&mut sr, &mut tw)
+            .await
+            .map_err(RelayError::from)
+    };
     let result = tokio::try_join!(upload, download);
-    finish(sr.unsplit(sw), result)
+    finish(stream, result)
 }
 
 fn finish(mut stream: Stream, result: Result<(u64, u64), RelayError>) -> Result<Moved, RelayError> {

@@ -107,9 +107,8 @@ fn move_batches(from: &mut Connection, to: &mut Connection, now: Instant) -> boo
     let mut any = false;
     while let Some(batch) = from.poll_transmit() {
         let mut rx = BytesMut::with_capacity(batch.len());
-        rx.extend_from_slice(&batch.control);
-        rx.extend_from_slice(&batch.data);
-        from.transmitted(&batch);
+        batch.copy_to(&mut rx);
+        from.transmitted(batch);
         to.handle_input(&mut rx, now);
         assert!(rx.is_empty(), "input left over");
         any = true;
@@ -159,7 +158,7 @@ fn recv(c: &mut Criterion) {
                 }
                 // The credit returned to the sender goes to the transport (discarded here).
                 while let Some(batch) = server.poll_transmit() {
-                    server.transmitted(&batch);
+                    server.transmitted(batch);
                 }
                 black_box(got)
             })
@@ -190,7 +189,7 @@ fn send(c: &mut Criterion) {
                     let mut bytes = 0;
                     while let Some(batch) = client.poll_transmit() {
                         bytes += batch.len();
-                        client.transmitted(&batch);
+                        client.transmitted(batch);
                     }
                     sent_total += len as u64;
                     // The peer's credit for what was sent, as a reader that keeps up would

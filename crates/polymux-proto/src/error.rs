@@ -160,6 +160,9 @@ pub enum Error {
     ProtocolViolation(Violation),
     /// The peer did not answer keep-alives (or, for smux, sent nothing) within the timeout.
     KeepAliveTimeout,
+    /// The peer stopped reading: output was waiting and the transport accepted none of it for
+    /// [`Config::write_timeout`](crate::Config::write_timeout).
+    WriteTimeout,
     /// The peer sent GoAway with this code: no new streams can be opened. For the session's
     /// end this is the reason; for `open()` it is why the open was refused.
     GoAway(u32),
@@ -172,8 +175,8 @@ pub enum Error {
     SessionClosed,
     /// The transport reached EOF without a protocol-level goodbye.
     TransportClosed,
-    /// The transport failed with this I/O error kind and message.
-    Transport(std::io::ErrorKind, String),
+    /// The transport failed: the I/O error's kind, OS code and message.
+    Transport(TransportError),
     /// Opening would exceed [`Config::max_streams`](crate::Config::max_streams).
     TooManyStreams {
         /// The configured limit.
@@ -190,6 +193,9 @@ impl fmt::Display for Error {
         match self {
             Error::ProtocolViolation(v) => write!(f, "peer violated the protocol: {v}"),
             Error::KeepAliveTimeout => f.write_str("peer did not answer keep-alive in time"),
+            Error::WriteTimeout => {
+                f.write_str("peer stopped reading: no write progress within the write timeout")
+            }
             Error::GoAway(code) => match crate::codec::goaway_code_name(*code) {
                 Some(name) => write!(f, "peer sent GoAway (code {code}: {name})"),
                 None => write!(f, "peer sent GoAway (code {code})"),
@@ -198,7 +204,7 @@ impl fmt::Display for Error {
             Error::StreamRefused => f.write_str("peer refused the stream (backlog or limit full)"),
             Error::SessionClosed => f.write_str("session is closed"),
             Error::TransportClosed => f.write_str("transport closed by the peer"),
-            Error::Transport(kind, msg) => write!(f, "transport failed ({kind:?}): {msg}"),
+            Error::Transport(e) => e.fmt(f),
             Error::TooManyStreams { limit } => {
                 write!(
                     f,
@@ -213,6 +219,56 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// How the transport under a session failed, kept as values (not the `io::Error` itself) so
+/// that [`Error`] stays `Clone + Eq` and every handle and stream can report the same failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportError {
+    kind: std::io::ErrorKind,
+    raw_os_error: Option<i32>,
+    message: String,
+}
+
+impl TransportError {
+    /// The I/O error's kind (also the kind of the `io::Error` a stream returns for it).
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.kind
+    }
+
+    /// The operating system's error code, when the error came from the OS.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.raw_os_error
+    }
+
+    /// The I/O error's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<&std::io::Error> for TransportError {
+    fn from(e: &std::io::Error) -> Self {
+        TransportError {
+            kind: e.kind(),
+            raw_os_error: e.raw_os_error(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<std::io::Error> for TransportError {
+    fn from(e: std::io::Error) -> Self {
+        TransportError::from(&e)
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transport failed ({:?}): {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
 impl From<Violation> for Error {
     fn from(v: Violation) -> Self {
         Error::ProtocolViolation(v)
@@ -224,15 +280,44 @@ impl From<Error> for std::io::Error {
         use std::io::ErrorKind;
         let kind = match &e {
             Error::ProtocolViolation(_) => ErrorKind::InvalidData,
-            Error::KeepAliveTimeout => ErrorKind::TimedOut,
+            Error::KeepAliveTimeout | Error::WriteTimeout => ErrorKind::TimedOut,
             Error::GoAway(_) | Error::StreamRefused => ErrorKind::ConnectionRefused,
             Error::StreamReset => ErrorKind::ConnectionReset,
             Error::SessionClosed | Error::TransportClosed => ErrorKind::ConnectionAborted,
-            Error::Transport(kind, _) => *kind,
+            Error::Transport(e) => e.kind(),
             Error::TooManyStreams { .. } => ErrorKind::Other,
             Error::WriteAfterClose => ErrorKind::BrokenPipe,
             Error::Unsupported(_) => ErrorKind::Unsupported,
         };
         std::io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::{Config, Connection, Role};
+
+    #[test]
+    fn a_transport_failure_keeps_kind_code_and_message() {
+        let mut conn = Connection::new(Role::Client, Config::yamux(), Instant::now());
+        conn.handle_transport_error(&io::Error::from_raw_os_error(104));
+        let Some(Error::Transport(e)) = conn.end_reason() else {
+            panic!("expected a transport error, got {:?}", conn.end_reason());
+        };
+        assert_eq!(e.raw_os_error(), Some(104));
+        assert_eq!(e.kind(), io::Error::from_raw_os_error(104).kind());
+        assert!(!e.message().is_empty());
+
+        let custom =
+            Error::Transport(io::Error::new(io::ErrorKind::BrokenPipe, "pipe gone").into());
+        assert_eq!(
+            custom.to_string(),
+            "transport failed (BrokenPipe): pipe gone"
+        );
+        assert_eq!(io::Error::from(custom).kind(), io::ErrorKind::BrokenPipe);
     }
 }

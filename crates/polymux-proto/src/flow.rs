@@ -12,17 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-/// How auto-tuning tells that a stream's window, not its reader, limits throughput.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Pace {
-    /// Dialects with a ping measure the round trip (`None` until it is known): credit used up
-    /// within two round trips means the window is too small for the path.
-    RoundTrip(Option<Duration>),
-    /// smux has no ping: a reader that has drained its queue when credit is due is waiting on
-    /// the window. (A writer that is itself slow never uses half its credit, so never grows it.)
-    ReaderStarved,
-}
-
 /// What the receiving side of one stream has allowed and seen.
 #[derive(Debug, Clone)]
 pub(crate) struct RecvCredit {
@@ -34,9 +23,24 @@ pub(crate) struct RecvCredit {
     consumed: u64,
     /// Current window: credit is topped back up to `consumed + window`.
     window: u32,
-    /// When credit was last returned, for auto-tuning.
+    /// When credit was last returned.
     last_grant: Option<Instant>,
+    /// Set when credit is returned (one at a time): when, and the limit before. The first byte
+    /// beyond that limit cannot arrive before the grant reached the peer and the byte came
+    /// back, so its arrival is a round-trip sample, never below the path's round trip, even
+    /// where the dialect has no ping (smux v2).
+    rtt_probe: Option<(Instant, u64)>,
+    /// Where the delivered rate is measured from: a time and `consumed` then, moved on after
+    /// at least a round trip (so a window that arrives in one burst is measured over the
+    /// round trip it took, not over the burst).
+    rate_mark: Option<(Instant, u64)>,
 }
+
+/// Window per delivered bandwidth-delay product. While a window ramps up, the rate delivered
+/// over a round trip is about the window of the round trip before, half the current one: a
+/// factor of 4 lets it keep doubling each round trip (like slow start); once the path limits
+/// the rate, the window settles within 4 bandwidth-delay products.
+const BDP_HEADROOM: u64 = 4;
 
 impl RecvCredit {
     /// `initial_limit` is what the peer may send before hearing from us; `window` what we will
@@ -48,6 +52,8 @@ impl RecvCredit {
             consumed: 0,
             window,
             last_grant: None,
+            rtt_probe: None,
+            rate_mark: None,
         }
     }
 
@@ -73,6 +79,18 @@ impl RecvCredit {
         }
         self.received += n;
         true
+    }
+
+    /// A round-trip sample, once the first byte beyond the limit before the probed grant has
+    /// arrived (call after [`receive`](Self::receive)). At least the path's round trip, more
+    /// when the peer still had credit to send first: the minimum over many is what counts.
+    pub(crate) fn take_rtt_sample(&mut self, now: Instant) -> Option<Duration> {
+        let (granted_at, old_limit) = self.rtt_probe?;
+        if self.received <= old_limit {
+            return None;
+        }
+        self.rtt_probe = None;
+        Some(now.saturating_duration_since(granted_at))
     }
 
     /// Records `n` bytes read by the application.
@@ -107,41 +125,68 @@ impl RecvCredit {
         (self.consumed + u64::from(self.window)).saturating_sub(self.limit)
     }
 
-    /// Auto-tuning: when the window is what limits throughput, double it (up to `max`, and
-    /// only by what `budget_left` allows). Returns how much the window grew. See [`Pace`] for
-    /// how "the window limits throughput" is told.
-    pub(crate) fn maybe_grow(
+    /// Auto-tuning, when credit falls due; returns the new window (the caller accounts the
+    /// change in the session's window sum).
+    ///
+    /// The window doubles when it is what limits the stream: the grant was used up within two
+    /// round trips of the path (`rtt`, its minimum), or, while no round trip is known, the
+    /// reader has drained everything yet a grant is due. With a round trip known, it is also sized to the path: at most [`BDP_HEADROOM`] × the rate delivered over
+    /// the last round trip (or more) × the round trip, and halved (per grant) towards that
+    /// when the path or the reader slows down: a window-limited stream keeps doubling, a
+    /// path-limited one settles within four bandwidth-delay products. Always within `floor`
+    /// (the configured initial window) and `max`, and growth within `budget_left`.
+    pub(crate) fn retune(
         &mut self,
         now: Instant,
-        pace: Pace,
+        rtt: Option<Duration>,
+        floor: u32,
         max: u32,
         budget_left: u64,
     ) -> u32 {
-        if self.window >= max {
-            return 0;
+        let starved = self.received == self.consumed;
+        let mut target = self.window;
+        match rtt {
+            Some(rtt) => {
+                if self
+                    .last_grant
+                    .is_some_and(|at| now.saturating_duration_since(at) < rtt * 2)
+                {
+                    target = self.window.saturating_mul(2);
+                }
+                let (mark_at, mark_consumed) = *self.rate_mark.get_or_insert((now, self.consumed));
+                let elapsed = now.saturating_duration_since(mark_at);
+                if elapsed >= rtt {
+                    let delivered = u128::from(self.consumed - mark_consumed);
+                    let bdp = delivered * rtt.as_nanos() / elapsed.as_nanos().max(1);
+                    let bound = (bdp * u128::from(BDP_HEADROOM)).min(u128::from(u32::MAX)) as u32;
+                    if bound < self.window {
+                        // Shrink gradually: one slow round trip is not a trend.
+                        target = (self.window / 2).max(bound);
+                    } else {
+                        target = target.min(bound);
+                    }
+                    self.rate_mark = Some((now, self.consumed));
+                }
+            }
+            None if starved => target = self.window.saturating_mul(2),
+            None => {}
         }
-        let window_limits = match pace {
-            // The previous grant was used up within two round trips.
-            Pace::RoundTrip(Some(rtt)) => self
-                .last_grant
-                .is_some_and(|last| now.saturating_duration_since(last) < rtt * 2),
-            Pace::RoundTrip(None) => false,
-            // The application has read everything that arrived, yet the peer has already used
-            // at least half its credit (a grant is due): the reader waits on the window.
-            Pace::ReaderStarved => self.received == self.consumed,
-        };
-        if !window_limits {
-            return 0;
+        let target = target.clamp(floor.min(max), max);
+        if target > self.window {
+            let growth = u64::from(target - self.window).min(budget_left) as u32;
+            self.window += growth;
+        } else {
+            self.window = target;
         }
-        let grown = self.window.saturating_mul(2).min(max);
-        let growth = u64::from(grown - self.window).min(budget_left) as u32;
-        self.window += growth;
-        growth
+        self.window
     }
 
     /// Tops credit back up to `consumed + window`; returns the delta granted.
     pub(crate) fn grant(&mut self, now: Instant) -> u32 {
         let delta = self.grantable().min(u64::from(u32::MAX));
+        if delta > 0 && self.rtt_probe.is_none() {
+            self.rtt_probe = Some((now, self.limit));
+        }
         self.limit += delta;
         self.last_grant = Some(now);
         delta as u32
@@ -245,40 +290,93 @@ mod tests {
         assert!(!c.wants_update());
     }
 
-    #[test]
-    fn window_grows_only_when_used_within_two_rtts_and_within_budget() {
-        let t0 = Instant::now();
-        let rtt = Pace::RoundTrip(Some(Duration::from_millis(10)));
-        let mut c = RecvCredit::new(100, 100);
-        c.grant(t0);
-        assert_eq!(
-            c.maybe_grow(t0 + Duration::from_millis(50), rtt, 1000, 1000),
-            0
-        );
-        assert_eq!(
-            c.maybe_grow(t0 + Duration::from_millis(5), rtt, 1000, 1000),
-            100
-        );
-        assert_eq!(c.window(), 200);
-        assert_eq!(
-            c.maybe_grow(t0 + Duration::from_millis(5), rtt, 1000, 30),
-            30
-        );
-        assert_eq!(c.maybe_grow(t0, rtt, 230, 1000), 0);
+    /// Receives and reads up to `n` more bytes (what credit allows), then returns credit at
+    /// `at`, retuning first; returns the new window.
+    fn deliver(
+        c: &mut RecvCredit,
+        n: u64,
+        at: Instant,
+        rtt: Option<Duration>,
+        max: u32,
+        budget: u64,
+    ) -> u32 {
+        let n = n.min(c.available());
+        assert!(c.receive(n));
+        c.consume(n);
+        let w = c.retune(at, rtt, 100, max, budget);
+        c.grant(at);
+        w
     }
 
     #[test]
-    fn without_a_round_trip_the_window_grows_only_for_a_starved_reader() {
+    fn window_follows_the_delivered_bandwidth_delay_product() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let rtt = Some(ms(10));
+        let mut c = RecvCredit::new(100, 100);
+        c.grant(t0);
+        // Window-limited: a window per round trip delivered; the window doubles.
+        assert_eq!(deliver(&mut c, 100, t0 + ms(10), rtt, 10_000, 10_000), 200);
+        assert_eq!(deliver(&mut c, 200, t0 + ms(20), rtt, 10_000, 10_000), 400);
+        // The path delivers at most 600 per round trip: the window settles at 4 × 600.
+        let mut at = t0 + ms(20);
+        for _ in 0..6 {
+            at += ms(10);
+            deliver(&mut c, 600, at, rtt, 10_000, 10_000);
+        }
+        assert_eq!(c.window(), 2400);
+        // The reader slows to 100 per round trip: the window halves per grant down to 400.
+        for expected in [1200, 600, 400, 400] {
+            at += ms(10);
+            assert_eq!(deliver(&mut c, 100, at, rtt, 10_000, 10_000), expected);
+        }
+        // Never below the floor, never above the maximum, growth within the budget.
+        at += ms(10);
+        assert_eq!(deliver(&mut c, 10, at, rtt, 10_000, 10_000), 200);
+        at += ms(10);
+        assert_eq!(deliver(&mut c, 1, at, rtt, 10_000, 10_000), 100);
+        at += ms(10);
+        assert_eq!(deliver(&mut c, 100_000, at, rtt, 150, 10_000), 150);
+        at += ms(10);
+        assert_eq!(deliver(&mut c, 100_000, at, rtt, 10_000, 30), 180);
+    }
+
+    #[test]
+    fn without_a_round_trip_the_window_grows_only_for_a_drained_reader() {
         let t0 = Instant::now();
         let mut c = RecvCredit::new(100, 100);
         c.grant(t0);
         assert!(c.receive(80));
         c.consume(60);
-        assert_eq!(c.maybe_grow(t0, Pace::RoundTrip(None), 1000, 1000), 0);
-        assert_eq!(c.maybe_grow(t0, Pace::ReaderStarved, 1000, 1000), 0);
+        assert_eq!(c.retune(t0, None, 100, 1000, 1000), 100);
         c.consume(20);
-        assert_eq!(c.maybe_grow(t0, Pace::ReaderStarved, 1000, 1000), 100);
+        assert_eq!(c.retune(t0, None, 100, 1000, 1000), 200);
         assert_eq!(c.window(), 200);
+    }
+
+    #[test]
+    fn the_first_byte_beyond_a_grant_yields_a_round_trip_sample() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = RecvCredit::new(100, 100);
+        assert!(c.receive(100));
+        c.consume(100);
+        // Credit returned at 10 ms; bytes up to the old limit do not count; the first byte
+        // beyond it arrives at 35 ms.
+        c.grant(t0 + ms(10));
+        assert_eq!(c.take_rtt_sample(t0 + ms(20)), None);
+        assert!(c.receive(1));
+        assert_eq!(c.take_rtt_sample(t0 + ms(35)), Some(ms(25)));
+        assert_eq!(c.take_rtt_sample(t0 + ms(40)), None);
+        // One probe at a time: a grant while one is pending does not restart it.
+        c.consume(1);
+        c.grant(t0 + ms(50));
+        assert!(c.receive(50));
+        assert_eq!(c.take_rtt_sample(t0 + ms(55)), None);
+        c.consume(50);
+        c.grant(t0 + ms(60));
+        assert!(c.receive(50));
+        assert_eq!(c.take_rtt_sample(t0 + ms(90)), Some(ms(40)));
     }
 
     #[test]

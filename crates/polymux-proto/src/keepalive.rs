@@ -26,6 +26,9 @@ pub(crate) struct KeepAlive {
     outstanding: Option<Probe>,
     next_opaque: u32,
     rtt: Option<Duration>,
+    /// The smallest round trip seen: the path's own, without the queueing behind bulk data
+    /// that later samples may include (what window sizing needs).
+    min_rtt: Option<Duration>,
     /// Number of pings answered so far; a ping ticket is complete once this passes it.
     answered: u64,
 }
@@ -46,12 +49,22 @@ impl KeepAlive {
             outstanding: None,
             next_opaque: 1,
             rtt: None,
+            min_rtt: None,
             answered: 0,
         }
     }
 
     pub(crate) fn rtt(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    pub(crate) fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+
+    /// A round-trip sample from elsewhere (flow control): it can only lower the minimum.
+    pub(crate) fn on_rtt_sample(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
     }
 
     pub(crate) fn answered(&self) -> u64 {
@@ -83,7 +96,9 @@ impl KeepAlive {
     pub(crate) fn on_pong(&mut self, opaque: u32, now: Instant) -> bool {
         match self.outstanding {
             Some(p) if p.opaque == opaque => {
-                self.rtt = Some(now.saturating_duration_since(p.sent_at));
+                let rtt = now.saturating_duration_since(p.sent_at);
+                self.rtt = Some(rtt);
+                self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
                 self.outstanding = None;
                 self.answered += 1;
                 true

@@ -22,6 +22,7 @@ use std::task::Waker;
 use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::StreamId;
 use crate::recv_queue::RecvQueue;
+use crate::tx::Outbox;
 
 /// Which side opened the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub(crate) struct Stream {
     pub(crate) recv: RecvCredit,
     pub(crate) send: SendCredit,
     pub(crate) queue: RecvQueue,
+    /// Written but not yet handed to the transport (then its FIN or RST).
+    pub(crate) outbox: Outbox,
     pub(crate) read_waker: Option<Waker>,
     pub(crate) write_waker: Option<Waker>,
     /// Waiting for write-budget room (and listed in the session's budget-waiters queue).
@@ -68,6 +71,7 @@ impl Stream {
             recv,
             send,
             queue: RecvQueue::default(),
+            outbox: Outbox::default(),
             read_waker: None,
             write_waker: None,
             waiting_for_budget: false,

@@ -1,48 +1,115 @@
-//! Bytes waiting to be written to the transport.
+//! Bytes waiting to be written to the transport, and the order in which they go.
 //!
-//! Two buffers, taken together by the driver as one batch:
-//! - **control** (window updates, ACKs, pongs, opens, GoAway): never held back by the write
-//!   budget, and written first so credit and liveness are not stuck behind bulk data. Bounded
-//!   by [`CONTROL_LIMIT`]: past it the session stops decoding input (each control frame is a
-//!   reply to input or to a local call), so a ping flood cannot grow it.
-//! - **data** (stream payloads, and FIN/RST which must follow their stream's data): bounded by
-//!   the write budget.
+//! - **control** (window updates, ACKs, pings and pongs, opens, GoAway): never held back by
+//!   the write budget, and first in every batch, so credit and liveness never wait behind bulk
+//!   data. Bounded by [`CONTROL_LIMIT`]: past it the session stops decoding input (each control
+//!   frame is a reply to input or to a local call), so a ping flood cannot grow it.
+//! - **stream data**: each stream keeps its unsent payload in its own [`Outbox`], framed only
+//!   when a batch is built. Streams with something to send wait in the `ready` ring and are
+//!   served round-robin, one frame (at most `max_frame_payload`) each per turn, into batches
+//!   of about [`BATCH_TARGET`] bytes: a small frame waits behind at most one frame of every
+//!   other busy stream, never behind megabytes of one of them. A stream's FIN or RST follows its data
+//!   through the same outbox, so it is never overtaken.
 //!
-//! A batch is written completely before the next is taken, so ordering is simple: within a
-//! batch control precedes data, and a stream's SYN is always in the same or an earlier batch
-//! than its data. Invariant: `data.len() + in_flight ≤ write budget + FIN/RST frames`.
+//! A batch is written completely before the next is taken. Budget invariant: the payload in
+//! all outboxes plus the data in flight is at most the write budget (a direct write's
+//! remainder may exceed it once, see `connection/direct.rs`), and one stream's outbox holds at
+//! most [`stream_cap`](TxBuffers::stream_cap), so one writer cannot take the whole budget.
 //!
-//! A direct write (see `connection/direct.rs`) bypasses these buffers; it may start only when
-//! they are [idle](TxBuffers::is_idle), and while it runs no batch is handed out, so frames
-//! never interleave on the wire. Whatever the transport did not take of it goes to the *front*
-//! of the control buffer, ahead of anything queued meanwhile.
+//! A direct write bypasses all of this; it may start only when the output is
+//! [idle](TxBuffers::is_idle), and while it runs no batch is handed out, so frames never
+//! interleave on the wire. Whatever the transport did not take of it goes to the *front* of
+//! the control buffer, ahead of anything queued meanwhile.
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::Dialect;
+use crate::connection::StreamKey;
 use crate::frame::Frame;
 
 /// Control bytes queued beyond which input decoding pauses.
 pub(crate) const CONTROL_LIMIT: usize = 64 * 1024;
+/// Data bytes a batch is filled up to (it may exceed it by one frame). Small enough that a
+/// frame queued while a batch is being written waits only briefly; large enough that a batch
+/// costs one vectored write for many frames.
+pub(crate) const BATCH_TARGET: usize = 128 * 1024;
+/// Outboxes kept for reuse: each holds at most one stream's cap (a quarter of the write
+/// budget), so the spares hold at most the write budget.
+const SPARE_OUTBOXES: usize = 4;
+/// Spare outboxes unused for this long are dropped: a quiet session keeps no send memory.
+const SPARES_KEPT_FOR: Duration = Duration::from_secs(1);
 
-/// One batch for the driver to write: all of `control`, then all of `data`.
+/// One batch for the driver to write: all of `control`, then every piece of `data`, in order.
 #[derive(Debug, Default)]
 pub struct Transmit {
     /// Control frames.
     pub control: Bytes,
-    /// Stream data frames.
-    pub data: Bytes,
+    /// Stream frames as header and payload pieces, in wire order.
+    pub data: Vec<Bytes>,
 }
 
 impl Transmit {
     /// Total bytes in the batch.
     pub fn len(&self) -> usize {
-        self.control.len() + self.data.len()
+        self.control.len() + self.data_len()
+    }
+
+    /// Bytes in the data pieces.
+    pub fn data_len(&self) -> usize {
+        self.data.iter().map(Bytes::len).sum()
     }
 
     /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The batch's pieces in wire order: `control`, then `data`.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(&self.control[..]).chain(self.data.iter().map(|b| &b[..]))
+    }
+
+    /// Appends the whole batch, in wire order, to `out`.
+    pub fn copy_to(&self, out: &mut impl BufMut) {
+        for piece in self.pieces() {
+            out.put_slice(piece);
+        }
+    }
+}
+
+/// A stream's unsent bytes: payload not yet framed, then the FIN or RST that must follow it.
+///
+/// Size matters: every stream in the table has one. An idle outbox holds 8 bytes and
+/// allocates nothing; it is boxed on the first write and dropped again once written out.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    // Boxed on purpose: 8 bytes in every stream's table entry (module docs).
+    inner: Option<Box<OutboxInner>>,
+}
+
+#[derive(Debug, Default)]
+struct OutboxInner {
+    payload: BytesMut,
+    /// A frame to send once `payload` is out (FIN or RST).
+    then: Option<Frame>,
+    /// Listed in the ready ring.
+    ready: bool,
+}
+
+impl Outbox {
+    /// Unsent payload bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.as_ref().map_or(0, |i| i.payload.len())
+    }
+
+    /// Nothing to send, not even a FIN or RST.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(|i| i.payload.is_empty() && i.then.is_none())
     }
 }
 
@@ -50,16 +117,31 @@ impl Transmit {
 pub(crate) struct TxBuffers {
     dialect: Dialect,
     control: BytesMut,
-    data: BytesMut,
+    /// Streams whose outbox has something to send, in round-robin order; each at most once.
+    ready: VecDeque<StreamKey>,
+    /// Payload bytes in all outboxes.
+    queued: usize,
     /// Data bytes handed to the driver and not yet reported written.
     in_flight: usize,
     /// A batch was handed to the driver and not yet reported written.
     batch_outstanding: bool,
     /// A stream is writing to the transport directly.
     direct_writing: bool,
+    /// Headers of the frames of the batch being built (kept, so encoding them rarely
+    /// allocates).
+    headers: BytesMut,
     /// Spare buffer for putting a direct write's remainder ahead of `control` (kept, so that
     /// doing so does not allocate).
     spare: BytesMut,
+    /// Outboxes of streams that wrote everything, kept for the next writer so a busy stream
+    /// does not allocate per batch; at most [`SPARE_OUTBOXES`], dropped after a quiet second.
+    // Boxed on purpose: a spare moves into a stream's 8-byte `Outbox` slot as it is.
+    #[allow(clippy::vec_box)]
+    spare_outboxes: Vec<Box<OutboxInner>>,
+    /// When an outbox last went to or came from the spares.
+    spares_used_at: Option<Instant>,
+    /// The piece list of the last batch written, kept for the next.
+    pieces: Vec<Bytes>,
     budget: usize,
 }
 
@@ -68,11 +150,16 @@ impl TxBuffers {
         TxBuffers {
             dialect,
             control: BytesMut::new(),
-            data: BytesMut::new(),
+            ready: VecDeque::new(),
+            queued: 0,
             in_flight: 0,
             batch_outstanding: false,
             direct_writing: false,
+            headers: BytesMut::new(),
             spare: BytesMut::new(),
+            spare_outboxes: Vec::new(),
+            spares_used_at: None,
+            pieces: Vec::new(),
             budget,
         }
     }
@@ -81,32 +168,169 @@ impl TxBuffers {
         self.dialect.encode(frame, &mut self.control);
     }
 
-    /// Queues a frame that must stay ordered with stream data (FIN, RST).
-    pub(crate) fn push_ordered(&mut self, frame: &Frame) {
-        self.dialect.encode(frame, &mut self.data);
+    /// The most one stream's outbox may hold: a quarter of the budget, so other streams always
+    /// find room, but at least one whole frame of `frame_payload`.
+    pub(crate) fn stream_cap(&self, frame_payload: usize) -> usize {
+        (self.budget / 4).max(frame_payload)
     }
 
-    /// Queues a data frame: `header` (a `Data` frame of `payload.len()` bytes), then `payload`.
-    pub(crate) fn push_data(&mut self, header: &Frame, payload: &[u8]) {
-        if self.data.capacity() - self.data.len() < payload.len() + self.dialect.header_len() {
-            // Reserve for the whole budget at once so the steady state reuses one allocation.
-            self.data.reserve(self.budget.max(payload.len()) + 64);
+    /// Payload bytes the stream with `outbox` may queue now.
+    pub(crate) fn room(&self, outbox: &Outbox, frame_payload: usize) -> usize {
+        let session = self.budget.saturating_sub(self.queued + self.in_flight);
+        let stream = self.stream_cap(frame_payload).saturating_sub(outbox.len());
+        session.min(stream)
+    }
+
+    /// Queues `payload` for the stream `key` (the caller checked [`room`](Self::room)).
+    pub(crate) fn push_data(
+        &mut self,
+        key: StreamKey,
+        outbox: &mut Outbox,
+        payload: &[u8],
+        now: Instant,
+    ) {
+        let inner = self.open_outbox(outbox, now);
+        inner.payload.extend_from_slice(payload);
+        self.queued += payload.len();
+        self.mark_ready(key, outbox);
+    }
+
+    /// Queues `frame` (FIN or RST) to follow everything the stream `key` queued before it.
+    pub(crate) fn push_after_data(
+        &mut self,
+        key: StreamKey,
+        outbox: &mut Outbox,
+        frame: Frame,
+        now: Instant,
+    ) {
+        self.open_outbox(outbox, now).then = Some(frame);
+        self.mark_ready(key, outbox);
+    }
+
+    fn open_outbox<'a>(&mut self, outbox: &'a mut Outbox, now: Instant) -> &'a mut OutboxInner {
+        if outbox.inner.is_none() {
+            outbox.inner = Some(match self.spare_outboxes.pop() {
+                Some(spare) => {
+                    self.spares_used_at = Some(now);
+                    spare
+                }
+                None => Box::default(),
+            });
         }
-        self.dialect.encode(header, &mut self.data);
-        self.data.extend_from_slice(payload);
+        outbox.inner.get_or_insert_default()
     }
 
-    /// Payload bytes a writer may queue now.
-    pub(crate) fn data_room(&self) -> usize {
-        self.budget.saturating_sub(self.data.len() + self.in_flight)
+    fn mark_ready(&mut self, key: StreamKey, outbox: &mut Outbox) {
+        if let Some(inner) = outbox.inner.as_mut() {
+            if !inner.ready {
+                inner.ready = true;
+                self.ready.push_back(key);
+            }
+        }
+    }
+
+    /// When the spare outboxes are to be dropped (a quiet second after their last use).
+    pub(crate) fn spares_deadline(&self) -> Option<Instant> {
+        if self.spare_outboxes.is_empty() {
+            return None;
+        }
+        self.spares_used_at.map(|t| t + SPARES_KEPT_FOR)
+    }
+
+    /// Drops the spare outboxes if they were not used for a second.
+    pub(crate) fn trim_spares(&mut self, now: Instant) {
+        if self.spares_deadline().is_some_and(|t| t <= now) {
+            self.spare_outboxes = Vec::new();
+            self.spares_used_at = None;
+        }
+    }
+
+    /// The next stream whose turn it is, taken off the ring; the caller serves it with
+    /// [`serve`](Self::serve).
+    pub(crate) fn next_ready(&mut self) -> Option<StreamKey> {
+        if self.direct_writing {
+            return None;
+        }
+        self.ready.pop_front()
+    }
+
+    /// Moves one frame (at most `frame_payload` bytes) of `key`'s outbox into `batch` as a
+    /// frame of stream `id`, then its FIN or RST once the payload is out. The stream goes back
+    /// on the ring if anything is left. Returns the bytes added.
+    pub(crate) fn serve(
+        &mut self,
+        key: StreamKey,
+        id: crate::frame::StreamId,
+        outbox: &mut Outbox,
+        frame_payload: usize,
+        batch: &mut Vec<Bytes>,
+        now: Instant,
+    ) -> usize {
+        let Some(inner) = outbox.inner.as_mut() else {
+            return 0;
+        };
+        let mut added = 0;
+        let n = inner.payload.len().min(frame_payload);
+        if n > 0 {
+            let header = Frame::Data {
+                stream: id,
+                flags: crate::frame::Flags::NONE,
+                len: n as u32,
+            };
+            self.dialect.encode(&header, &mut self.headers);
+            let header = self.headers.split().freeze();
+            let payload = inner.payload.split_to(n).freeze();
+            added += header.len() + payload.len();
+            self.queued -= n;
+            batch.push(header);
+            batch.push(payload);
+        }
+        if inner.payload.is_empty() {
+            if let Some(frame) = inner.then.take() {
+                self.dialect.encode(&frame, &mut self.headers);
+                let bytes = self.headers.split().freeze();
+                added += bytes.len();
+                batch.push(bytes);
+            }
+        }
+        if inner.payload.is_empty() && inner.then.is_none() {
+            // Written out: the stream holds no memory while it sends nothing. The box and its
+            // buffer go to the spares (the batch holds what it still needs of the buffer; once
+            // the batch is dropped, the next writer reuses the whole allocation).
+            if let Some(mut spare) = outbox.inner.take() {
+                if self.spare_outboxes.len() < SPARE_OUTBOXES {
+                    spare.ready = false;
+                    self.spare_outboxes.push(spare);
+                    self.spares_used_at = Some(now);
+                }
+            }
+        } else {
+            self.ready.push_back(key);
+        }
+        if self.headers.capacity() - self.headers.len() < 64 {
+            self.headers.reserve(4096);
+        }
+        added
+    }
+
+    /// Takes the control bytes for a new batch (`None` while a direct write runs).
+    pub(crate) fn take_control(&mut self) -> Option<Bytes> {
+        (!self.direct_writing).then(|| self.control.split().freeze())
+    }
+
+    /// A batch with `data_len` data bytes was handed out.
+    pub(crate) fn handed_out(&mut self, data_len: usize) {
+        self.batch_outstanding = true;
+        self.in_flight += data_len;
     }
 
     pub(crate) fn control_full(&self) -> bool {
         self.control.len() >= CONTROL_LIMIT
     }
 
+    /// Nothing queued anywhere: no control bytes and no stream ready.
     pub(crate) fn is_empty(&self) -> bool {
-        self.control.is_empty() && self.data.is_empty()
+        self.control.is_empty() && self.ready.is_empty()
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -142,23 +366,17 @@ impl TxBuffers {
         }
     }
 
-    /// Everything queued, as one batch.
-    pub(crate) fn take(&mut self) -> Option<Transmit> {
-        if self.is_empty() || self.direct_writing {
-            return None;
-        }
-        self.batch_outstanding = true;
-        let batch = Transmit {
-            control: self.control.split().freeze(),
-            data: self.data.split().freeze(),
-        };
-        self.in_flight += batch.data.len();
-        Some(batch)
+    /// The driver wrote `batch`.
+    pub(crate) fn written(&mut self, batch: Transmit) {
+        self.batch_outstanding = false;
+        self.in_flight = self.in_flight.saturating_sub(batch.data_len());
+        let mut pieces = batch.data;
+        pieces.clear();
+        self.pieces = pieces;
     }
 
-    /// The driver wrote a batch whose data part was `data_len` bytes.
-    pub(crate) fn written(&mut self, data_len: usize) {
-        self.batch_outstanding = false;
-        self.in_flight = self.in_flight.saturating_sub(data_len);
+    /// An empty list for the next batch's data pieces (the last batch's, reused).
+    pub(crate) fn piece_list(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.pieces)
     }
 }

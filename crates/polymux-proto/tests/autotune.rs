@@ -13,9 +13,8 @@ const KIB: usize = 1024;
 fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
     let mut wire = BytesMut::new();
     while let Some(batch) = from.poll_transmit() {
-        wire.extend_from_slice(&batch.control);
-        wire.extend_from_slice(&batch.data);
-        from.transmitted(&batch);
+        batch.copy_to(&mut wire);
+        from.transmitted(batch);
     }
     to.handle_input(&mut wire, now);
     assert!(wire.is_empty(), "the receiver took everything");
@@ -77,8 +76,17 @@ fn window_after_warmup(dialect: Dialect, max_window: u32, budget: usize) -> usiz
     // Drain what is in flight, then measure the credit with the reader stopped.
     read_all(&mut server, rx);
     pump(&mut server, &mut client, now);
-    let in_flight = write_max(&mut client, tx);
-    pump(&mut client, &mut server, now);
+    // Credit, not the writer's buffer, is what is measured: keep writing and delivering
+    // (the server's credit updates are not delivered) until the writer is stuck.
+    let mut in_flight = 0;
+    loop {
+        let n = write_max(&mut client, tx);
+        pump(&mut client, &mut server, now);
+        if n == 0 {
+            break;
+        }
+        in_flight += n;
+    }
     assert!(server.stats().recv_buffered <= budget);
     in_flight
 }

@@ -53,9 +53,8 @@ const ENGINE_BOUND: i64 = 256 - 24;
 /// Moves everything `from` has to send into `to`, through `wire` (cleared, never grown).
 fn pump(from: &mut Connection, to: &mut Connection, wire: &mut BytesMut, now: Instant) {
     while let Some(batch) = from.poll_transmit() {
-        wire.extend_from_slice(&batch.control);
-        wire.extend_from_slice(&batch.data);
-        from.transmitted(&batch);
+        batch.copy_to(wire);
+        from.transmitted(batch);
     }
     to.handle_input(wire, now);
     assert!(wire.is_empty(), "all input taken");

@@ -24,8 +24,11 @@
 //! - `driver` — [`Driver`], the future that reads the transport, writes queued output, and runs
 //!   timers (a stream may write its own data frames directly while the output is idle).
 //! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
-//! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
+//! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature),
+//!   and [`Stream::read_chunk`], received data as zero-copy `Bytes`.
+//! - `split` — [`ReadHalf`] / [`WriteHalf`], a stream's two directions used at once.
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
+//! - [`tcp`] — socket settings for a session's TCP connection (`TCP_NOTSENT_LOWAT`, no Nagle).
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
 //!
 //! The protocol logic lives in the sans-I/O crate [`polymux_proto`]; this crate only moves
@@ -38,14 +41,18 @@
 mod driver;
 mod rx_buffers;
 mod session;
+mod split;
 mod stream;
+#[cfg(unix)]
+pub mod tcp;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod transport;
 
 pub use driver::Driver;
 pub use polymux_proto::{
-    Config, ConfigBuilder, ConfigError, Dialect, Error, Role, Stats, StreamId, Violation,
+    Config, ConfigBuilder, ConfigError, Dialect, Error, MemoryBudget, Role, Stats, StreamId,
+    TransportError, Violation,
 };
 pub use session::{Incoming, Session};
 
@@ -53,6 +60,12 @@ pub use session::{Incoming, Session};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+pub use split::{ReadHalf, WriteHalf};
+
+/// The crate's own README (the crates.io page), compiled likewise.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;
 pub use stream::Stream;
 #[cfg(feature = "tokio")]
 pub use transport::TokioIo;

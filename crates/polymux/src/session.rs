@@ -110,6 +110,29 @@ impl Drop for Session {
 
 impl Session {
     /// A session on `io` as the dialling side (odd stream ids).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    /// use polymux::{Config, Session};
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    ///
+    /// // Any futures-io byte stream; here one end of an in-memory pipe.
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// tokio::spawn(driver); // the driver does the I/O: spawn it on any executor
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    ///
+    /// let mut stream = client.open().await?;
+    /// stream.write_all(b"hello").await?;
+    /// # let mut inbound = server.accept().await?;
+    /// # let mut buf = [0; 5];
+    /// # inbound.read_exact(&mut buf).await?;
+    /// # assert_eq!(&buf, b"hello");
+    /// # Ok(()) }
+    /// ```
     pub fn client<T>(io: T, config: Config) -> (Session, Driver<T>)
     where
         T: Transport + Send + 'static,
@@ -118,6 +141,24 @@ impl Session {
     }
 
     /// A session on `io` as the accepting side (even stream ids).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use polymux::{Config, Session};
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    ///
+    /// let (a, b) = tokio::io::duplex(64 * 1024);
+    /// let (server, driver) = Session::server(b.compat(), Config::smux_v2());
+    /// tokio::spawn(driver);
+    /// # let (client, driver) = Session::client(a.compat(), Config::smux_v2());
+    /// # tokio::spawn(driver);
+    /// # let _opened = client.open().await?;
+    ///
+    /// let stream = server.accept().await?;
+    /// assert_eq!(stream.id().0 % 2, 1, "the client opened it: an odd id");
+    /// # Ok(()) }
+    /// ```
     pub fn server<T>(io: T, config: Config) -> (Session, Driver<T>)
     where
         T: Transport + Send + 'static,
@@ -126,6 +167,19 @@ impl Session {
     }
 
     /// A session on `io` in `role`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use polymux::{Config, Role, Session};
+    /// use tokio_util::compat::TokioAsyncReadCompatExt;
+    ///
+    /// let (a, _b) = tokio::io::duplex(64 * 1024);
+    /// let (session, driver) = Session::new(a.compat(), Config::net_mux(), Role::Client);
+    /// tokio::spawn(driver);
+    /// assert_eq!(session.dialect(), polymux::Dialect::NetMux);
+    /// # Ok(()) }
+    /// ```
     pub fn new<T>(io: T, config: Config, role: Role) -> (Session, Driver<T>)
     where
         T: Transport + Send + 'static,
@@ -141,6 +195,20 @@ impl Session {
     }
 
     /// The wire protocol of this session.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// assert_eq!(client.dialect(), polymux::Dialect::Yamux);
+    /// # Ok(()) }
+    /// ```
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -152,6 +220,35 @@ impl Session {
     /// Fails with [`Error::GoAway`] after the peer's GoAway, [`Error::SessionClosed`] after
     /// [`close`](Self::close), [`Error::TooManyStreams`] at the stream limit, or the session's
     /// end reason.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # tokio::spawn(async move {
+    /// #     let mut s = server.accept().await.expect("accept");
+    /// #     let mut buf = Vec::new();
+    /// #     s.read_to_end(&mut buf).await.expect("read");
+    /// #     s.write_all(&buf).await.expect("echo");
+    /// #     s.close().await.expect("close");
+    /// # });
+    /// // The peer echoes what it reads.
+    /// let mut stream = client.open().await?;
+    /// stream.write_all(b"ping").await?;
+    /// stream.close().await?; // half-close: the peer reads EOF, we can still read
+    /// let mut reply = Vec::new();
+    /// stream.read_to_end(&mut reply).await?;
+    /// assert_eq!(reply, b"ping");
+    /// # Ok(()) }
+    /// ```
     pub async fn open(&self) -> Result<Stream, Error> {
         let key = poll_fn(|cx| self.shared.lock().poll_open(cx.waker())).await?;
         let stream = Stream::new(self.shared.clone(), key);
@@ -163,12 +260,56 @@ impl Session {
 
     /// Waits for the next inbound stream and acknowledges it to the peer. Fails with the
     /// session's end reason once it has ended.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use futures::AsyncReadExt;
+    ///
+    /// # let opened = client.open().await?;
+    /// // The peer opened a stream.
+    /// let mut stream = server.accept().await?;
+    /// assert_eq!(stream.id(), opened.id());
+    /// # drop(opened); // half-closes: the read below sees EOF
+    /// let mut rest = Vec::new();
+    /// stream.read_to_end(&mut rest).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn accept(&self) -> Result<Stream, Error> {
         let key = poll_fn(|cx| self.shared.lock().poll_accept(cx.waker())).await?;
         Ok(Stream::new(self.shared.clone(), key))
     }
 
     /// Inbound streams as a [`futures::Stream`]; it ends when the session ends.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use futures::StreamExt;
+    ///
+    /// # let _a = client.open().await?;
+    /// # let _b = client.open().await?;
+    /// // The peer opened two streams.
+    /// let mut incoming = server.incoming();
+    /// let first = incoming.next().await.expect("a stream");
+    /// let second = incoming.next().await.expect("another stream");
+    /// assert!(first.id() < second.id());
+    /// # Ok(()) }
+    /// ```
     pub fn incoming(&self) -> Incoming {
         self.shared.acquire();
         Incoming {
@@ -177,36 +318,141 @@ impl Session {
     }
 
     /// Measures the round trip to the peer with a Ping. [`Error::Unsupported`] on smux.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// let rtt = client.ping().await?;
+    /// assert_eq!(client.stats().rtt, Some(rtt));
+    /// # Ok(()) }
+    /// ```
     pub async fn ping(&self) -> Result<Duration, Error> {
         let ticket = self.shared.lock().start_ping(Instant::now())?;
         poll_fn(|cx| self.shared.lock().poll_ping(ticket, cx.waker())).await
     }
 
-    /// Sends GoAway: the peer may open no more streams; existing streams continue, and this
-    /// side may still open streams. [`Error::Unsupported`] on smux.
+    /// Stops accepting streams: the peer may open no more (each further open is refused);
+    /// existing streams continue, and this side may still open streams. Sent as GoAway where
+    /// the dialect has it; smux has none, so there nothing is sent and each further open is
+    /// refused with FIN.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// server.go_away()?;
+    /// // The server may still open streams; the client's opens fail once the GoAway arrives.
+    /// let _stream = server.open().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn go_away(&self) -> Result<(), Error> {
         self.shared.lock().go_away()
     }
 
-    /// Closes gracefully: GoAway (where the dialect has it), no new streams, open streams run
-    /// to completion (up to [`Config::close_timeout`]), then the transport is closed. Returns
-    /// when the session has ended.
+    /// Closes gracefully: GoAway (where the dialect has it), no new streams (refused, with FIN
+    /// on smux), open streams run to completion (up to [`Config::close_timeout`]), then the
+    /// transport is closed. Returns when the session has ended.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use polymux::Error;
+    ///
+    /// client.close().await;
+    /// assert_eq!(client.end_reason(), Some(Error::SessionClosed));
+    /// assert!(matches!(client.open().await, Err(Error::SessionClosed)));
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) {
         self.shared.lock().close(Instant::now());
         poll_fn(|cx| self.shared.lock().poll_ended(cx.waker()).map(drop)).await;
     }
 
     /// Waits until the session ends, and returns why.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use polymux::Error;
+    ///
+    /// client.close().await;
+    /// // The server sees the client's GoAway(normal).
+    /// assert_eq!(server.closed().await, Error::GoAway(0));
+    /// # Ok(()) }
+    /// ```
     pub async fn closed(&self) -> Error {
         poll_fn(|cx| self.shared.lock().poll_ended(cx.waker())).await
     }
 
     /// Why the session ended, if it has.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// assert_eq!(client.end_reason(), None);
+    /// client.close().await;
+    /// assert_eq!(client.end_reason(), Some(polymux::Error::SessionClosed));
+    /// # Ok(()) }
+    /// ```
     pub fn end_reason(&self) -> Option<Error> {
         self.shared.lock().end_reason().cloned()
     }
 
     /// Counters: streams, bytes, the latest RTT, buffered bytes.
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use futures::AsyncWriteExt;
+    ///
+    /// let mut stream = client.open().await?;
+    /// stream.write_all(b"12345").await?;
+    /// let stats = client.stats();
+    /// assert_eq!(stats.opened_outbound, 1);
+    /// assert_eq!(stats.bytes_sent, 5);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> Stats {
         self.shared.lock().stats()
     }

@@ -17,6 +17,24 @@ mod sealed {
 
 /// A byte stream a [`Driver`](crate::Driver) can run a session over. Implemented for every
 /// `futures::io::AsyncRead + AsyncWrite + Unpin`, and for [`TokioIo`] with the `tokio` feature.
+///
+/// A tokio transport (`tokio::net::TcpStream`, …) implements tokio's traits, not these: wrap
+/// it in `TokioIo`, or use `polymux::tokio::client`/`server`, which do that and spawn the
+/// driver (feature `tokio`). Passing it bare is an error that says so:
+///
+/// ```compile_fail
+/// # async fn demo(tcp: tokio::net::TcpStream) {
+/// // error: `tokio::net::TcpStream` is not a polymux transport … use `polymux::tokio::client`
+/// let (session, driver) = polymux::Session::client(tcp, polymux::Config::yamux());
+/// # }
+/// ```
+// The hint names the adapter because the bare E0277 only says that futures' `AsyncRead` is
+// missing, which reads as if tokio I/O were unsupported.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a polymux transport (a `futures::io::AsyncRead + AsyncWrite + Unpin` byte stream)",
+    label = "not a `futures::io` byte stream",
+    note = "a tokio transport (e.g. `tokio::net::TcpStream`) needs the adapter: enable polymux's `tokio` feature and call `polymux::tokio::client(io, config)` (or `server`), or pass `polymux::TokioIo(io)`"
+)]
 pub trait Transport: sealed::Sealed + Unpin {
     /// Reads at most `max` bytes, appending them to `buf`; `Ok(0)` is EOF.
     #[doc(hidden)]
