@@ -15,8 +15,9 @@
 //!    nothing at all has arrived for `--idle-timeout`, the session is cut ([`watch_session`])
 //!    and the slot freed.
 //!
-//! [`watch_session`] also reports the streams the engine refused (`Stats::refused_inbound`)
-//! at info level, at most once per tick per session, so a burst gives one line.
+//! The engine logs the streams it refuses itself (info, once per burst, with the reason); what
+//! it cannot know is which client that is and which flag sets the limit, so [`watch_session`]
+//! says that once per session, the first time the stream limit refuses a stream.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -251,32 +252,30 @@ pub struct Watch {
     pub max_streams: usize,
 }
 
-/// Runs until `session` ends: cuts it when nothing arrived for the idle timeout, and logs the
-/// streams the engine refused (at info, at most once per tick).
+/// Runs until `session` ends: cuts it when nothing arrived for the idle timeout, and names the
+/// client and the flag the first time the engine refuses a stream beyond `--max-streams`
+/// (once per session; the engine itself logs every burst).
 pub async fn watch_session(session: &Session, watch: Watch) {
     let tick = watch.idle_timeout.map_or(Duration::from_secs(1), |idle| {
         (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
     });
     let mut seen_bytes = watch.activity.bytes();
     let mut quiet_since = Instant::now();
-    let mut seen_refused = session.stats().refused_inbound;
+    let mut told_limit = false;
     loop {
         tokio::select! {
             _ = session.closed() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        // Until the engine logs its own refusals (issue 9 item 4, engine side), say it here.
-        let refused = session.stats().refused_inbound;
-        if refused > seen_refused {
+        if !told_limit && session.stats().refused_limit > 0 {
+            told_limit = true;
             tracing::info!(
-                "session {} of {}: refused {} new stream(s) ({refused} so far): the limit is \
-                 --max-streams {} per session",
+                "session {} of {}: refusing new streams: the limit is --max-streams {} per \
+                 session (the engine logs each burst of refusals)",
                 watch.id,
                 watch.peer,
-                refused - seen_refused,
                 watch.max_streams
             );
-            seen_refused = refused;
         }
         let bytes = watch.activity.bytes();
         if bytes != seen_bytes {
@@ -295,27 +294,40 @@ pub async fn watch_session(session: &Session, watch: Watch) {
     }
 }
 
-/// The single place where `--memory-limit` reaches the sessions' configuration.
+/// The largest minimum share [`apply_memory_limit`] gives a session: windows grow to half of
+/// it (8 MiB), which fills a 1 Gbit/s path with a 60 ms round trip.
+pub const MAX_MIN_SHARE: usize = 16 << 20;
+
+/// The single place where `--memory-limit` reaches the sessions' configuration: ONE shared
+/// [`polymux::MemoryBudget`] of `limit` bytes, set on the builder whose `Config` every session
+/// of the server uses (a `Config` clones the handle, so they all charge the same pool). Call it
+/// once per server, never per session.
 ///
-/// `sessions` is how many sessions may be admitted at once. Until the engine has a budget that
-/// all sessions share, each session's receive budget is an equal share of the limit, between
-/// one stream window and the engine's default; so the received-but-unread data of all admitted
-/// sessions together stays within `limit` (unless the shares hit that floor).
-// WIRE (H1's shared budget): once `polymux::Config` takes a shared `MemoryBudget`, create one
-// here with `limit` and set it on `builder` (all sessions of a server share one Config, hence
-// one budget), and keep the per-session budget at the engine's default.
+/// `sessions` is how many sessions the server admits at once (`--max-clients`, echo
+/// `--max-connections`). The pool's minimum share (what each session may hold even when the
+/// pool is full) is `limit / sessions`, kept between the engine's default (512 KiB, the
+/// liveness floor: one window and the buffers it pins) and [`MAX_MIN_SHARE`]. Why that value:
+/// - with a pool, a stream's window grows to at most half the minimum share, so a larger
+///   share lets a single bulk session on a long path go faster (tunnel server: 256 MiB / 16
+///   clients = 16 MiB, windows up to 8 MiB; echo: 256 MiB / 256 = 1 MiB, windows 512 KiB);
+/// - the pool's use is bounded by `limit + sessions × share`; with the share at most
+///   `limit / sessions` that is at most twice the limit (only when `limit / sessions` is below
+///   the 512 KiB floor does the floor set the bound).
+///
+/// Each session also keeps the engine's own `session_recv_budget` (32 MiB), so one
+/// connection never holds more than that, however empty the pool is.
 pub fn apply_memory_limit(
     builder: polymux::ConfigBuilder,
-    base: &polymux::Config,
     limit: usize,
     sessions: usize,
 ) -> polymux::ConfigBuilder {
-    let share = (limit / sessions.max(1)).clamp(
-        base.stream_window() as usize,
-        base.session_recv_budget()
-            .max(base.stream_window() as usize),
-    );
-    builder.session_recv_budget(share)
+    let limit = limit.max(1);
+    // The engine's default minimum share, capped at the limit (a tiny limit stays a limit).
+    let floor = polymux::MemoryBudget::new(limit).min_share();
+    let min_share = (limit / sessions.max(1)).clamp(floor, MAX_MIN_SHARE.max(floor));
+    builder.memory_budget(Some(polymux::MemoryBudget::with_min_share(
+        limit, min_share,
+    )))
 }
 
 #[cfg(test)]
@@ -354,16 +366,34 @@ mod tests {
     }
 
     #[test]
-    fn memory_shares_stay_within_the_engine_bounds() {
-        let base = polymux::Config::yamux();
-        let share = |limit, sessions| {
-            apply_memory_limit(base.to_builder(), &base, limit, sessions)
+    fn one_pool_per_server_with_a_deliberate_min_share() {
+        let pool = |limit, sessions| {
+            let config = apply_memory_limit(polymux::Config::yamux().to_builder(), limit, sessions)
                 .build()
-                .expect("valid")
-                .session_recv_budget()
+                .expect("valid");
+            assert_eq!(
+                config.session_recv_budget(),
+                polymux::Config::yamux().session_recv_budget(),
+                "the per-session budget stays the engine's"
+            );
+            let budget = config.memory_budget().expect("a pool").clone();
+            // Every session of the server clones this Config, hence shares the pool.
+            assert_eq!(config.clone().memory_budget(), Some(&budget));
+            assert_eq!(budget.limit(), limit);
+            budget.min_share()
         };
-        assert_eq!(share(256 << 20, 16), 16 << 20);
-        assert_eq!(share(256 << 20, 1), base.session_recv_budget());
-        assert_eq!(share(1 << 20, 1024), base.stream_window() as usize);
+        assert_eq!(
+            pool(256 << 20, 16),
+            16 << 20,
+            "tunnel server: limit / clients"
+        );
+        assert_eq!(pool(256 << 20, 256), 1 << 20, "echo: limit / connections");
+        assert_eq!(pool(256 << 20, 1), MAX_MIN_SHARE, "capped");
+        assert_eq!(
+            pool(64 << 20, 4096),
+            512 << 10,
+            "floor: the engine's default"
+        );
+        assert_eq!(pool(100 << 10, 16), 100 << 10, "never above the limit");
     }
 }

@@ -124,7 +124,7 @@ pub fn session_config(protocol: Protocol, tuning: &SessionTuning) -> anyhow::Res
     let base = Config::for_dialect(protocol.dialect());
     let mut builder = base.to_builder();
     if let Some(memory) = tuning.memory {
-        builder = crate::guard::apply_memory_limit(builder, &base, memory.limit, memory.sessions);
+        builder = crate::guard::apply_memory_limit(builder, memory.limit, memory.sessions);
     }
     builder
         .max_streams(max_streams)

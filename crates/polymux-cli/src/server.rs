@@ -39,7 +39,7 @@ impl Admission {
         match self {
             Admission::Preamble(gate) => gate.authenticate(tcp).await,
             Admission::FirstBytes => {
-                tcp.set_nodelay(true).ok();
+                crate::transport::tune_session_socket(&tcp);
                 guard::first_bytes(&tcp).await?;
                 Ok(Box::new(tcp))
             }

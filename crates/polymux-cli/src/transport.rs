@@ -4,8 +4,8 @@
 //! [`Gate`] is the server side (TLS, preamble; the caller bounds it in time with
 //! `--handshake-timeout`). Both hand the multiplexer a [`BoxIo`], so the session code does not
 //! care whether TLS is on.
-//! Also here: binding listeners with actionable errors, and the loopback check that decides
-//! whether a server may run without a token.
+//! Also here: binding listeners with actionable errors, the loopback check that decides
+//! whether a server may run without a token, and [`tune_session_socket`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +32,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The driver task of a session.
 pub type DriverHandle = JoinHandle<Result<(), polymux::Error>>;
+
+/// Tunes a socket that carries a whole session (not a visitor's or a target's connection):
+/// `polymux::tcp::tune` where it exists (no Nagle, and a small unsent backlog in the kernel so
+/// that one stream's bulk data does not delay the others' frames), else just no Nagle. Best
+/// effort: a socket that refuses an option still works.
+pub fn tune_session_socket(tcp: &TcpStream) {
+    #[cfg(unix)]
+    let tuned = polymux::tcp::tune(tcp);
+    #[cfg(not(unix))]
+    let tuned = tcp.set_nodelay(true);
+    if let Err(e) = tuned {
+        tracing::debug!("tuning a session socket failed: {e}");
+    }
+}
 
 /// Everything a client needs to establish an authenticated session.
 #[derive(Clone)]
@@ -70,7 +84,7 @@ impl Dialer {
                     self.mode.name()
                 )
             })?;
-        tcp.set_nodelay(true).ok();
+        tune_session_socket(&tcp);
         let handshake = async {
             let mut io: BoxIo = Box::new(tcp);
             if let Some(tls) = &self.tls {
@@ -127,7 +141,7 @@ impl Gate {
     /// time (`--handshake-timeout`, see [`crate::guard`]). The client is authenticated but not
     /// yet answered: follow with [`Gate::welcome`] or [`Gate::refuse`].
     pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<BoxIo> {
-        tcp.set_nodelay(true).ok();
+        tune_session_socket(&tcp);
         async {
             let mut io: BoxIo = match &self.tls {
                 Some(tls) => Box::new(tls.acceptor.accept(tcp).await.map_err(|e| {

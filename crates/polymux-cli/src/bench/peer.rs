@@ -118,7 +118,7 @@ impl Target {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            tcp.set_nodelay(true).ok();
+            crate::transport::tune_session_socket(&tcp);
             let (session, _driver) = polymux::tokio::server(tcp, server_config);
             let buffers = echo::EchoBuffers::new(BENCH_ECHO_BUFFERS);
             let streams = tokio_util::task::TaskTracker::new();
@@ -138,7 +138,7 @@ impl Target {
             .with_context(|| {
                 format!("cannot connect to the echo server at {addr}; is `polymux echo --listen {addr}` (or another echo peer) running?")
             })?;
-        tcp.set_nodelay(true).ok();
+        crate::transport::tune_session_socket(&tcp);
         let (session, driver) = polymux::tokio::client(tcp, client_config(protocol)?);
         Ok(Target {
             name: protocol.name().into(),
