@@ -17,7 +17,8 @@
 //!
 //! The engine logs the streams it refuses itself (info, once per burst, with the reason); what
 //! it cannot know is which client that is and which flag sets the limit, so [`watch_session`]
-//! says that once per session, the first time the stream limit refuses a stream.
+//! says that once per session, the first time the stream limit (or the accept backlog, capped
+//! at it) refuses a stream.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -267,7 +268,10 @@ pub async fn watch_session(session: &Session, watch: Watch) {
             _ = session.closed() => return,
             _ = tokio::time::sleep(tick) => {}
         }
-        if !told_limit && session.stats().refused_limit > 0 {
+        // The accept backlog is capped at `--max-streams` too (`session_config`), so a burst
+        // of opens may meet it first: both refusals point at the same flag.
+        let stats = session.stats();
+        if !told_limit && stats.refused_limit + stats.refused_backlog > 0 {
             told_limit = true;
             tracing::info!(
                 "session {} of {}: refusing new streams: the limit is --max-streams {} per \
