@@ -27,7 +27,7 @@ use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
 use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
-use crate::transport::{self, Dialer, Gate};
+use crate::transport::{self, Credentials, Dialer, Gate};
 use crate::{server, target};
 
 /// How long opening a stream may take.
@@ -191,7 +191,7 @@ pub async fn run_client(
     let dialer = Dialer {
         server: args.server.clone(),
         tls: ClientTls::from_args(&args.tls, &args.server)?,
-        token: args.auth.token()?,
+        credentials: Credentials::new(args.auth.token()?, Vec::new()),
         mode: Mode::Forward,
         protocol,
         config: session_config(protocol, &args.session.tuning())?,

@@ -9,7 +9,8 @@
 //! opener → acceptor:  version u8 (1) | name_len u8 | name (UTF-8)
 //! acceptor → opener:  status u8 | msg_len u16 (big-endian) | message (UTF-8)
 //!                     status: 0 ok, 1 unknown service, 2 target unreachable,
-//!                             3 shutting down, 4 stream limit reached
+//!                             3 shutting down, 4 stream limit reached,
+//!                             5 not authorised (the client's token does not cover it)
 //! ```
 //!
 //! After status 0 the stream carries the raw bytes of the TCP connection in both directions.
@@ -49,6 +50,8 @@ pub enum OpenStatus {
     ShuttingDown = 3,
     /// The acceptor's stream limit is reached.
     Busy = 4,
+    /// The opener did not prove this service's token (per-service tokens).
+    Unauthorised = 5,
 }
 
 impl OpenStatus {
@@ -58,6 +61,7 @@ impl OpenStatus {
             2 => "target unreachable",
             3 => "shutting down",
             4 => "stream limit reached",
+            5 => "not authorised for this service",
             _ => "unknown status",
         }
     }
