@@ -332,6 +332,7 @@ pub struct Expectation {
 
 impl Expectation {
     /// A server-side expectation with one token. `token: None` accepts any token.
+    #[cfg(test)]
     pub fn new(mode: Mode, protocol: Protocol, token: Option<&Token>) -> Expectation {
         Expectation::with_table(mode, protocol, TokenTable::with_default(token))
     }
