@@ -478,8 +478,8 @@ pub async fn run_client(
                 let mut renew = renew_rx.clone();
                 renew.borrow_and_update();
                 async move {
-                    tracing::info!("connected to forward server {server} ({protocol})");
                     current_tx.send_replace(Some(session.clone()));
+                    tracing::info!("connected to forward server {server} ({protocol})");
                     tokio::select! {
                         _ = session.closed() => {
                             current_tx.send_replace(None);

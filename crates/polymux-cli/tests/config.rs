@@ -59,30 +59,6 @@ async fn server_from(
     (server, control, exposed)
 }
 
-/// The address in the last log line containing `needle`, right after it.
-async fn last_addr_after(proc: &Proc, needle: &str, count: usize) -> SocketAddr {
-    let deadline = Instant::now() + SECS(20);
-    while proc.count(needle) < count {
-        assert!(
-            Instant::now() < deadline,
-            "no {count} × {needle:?}; logs:\n{}",
-            proc.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let logs = proc.logs();
-    let line = logs
-        .lines()
-        .rev()
-        .find(|l| l.contains(needle))
-        .expect("line");
-    let rest = &line[line.find(needle).expect("needle") + needle.len()..];
-    rest.split_whitespace()
-        .next()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
-
 /// Waits until `proc` has logged `needle` at least `count` times.
 async fn wait_count(proc: &Proc, needle: &str, count: usize) {
     let deadline = Instant::now() + SECS(20);
@@ -683,4 +659,81 @@ async fn metrics_scrape_reports_sessions_streams_bytes_and_rtt() {
         CONNECTIONS as f64
     );
     assert_eq!(v("polymux_reconnects_total"), 0.0);
+}
+
+/// `forward` reads config files too: per-service tokens are checked per stream (a wrong one
+/// is refused with "not authorised"), and a reload of the client that fixes the token
+/// renews its session and makes the service work, while the other service kept working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_config_files_with_per_service_tokens_and_reload() {
+    let (db_target, web_target) = (echo_server().await, echo_server().await);
+    let dir = dir("forward");
+    let server_toml = dir.join("server.toml");
+    write(
+        &server_toml,
+        &format!(
+            "listen = \"127.0.0.1:0\"\n\n[services.db]\ntarget = \"{db_target}\"\ntoken = \"{API_TOKEN}\"\n\n[services.web]\ntarget = \"{web_target}\"\ntoken = \"{WEB_TOKEN}\"\n"
+        ),
+    );
+    let server = spawn(
+        "forward server",
+        &[
+            "forward",
+            "server",
+            "--config",
+            server_toml.to_str().expect("path"),
+        ],
+    );
+    let control = server.addr_after("listening on ").await;
+    let client_text = |web_token: &str| {
+        format!(
+            "server = \"{control}\"\n\n[services.db]\nbind = \"127.0.0.1:0\"\ntoken = \"{API_TOKEN}\"\n\n[services.web]\nbind = \"127.0.0.1:0\"\ntoken = \"{web_token}\"\n"
+        )
+    };
+    let client_toml = dir.join("client.toml");
+    write(&client_toml, &client_text("wrong-web-token-0123456789ab"));
+    let client = spawn(
+        "forward client",
+        &[
+            "forward",
+            "client",
+            "--config",
+            client_toml.to_str().expect("path"),
+        ],
+    );
+    let db = client.addr_after("forwarding ").await;
+    let web = {
+        let line = client.wait_for("(service web)", SECS(20)).await;
+        let rest = &line[line.find("forwarding ").expect("needle") + 11..];
+        rest.split_whitespace()
+            .next()
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .expect("addr")
+    };
+    assert_ne!(db, web);
+    client
+        .wait_for("connected to forward server", SECS(20))
+        .await;
+
+    let data = payload(11, 500_000);
+    assert!(echo_roundtrip(db, data.clone()).await.expect("db") == data);
+    let refused = echo_roundtrip(web, data.clone()).await.unwrap_or_default();
+    assert!(refused.is_empty(), "web is not served with a wrong token");
+    server.wait_for("refused service \"web\"", SECS(10)).await;
+    client
+        .wait_for("not authorised for this service", SECS(10))
+        .await;
+
+    // An open db transfer across the client's token reload (and session renewal) finishes.
+    let on_db = Transfer::start(db, 12, 2 << 20).await;
+    write(&client_toml, &client_text(WEB_TOKEN));
+    client
+        .wait_for("tokens changed, renewing the session", SECS(20))
+        .await;
+    wait_count(&client, "connected to forward server", 2).await;
+    assert!(echo_roundtrip(web, data.clone()).await.expect("web") == data);
+    assert!(
+        on_db.finish().await,
+        "the db transfer on the old session is exact"
+    );
 }
