@@ -308,10 +308,16 @@ impl Grants {
             .is_some_and(|given| digests_equal(given, expected))
     }
 
-    /// Whether the client may be admitted: it proved the default token or some service's.
+    /// Whether the client may be admitted: it proved the default token or some service's
+    /// (or the server has no token at all and runs with `--insecure-no-token`).
     fn admitted(&self, table: &TokenTable) -> bool {
-        table.open
-            || matches!((&self.connection, &table.default), (Some(c), Some(d)) if digests_equal(c, d))
+        let default_matches = matches!(
+            (&self.connection, &table.default),
+            (Some(c), Some(d)) if digests_equal(c, d)
+        );
+        let tokenless = table.open && table.default.is_none() && table.services.is_empty();
+        default_matches
+            || tokenless
             || table
                 .services
                 .keys()
@@ -458,8 +464,12 @@ where
     }
     let table = expect.tokens();
 
-    if !grants.admitted(&table) {
+    let admitted = grants.admitted(&table);
+    if !admitted || grants.services.keys().any(|s| !grants.allows(&table, s)) {
+        // Also for a refused per-service token: guessing one costs the same time.
         tokio::time::sleep(FAILURE_DELAY).await;
+    }
+    if !admitted {
         let message = if token.is_empty() {
             "this server requires a token"
         } else {

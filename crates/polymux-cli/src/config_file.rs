@@ -664,9 +664,10 @@ pub fn token_table(
     insecure: bool,
 ) -> anyhow::Result<TokenTable> {
     let mut table = TokenTable::with_default(default);
-    table.open = insecure || (default.is_none() && services.iter().all(|s| s.token.is_none()));
+    // Only the flag opens anything: a reload that drops every token is rejected, not open.
+    table.open = insecure;
     for service in services {
-        if default.is_none() && service.token.is_none() && !table.open {
+        if default.is_none() && service.token.is_none() && !insecure {
             return Err(config_error(format!(
                 "service {} has no token and there is no default one: give it `token` or \
                  `token_file` in the config file, or set --token / POLYMUX_TOKEN / `token`",
@@ -813,6 +814,30 @@ bind = "127.0.0.1:8081"
         assert!(
             merged[1].token.is_none(),
             "a flag service uses the default token"
+        );
+    }
+
+    #[test]
+    fn every_service_needs_a_token_unless_insecure() {
+        let service = ServiceConfig {
+            name: "web".into(),
+            addr: "127.0.0.1:1".into(),
+            token: None,
+            max_connections: None,
+        };
+        let e = token_table(None, std::slice::from_ref(&service), false).expect_err("no token");
+        assert!(
+            format!("{e:#}").contains("service web has no token"),
+            "{e:#}"
+        );
+        let table = token_table(None, std::slice::from_ref(&service), true).expect("insecure");
+        assert!(table.open);
+        let default = Token::from_secret("default-token-0123456789", "t").expect("token");
+        let table = token_table(Some(&default), &[service], true).expect("valid");
+        assert_eq!(
+            table.services.get("web"),
+            Some(&None),
+            "uses the default token"
         );
     }
 }

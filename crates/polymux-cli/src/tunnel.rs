@@ -255,11 +255,6 @@ pub async fn run_server(
         config_file::load_initial(args.file.config.as_deref(), Side::TunnelServer)?;
     let mut settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
     let protocol = settings.protocol;
-    let table = config_file::token_table(
-        settings.token.as_ref(),
-        &settings.services,
-        settings.insecure_no_token,
-    )?;
     let tls = ServerTls::from_args(&settings.tls)?;
     transport::check_server_security(
         &settings.listen,
@@ -268,6 +263,11 @@ pub async fn run_server(
         tls.is_some(),
     )
     .await?;
+    let table = config_file::token_table(
+        settings.token.as_ref(),
+        &settings.services,
+        settings.insecure_no_token,
+    )?;
     let config = session_config(protocol, &settings.session.tuning())?;
     let metrics = Metrics::new(&config);
     if let Some(addr) = &settings.metrics {
