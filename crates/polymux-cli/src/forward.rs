@@ -7,6 +7,11 @@
 //!
 //! The client keeps its session up, reconnecting with back-off when it drops; a local
 //! connection that arrives meanwhile waits for the session (up to `--wait-for-server`).
+//!
+//! With `--config` both sides read their services from a TOML file and reload it: the
+//! client's listeners through a [`ListenerSet`], the server's targets and token table in
+//! place. The server checks per-service tokens on every stream (status 5 when the client's
+//! tokens do not cover the service).
 
 use std::net::SocketAddr;
 use std::time::Duration;

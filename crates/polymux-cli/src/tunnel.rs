@@ -8,8 +8,13 @@
 //!
 //! The client reconnects with back-off whenever the tunnel drops; meanwhile the server holds
 //! new connections for up to `--wait-for-client` rather than refusing them. When several
-//! clients are connected, the newest one gets new connections (older ones serve what they
-//! have and stay as fallbacks).
+//! clients are connected, the newest one *that proved the service's token* gets new
+//! connections (older ones serve what they have and stay as fallbacks).
+//!
+//! With `--config` both sides read their services from a TOML file ([`crate::config_file`])
+//! and reload it ([`crate::reload`]): the server through a [`ListenerSet`] (untouched
+//! services keep their listener and connections) and a new token table; the client by
+//! swapping its targets, and by renewing its session when its tokens changed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
