@@ -398,11 +398,17 @@ pub async fn run_server(
                 fixed.join(", ")
             );
         }
-        // Tokens first, so that an added service is never routed without its own token.
+        // Tokens first, so that an added service is never routed without its own token;
+        // a removed service keeps its own token until its listener is closed.
         let previous = expect.tokens();
-        expect.set_tokens(table);
+        let mut transition = table.clone();
+        for (name, own) in &previous.services {
+            transition.services.entry(name.clone()).or_insert(*own);
+        }
+        expect.set_tokens(transition);
         match listeners.apply(&next.services).await {
             Ok(changes) => {
+                expect.set_tokens(table);
                 tracing::info!("configuration reloaded from {path}: {}", changes.describe());
                 settings.services = next.services;
                 settings.token = next.token;

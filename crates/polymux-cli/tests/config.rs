@@ -737,3 +737,44 @@ async fn forward_config_files_with_per_service_tokens_and_reload() {
         "the db transfer on the old session is exact"
     );
 }
+
+/// Flags override the file: `--listen` replaces `listen`, `--expose NAME=…` replaces the
+/// file's service of that name and adds new ones; `--protocol` wins over `protocol`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_override_the_file() {
+    let dir = dir("override");
+    let server_toml = dir.join("server.toml");
+    // Port 1 in the file: the flags' port 0 must win (checked on the logged addresses).
+    write(
+        &server_toml,
+        &format!(
+            "listen = \"127.0.0.1:1\"\nprotocol = \"smux2\"\ntoken = \"{DEFAULT_TOKEN}\"\n\n[services.web]\nbind = \"127.0.0.1:1\"\n\n[services.api]\nbind = \"127.0.0.1:0\"\n"
+        ),
+    );
+    let server = spawn(
+        "tunnel server",
+        &[
+            "--protocol",
+            "netmux",
+            "tunnel",
+            "server",
+            "--config",
+            server_toml.to_str().expect("path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--expose",
+            "web=127.0.0.1:0",
+            "--expose",
+            "extra=127.0.0.1:0",
+        ],
+    );
+    let line = server.wait_for("listening on ", SECS(20)).await;
+    assert!(line.contains("(netmux)"), "{line}");
+    assert_ne!(server.addr_after("listening on ").await.port(), 1);
+    for service in ["api", "extra", "web"] {
+        let addr = server
+            .addr_after(&format!("exposing service {service} on "))
+            .await;
+        assert_ne!(addr.port(), 1);
+    }
+}
