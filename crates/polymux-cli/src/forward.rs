@@ -703,23 +703,23 @@ async fn local_loop(
         let counters = counters.clone();
         context.relays.spawn(async move {
             let _open = counters.opened();
-            match carry(tcp, peer, &name, current, wait).await {
-                Some(moved) => counters.opened_moved(&moved),
-                None => counters.refused(),
+            if !carry(tcp, peer, &name, current, wait, counters.meter()).await {
+                counters.refused();
             }
             drop((permit, own));
         });
     }
 }
 
-/// Carries one local connection over the current session; `None` when it was not served.
+/// Carries one local connection over the current session; `false` when it was not served.
 async fn carry(
     tcp: TcpStream,
     peer: SocketAddr,
     name: &str,
     mut current: watch::Receiver<Option<Session>>,
     wait: Duration,
-) -> Option<relay::Moved> {
+    meter: &relay::Meter,
+) -> bool {
     for _ in 0..3 {
         let live = |s: &Option<Session>| s.as_ref().is_some_and(|s| s.end_reason().is_none());
         let session = match tokio::time::timeout(wait, current.wait_for(live)).await {
@@ -731,13 +731,13 @@ async fn carry(
                 "{name}: no session to the forward server within {wait:?} (--wait-for-server); \
                  closing the local connection from {peer}"
             );
-            return None;
+            return false;
         };
         let stream = match tokio::time::timeout(OPEN_TIMEOUT, session.open()).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e @ polymux::Error::TooManyStreams { .. })) => {
                 tracing::warn!("{name}: {e}; closing {peer}. Raise --max-streams on both sides");
-                return None;
+                return false;
             }
             Ok(Err(e)) => {
                 tracing::debug!("{name}: opening a stream failed ({e}); waiting for a new session");
@@ -748,31 +748,31 @@ async fn carry(
             }
             Err(_) => {
                 tracing::warn!("{name}: the server did not take a new stream within {OPEN_TIMEOUT:?}; closing {peer}");
-                return None;
+                return false;
             }
         };
         let id = stream.id();
-        return match relay::relay_opened(stream, tcp, name).await {
+        return match relay::relay_opened(stream, tcp, name, meter).await {
             Ok(moved) => {
                 tracing::debug!(
                     "{name}: connection from {peer} done on stream {id} ({} bytes out, {} bytes back)",
                     moved.into_stream,
                     moved.out_of_stream
                 );
-                Some(moved)
+                true
             }
             Err(RelayError::Refused { what, message }) => {
                 tracing::warn!(
                     "{name}: the forward server could not serve {peer}: {what}: {message}"
                 );
-                None
+                false
             }
             Err(RelayError::Io(e)) => {
                 tracing::debug!("{name}: connection from {peer} on stream {id} ended: {e}");
-                Some(relay::Moved::default())
+                true
             }
         };
     }
     tracing::warn!("{name}: could not open a stream for {peer}; closing it");
-    None
+    false
 }

@@ -4,8 +4,8 @@
 //! Engine numbers come from [`polymux::Session::stats`], read at scrape time from every
 //! session the process has had: live sessions are read directly, and a session that ended
 //! is read once more and folded into running totals, so counters never go backwards.
-//! Per-service numbers are counted by the relays ([`Metrics::service`]); bytes are added when
-//! a connection ends (session-level bytes are live).
+//! Per-service numbers are counted by the relays ([`Metrics::service`]); bytes are counted
+//! as they are relayed.
 //!
 //! | series | type | meaning |
 //! |---|---|---|
@@ -43,7 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::relay::Moved;
+use crate::relay::Meter;
 use crate::shutdown::Shutdown;
 
 /// Counters of one service.
@@ -52,8 +52,7 @@ pub struct ServiceCounters {
     connections: AtomicU64,
     open: AtomicI64,
     refused: AtomicU64,
-    to_target: AtomicU64,
-    from_target: AtomicU64,
+    meter: Meter,
 }
 
 impl ServiceCounters {
@@ -69,16 +68,9 @@ impl ServiceCounters {
         OpenGuard(self.clone())
     }
 
-    /// Bytes of a finished connection: `to_target` towards the service's target.
-    pub fn bytes(&self, to_target: u64, from_target: u64) {
-        self.to_target.fetch_add(to_target, Ordering::Relaxed);
-        self.from_target.fetch_add(from_target, Ordering::Relaxed);
-    }
-
-    /// Bytes of a finished relay on the opening side (tunnel server, forward client):
-    /// what went into the stream went towards the target.
-    pub fn opened_moved(&self, moved: &Moved) {
-        self.bytes(moved.into_stream, moved.out_of_stream);
+    /// The live byte counters the relays of this service add to.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 }
 
@@ -334,14 +326,20 @@ impl Collector for Metrics {
             let c = ConstCounter::new(0u64);
             let mut family = encoder.encode_descriptor(
                 "polymux_service_bytes",
-                "Bytes of finished connections per service, towards and from the target",
+                "Bytes relayed per service, towards and from the target",
                 None,
                 c.metric_type(),
             )?;
             for (service, counters) in &services {
                 for (direction, value) in [
-                    ("to_target", counters.to_target.load(Ordering::Relaxed)),
-                    ("from_target", counters.from_target.load(Ordering::Relaxed)),
+                    (
+                        "to_target",
+                        counters.meter.to_target.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "from_target",
+                        counters.meter.from_target.load(Ordering::Relaxed),
+                    ),
                 ] {
                     let labels = [("service", service.as_str()), ("direction", direction)];
                     ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
@@ -466,7 +464,8 @@ mod tests {
         let web = metrics.service("web");
         {
             let _open = web.opened();
-            web.bytes(10, 20);
+            web.meter().to_target.fetch_add(10, Ordering::Relaxed);
+            web.meter().from_target.fetch_add(20, Ordering::Relaxed);
         }
         metrics.service("api").refused();
         metrics.reconnected();

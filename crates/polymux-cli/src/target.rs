@@ -103,9 +103,8 @@ pub async fn serve(
         return;
     }
     let _open = counters.opened();
-    match relay::relay_accepted(stream, tcp).await {
+    match relay::relay_accepted(stream, tcp, counters.meter()).await {
         Ok(moved) => {
-            counters.bytes(moved.out_of_stream, moved.into_stream);
             tracing::debug!(
                 "{service}: stream {id} done ({} bytes to {addr}, {} bytes back)",
                 moved.out_of_stream,

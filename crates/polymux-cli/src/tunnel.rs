@@ -491,9 +491,8 @@ async fn expose_loop(
         let counters = counters.clone();
         context.relays.spawn(async move {
             let _open = counters.opened();
-            match carry(tcp, peer, &name, &context2).await {
-                Some(moved) => counters.opened_moved(&moved),
-                None => counters.refused(),
+            if !carry(tcp, peer, &name, &context2, counters.meter()).await {
+                counters.refused();
             }
             drop((permit, own));
         });
@@ -501,13 +500,14 @@ async fn expose_loop(
 }
 
 /// Carries one exposed connection over the newest live session whose client proved this
-/// service's token. `None` when no session took it.
+/// service's token. `false` when no session served it.
 async fn carry(
     tcp: TcpStream,
     peer: SocketAddr,
     name: &str,
     context: &ExposeContext,
-) -> Option<relay::Moved> {
+    meter: &relay::Meter,
+) -> bool {
     let wait = context.wait;
     let usable = |entry: &Entry| entry.grants.allows(&context.expect.tokens(), name);
     let mut tried = Vec::new();
@@ -518,7 +518,7 @@ async fn carry(
                  (--wait-for-client); closing the connection from {peer}. Is `polymux tunnel \
                  client` running, with this service's token?"
             );
-            return None;
+            return false;
         };
         let stream = match tokio::time::timeout(OPEN_TIMEOUT, entry.session.open()).await {
             Ok(Ok(stream)) => stream,
@@ -543,27 +543,27 @@ async fn carry(
             }
         };
         let id = stream.id();
-        return match relay::relay_opened(stream, tcp, name).await {
+        return match relay::relay_opened(stream, tcp, name, meter).await {
             Ok(moved) => {
                 tracing::debug!(
                     "{name}: connection from {peer} done on stream {id} ({} bytes in, {} bytes out)",
                     moved.into_stream,
                     moved.out_of_stream
                 );
-                Some(moved)
+                true
             }
             Err(RelayError::Refused { what, message }) => {
                 tracing::warn!("{name}: tunnel client could not serve {peer}: {what}: {message}");
-                None
+                false
             }
             Err(RelayError::Io(e)) => {
                 tracing::debug!("{name}: connection from {peer} on stream {id} ended: {e}");
-                Some(relay::Moved::default())
+                true
             }
         };
     }
     tracing::warn!("{name}: no tunnel client accepted the connection from {peer}; closing it");
-    None
+    false
 }
 
 /// The tunnel client's settings: flags over the config file over the flags' defaults.

@@ -603,8 +603,8 @@ async fn metrics_scrape_reports_sessions_streams_bytes_and_rtt() {
     }
     let total = (CONNECTIONS as usize * LEN) as f64;
 
-    // Per-service numbers are added when a connection ends, which the server sees a moment
-    // after the visitor does: wait for them (bounded), then check every series.
+    // The server counts a connection's end a moment after the visitor sees it: wait for the
+    // numbers to settle (bounded), then check every series.
     let deadline = Instant::now() + SECS(20);
     let text = loop {
         let text = scrape(server_metrics).await;
@@ -647,16 +647,35 @@ async fn metrics_scrape_reports_sessions_streams_bytes_and_rtt() {
     assert_eq!(v("polymux_reconnects_total"), 0.0);
     assert!(text.contains("# TYPE polymux_streams gauge"), "{text}");
 
+    // Bytes of a connection still open are counted as they flow.
+    let open = Transfer::start(exposed[0], 99, 2 << 20).await;
+    let deadline = Instant::now() + SECS(20);
+    loop {
+        let text = scrape(server_metrics).await;
+        let to = "polymux_service_bytes_total{service=\"echo\",direction=\"to_target\"}";
+        let live = value(&text, to).is_some_and(|b| b >= total + (1 << 20) as f64)
+            && value(&text, "polymux_service_connections_open{service=\"echo\"}") == Some(1.0);
+        if live {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live bytes never showed:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(open.finish().await);
+
     let text = scrape(client_metrics).await;
     let v = |name: &str| value(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
     assert_eq!(v("polymux_sessions"), 1.0);
     assert_eq!(
         v("polymux_streams_opened_total{direction=\"inbound\"}"),
-        CONNECTIONS as f64
+        CONNECTIONS as f64 + 1.0
     );
     assert_eq!(
         v("polymux_service_connections_total{service=\"echo\"}"),
-        CONNECTIONS as f64
+        CONNECTIONS as f64 + 1.0
     );
     assert_eq!(v("polymux_reconnects_total"), 0.0);
 }
