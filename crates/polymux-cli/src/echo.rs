@@ -145,7 +145,7 @@ async fn accept_loop(
         };
         tcp.set_nodelay(true).ok();
         let (session, driver) = polymux::tokio::server(tcp, config.clone());
-        let id = set.insert(peer, session.clone());
+        let id = set.insert(peer, session.clone(), Default::default());
         let set = set.clone();
         let streams = streams.clone();
         tracing::debug!("session {id} from {peer}");

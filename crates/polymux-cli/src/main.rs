@@ -25,19 +25,24 @@
 //!   [`limits`] — connection and stream limits.
 //! - [`echo`] — the echo server; [`bench`](mod@bench) — the benchmark.
 //! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining.
+//! - [`config_file`] — `--config FILE` (TOML); [`reload`] — reloading it on change and on
+//!   SIGHUP; [`metrics`] — `--metrics ADDR` (Prometheus text).
 
 #![deny(unsafe_code)]
 
 mod args;
 mod auth;
 mod bench;
+mod config_file;
 mod echo;
 mod error;
 mod forward;
 mod limits;
+mod metrics;
 mod protocol;
 mod reconnect;
 mod relay;
+mod reload;
 mod server;
 mod services;
 mod sessions;
@@ -51,7 +56,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::error::exit_code;
@@ -142,7 +147,10 @@ enum ForwardSide {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(std::env::args_os());
+    let matches = Cli::command().get_matches_from(std::env::args_os());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Flags given explicitly override the --config file; defaults do not.
+    config_file::remember_matches(matches);
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,7 +9,8 @@
 //! opener → acceptor:  version u8 (1) | name_len u8 | name (UTF-8)
 //! acceptor → opener:  status u8 | msg_len u16 (big-endian) | message (UTF-8)
 //!                     status: 0 ok, 1 unknown service, 2 target unreachable,
-//!                             3 shutting down, 4 stream limit reached
+//!                             3 shutting down, 4 stream limit reached,
+//!                             5 not authorised (the client's token does not cover it)
 //! ```
 //!
 //! After status 0 the stream carries the raw bytes of the TCP connection in both directions.
@@ -21,10 +22,14 @@
 //! error on either side resets the stream, so the far end tears its connection down too.
 
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use polymux::Stream;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Header version.
@@ -49,6 +54,8 @@ pub enum OpenStatus {
     ShuttingDown = 3,
     /// The acceptor's stream limit is reached.
     Busy = 4,
+    /// The opener did not prove this service's token (per-service tokens).
+    Unauthorised = 5,
 }
 
 impl OpenStatus {
@@ -58,6 +65,7 @@ impl OpenStatus {
             2 => "target unreachable",
             3 => "shutting down",
             4 => "stream limit reached",
+            5 => "not authorised for this service",
             _ => "unknown status",
         }
     }
@@ -100,6 +108,38 @@ impl std::error::Error for RelayError {}
 impl From<io::Error> for RelayError {
     fn from(e: io::Error) -> Self {
         RelayError::Io(e)
+    }
+}
+
+/// Live byte counters of a service's relays (for `--metrics`): bytes are added as they are
+/// read, so long-lived connections show up while they run.
+#[derive(Clone, Debug, Default)]
+pub struct Meter {
+    /// Bytes towards the service's target.
+    pub to_target: Arc<AtomicU64>,
+    /// Bytes from the target back.
+    pub from_target: Arc<AtomicU64>,
+}
+
+/// A reader that adds what it reads to a counter.
+struct Counted<'a, R> {
+    inner: R,
+    count: &'a AtomicU64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let read = buf.filled().len().saturating_sub(before);
+            self.count.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
     }
 }
 
@@ -182,6 +222,7 @@ pub async fn relay_opened(
     mut stream: Stream,
     tcp: TcpStream,
     service: &str,
+    meter: &Meter,
 ) -> Result<Moved, RelayError> {
     if let Err(e) = write_header(&mut stream, service).await {
         stream.reset();
@@ -189,7 +230,13 @@ pub async fn relay_opened(
     }
     let (mut sr, mut sw) = tokio::io::split(stream);
     let (tr, mut tw) = tcp.into_split();
-    let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
+    let upload = async {
+        let tr = Counted {
+            inner: tr,
+            count: &meter.to_target,
+        };
+        pump(tr, &mut sw).await.map_err(RelayError::from)
+    };
     let download = async {
         tokio::time::timeout(HEADER_TIMEOUT, read_status(&mut sr))
             .await
@@ -199,18 +246,39 @@ pub async fn relay_opened(
                     format!("no answer from the other side within {HEADER_TIMEOUT:?}"),
                 ))
             })??;
-        pump(&mut sr, &mut tw).await.map_err(RelayError::from)
+        let sr = Counted {
+            inner: &mut sr,
+            count: &meter.from_target,
+        };
+        pump(sr, &mut tw).await.map_err(RelayError::from)
     };
     let result = tokio::try_join!(upload, download);
     finish(sr.unsplit(sw), result)
 }
 
 /// The acceptor's relay, after it wrote an ok status. On failure the stream is reset.
-pub async fn relay_accepted(stream: Stream, tcp: TcpStream) -> Result<Moved, RelayError> {
+/// (Here the TCP connection is the target's.)
+pub async fn relay_accepted(
+    stream: Stream,
+    tcp: TcpStream,
+    meter: &Meter,
+) -> Result<Moved, RelayError> {
     let (mut sr, mut sw) = tokio::io::split(stream);
     let (tr, mut tw) = tcp.into_split();
-    let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
-    let download = async { pump(&mut sr, &mut tw).await.map_err(RelayError::from) };
+    let upload = async {
+        let tr = Counted {
+            inner: tr,
+            count: &meter.from_target,
+        };
+        pump(tr, &mut sw).await.map_err(RelayError::from)
+    };
+    let download = async {
+        let sr = Counted {
+            inner: &mut sr,
+            count: &meter.to_target,
+        };
+        pump(sr, &mut tw).await.map_err(RelayError::from)
+    };
     let result = tokio::try_join!(upload, download);
     finish(sr.unsplit(sw), result)
 }

@@ -71,8 +71,8 @@ pub async fn accept_clients<F, Fut>(
         tasks.spawn(async move {
             let authenticated = gate.authenticate(tcp).await;
             drop(handshake);
-            let mut io = match authenticated {
-                Ok(io) => io,
+            let (mut io, admission) = match authenticated {
+                Ok(pair) => pair,
                 Err(e) => {
                     log_refusal(peer, &e);
                     return;
@@ -90,17 +90,27 @@ pub async fn accept_clients<F, Fut>(
                     .await;
                 return;
             }
-            if let Err(e) = gate.welcome(&mut io).await {
+            if !admission.note.is_empty() {
+                tracing::warn!("client {peer}: refused service tokens: {}", admission.note);
+            }
+            if let Err(e) = gate.welcome(&mut io, &admission.note).await {
                 tracing::info!("client {peer} left during the handshake: {e:#}");
                 return;
             }
             let (session, driver) = polymux::tokio::server(io, config);
-            let id = set.insert(peer, session.clone());
+            let grants = Arc::new(admission.grants);
+            let id = set.insert(peer, session.clone(), grants.clone());
             tracing::info!(
                 "client {peer} connected (session {id}, {})",
                 session.dialect().name()
             );
-            on_session(Entry { id, peer, session }).await;
+            on_session(Entry {
+                id,
+                peer,
+                session,
+                grants,
+            })
+            .await;
             set.remove(id);
             log_end(peer, id, driver).await;
         });

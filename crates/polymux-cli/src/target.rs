@@ -42,11 +42,23 @@ pub async fn serve(
         answer(&mut stream, OpenStatus::ShuttingDown, "shutting down").await;
         return;
     }
+    let counters = targets.metrics().service(&service);
+    if !targets.authorised(&service) {
+        tracing::warn!(
+            "stream {id}: refused service {service:?}: the client did not present its token"
+        );
+        counters.refused();
+        let message = format!("the token presented does not cover service {service:?}");
+        answer(&mut stream, OpenStatus::Unauthorised, &message).await;
+        return;
+    }
     let Some(_permit) = streams.try_acquire() else {
+        counters.refused();
         answer(&mut stream, OpenStatus::Busy, &streams.refusal_message()).await;
         return;
     };
     let Some(addr) = targets.lookup(&service) else {
+        counters.refused();
         tracing::warn!(
             "stream {id}: no target for service {service:?} (configured: {}); add --target {service}=HOST:PORT",
             targets.describe()
@@ -55,9 +67,10 @@ pub async fn serve(
         answer(&mut stream, OpenStatus::UnknownService, &message).await;
         return;
     };
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
+            counters.refused();
             tracing::warn!(
                 "{service}: cannot connect to target {addr}: {e}; is that service running?"
             );
@@ -70,6 +83,7 @@ pub async fn serve(
             return;
         }
         Err(_) => {
+            counters.refused();
             tracing::warn!(
                 "{service}: connecting to target {addr} timed out after {CONNECT_TIMEOUT:?}"
             );
@@ -88,12 +102,15 @@ pub async fn serve(
         stream.reset();
         return;
     }
-    match relay::relay_accepted(stream, tcp).await {
-        Ok(moved) => tracing::debug!(
-            "{service}: stream {id} done ({} bytes to {addr}, {} bytes back)",
-            moved.out_of_stream,
-            moved.into_stream
-        ),
+    let _open = counters.opened();
+    match relay::relay_accepted(stream, tcp, counters.meter()).await {
+        Ok(moved) => {
+            tracing::debug!(
+                "{service}: stream {id} done ({} bytes to {addr}, {} bytes back)",
+                moved.out_of_stream,
+                moved.into_stream
+            )
+        }
         Err(e) => tracing::debug!("{service}: stream {id} to {addr} ended: {e}"),
     }
 }

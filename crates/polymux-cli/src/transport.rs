@@ -7,6 +7,7 @@
 //! whether a server may run without a token.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use polymux::{Config, Session};
@@ -39,8 +40,8 @@ pub struct Dialer {
     pub server: String,
     /// TLS, if on.
     pub tls: Option<ClientTls>,
-    /// The token to present.
-    pub token: Option<Token>,
+    /// The tokens to present; a reload may change them between connections.
+    pub credentials: Credentials,
     /// The subcommand.
     pub mode: Mode,
     /// `--protocol`.
@@ -88,14 +89,23 @@ impl Dialer {
                     }
                 };
             }
-            auth::client_handshake(
+            let credentials = self.credentials.get();
+            let note = auth::client_handshake(
                 &mut io,
                 &self.server,
                 self.mode,
                 self.protocol,
-                self.token.as_ref(),
+                credentials.token.as_ref(),
+                &credentials.services,
             )
             .await?;
+            if !note.is_empty() {
+                tracing::warn!(
+                    "{} refused some service tokens ({note}); those services will not be \
+                     carried: fix their token in the config file",
+                    self.server
+                );
+            }
             Ok::<_, anyhow::Error>(io)
         };
         let io = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
@@ -112,6 +122,51 @@ impl Dialer {
     }
 }
 
+/// What a client presents in the preamble.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CredentialSet {
+    /// The connection token (the default one).
+    pub token: Option<Token>,
+    /// Per-service tokens (preamble version 2 when not empty).
+    pub services: Vec<(String, Token)>,
+}
+
+/// The client's credentials, shared so that a reload can replace them; the next connection
+/// presents the new ones.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials(Arc<RwLock<Arc<CredentialSet>>>);
+
+impl Credentials {
+    /// Credentials of one connection token and per-service tokens.
+    pub fn new(token: Option<Token>, services: Vec<(String, Token)>) -> Credentials {
+        Credentials(Arc::new(RwLock::new(Arc::new(CredentialSet {
+            token,
+            services,
+        }))))
+    }
+
+    /// The current set.
+    pub fn get(&self) -> Arc<CredentialSet> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the set; returns whether it differs from the current one.
+    pub fn set(&self, new: CredentialSet) -> bool {
+        let mut current = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if **current == new {
+            return false;
+        }
+        *current = Arc::new(new);
+        true
+    }
+}
+
 /// The server side: TLS (if on) and the preamble for each inbound connection.
 #[derive(Clone)]
 pub struct Gate {
@@ -125,7 +180,7 @@ impl Gate {
     /// Runs TLS and checks the preamble on an accepted connection, within
     /// [`HANDSHAKE_TIMEOUT`]. The client is authenticated but not yet answered: follow with
     /// [`Gate::welcome`] or [`Gate::refuse`].
-    pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<BoxIo> {
+    pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<(BoxIo, auth::Admission)> {
         tcp.set_nodelay(true).ok();
         let work = async {
             let mut io: BoxIo = match &self.tls {
@@ -137,17 +192,18 @@ impl Gate {
                 })?),
                 None => Box::new(tcp),
             };
-            auth::authenticate_client(&mut io, &self.expect).await?;
-            Ok::<_, anyhow::Error>(io)
+            let admission = auth::authenticate_client(&mut io, &self.expect).await?;
+            Ok::<_, anyhow::Error>((io, admission))
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
             .await
             .map_err(|_| anyhow::anyhow!("handshake not completed within {HANDSHAKE_TIMEOUT:?}"))?
     }
 
-    /// Tells an authenticated client that its session starts now.
-    pub async fn welcome(&self, io: &mut BoxIo) -> anyhow::Result<()> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::welcome_client(io))
+    /// Tells an authenticated client that its session starts now (`note`: refused
+    /// per-service tokens, or empty).
+    pub async fn welcome(&self, io: &mut BoxIo, note: &str) -> anyhow::Result<()> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::welcome_client(io, note))
             .await
             .map_err(|_| anyhow::anyhow!("the client did not take its welcome"))?
     }
