@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::args::{ClientAuthArgs, ReconnectArgs, ServerAuthArgs, SessionArgs, ShutdownArgs};
 use crate::auth::{Expectation, Mode};
 use crate::limits::Limiter;
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
 use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
@@ -58,6 +59,8 @@ pub struct ForwardServerArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub noise: ServerNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
@@ -91,6 +94,8 @@ pub struct ForwardClientArgs {
     #[command(flatten)]
     pub tls: ClientTlsArgs,
     #[command(flatten)]
+    pub noise: ClientNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub reconnect: ReconnectArgs,
@@ -107,11 +112,12 @@ pub async fn run_server(
     let targets = Targets::new(&args.target, "--target")?;
     let token = args.auth.token()?;
     let tls = ServerTls::from_args(&args.tls)?;
+    let noise = ServerNoise::from_args(&args.noise)?;
     transport::check_server_security(
         &args.listen,
         token.as_ref(),
         args.auth.insecure_no_token,
-        tls.is_some(),
+        tls.is_some() || noise.is_some(),
     )
     .await?;
     let config = session_config(protocol, &args.session.tuning())?;
@@ -119,7 +125,7 @@ pub async fn run_server(
     tracing::info!(
         "forward server listening on {} ({protocol}{}); targets: {}",
         listener.local_addr()?,
-        if tls.is_some() { ", TLS" } else { "" },
+        crate::noise::security_label(tls.is_some(), noise.is_some()),
         targets.describe()
     );
     if let Some(tls) = &tls {
@@ -128,8 +134,12 @@ pub async fn run_server(
             tls.fingerprint
         );
     }
+    if let Some(noise) = &noise {
+        crate::noise::log_server_key(noise);
+    }
     let gate = Gate {
         tls,
+        noise,
         expect: Expectation::new(Mode::Forward, protocol, token.as_ref()),
     };
     let set = SessionSet::default();
@@ -191,6 +201,7 @@ pub async fn run_client(
     let dialer = Dialer {
         server: args.server.clone(),
         tls: ClientTls::from_args(&args.tls, &args.server)?,
+        noise: ClientNoise::from_args(&args.noise)?,
         token: args.auth.token()?,
         mode: Mode::Forward,
         protocol,
@@ -227,8 +238,14 @@ pub async fn run_client(
                             current_tx.send_replace(None);
                             SessionEnd::Dropped(reconnect::end_reason(&session, driver).await)
                         }
-                        // The session stays up until the open connections are drained.
-                        _ = shutdown.requested() => SessionEnd::Shutdown { clean: true },
+                        // The session stays up until the open connections are drained and
+                        // run_client closes it; then the driver closes the transport (TLS:
+                        // close_notify), which the process must wait for.
+                        _ = shutdown.requested() => {
+                            session.closed().await;
+                            let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+                            SessionEnd::Shutdown { clean: true }
+                        }
                     }
                 }
             })

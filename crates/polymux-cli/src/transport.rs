@@ -1,4 +1,5 @@
-//! The connection under a session: TCP, optionally TLS, then the authentication preamble.
+//! The connection under a session: TCP, optionally TLS or Noise, then the authentication
+//! preamble.
 //!
 //! [`Dialer`] is the client side (connect, TLS, preamble, start a session);
 //! [`Gate`] is the server side (TLS, preamble, within [`HANDSHAKE_TIMEOUT`]). Both hand the
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{self, Expectation, Mode, Token, HANDSHAKE_TIMEOUT};
 use crate::error::config_error;
+use crate::noise::{ClientNoise, ServerNoise};
 use crate::protocol::Protocol;
 use crate::tls::{self, ClientTls, ServerTls};
 
@@ -39,6 +41,8 @@ pub struct Dialer {
     pub server: String,
     /// TLS, if on.
     pub tls: Option<ClientTls>,
+    /// Noise, if on (never together with TLS).
+    pub noise: Option<ClientNoise>,
     /// The token to present.
     pub token: Option<Token>,
     /// The subcommand.
@@ -88,6 +92,9 @@ impl Dialer {
                     }
                 };
             }
+            if let Some(noise) = &self.noise {
+                io = Box::new(noise.connect(io, &self.server).await?);
+            }
             auth::client_handshake(
                 &mut io,
                 &self.server,
@@ -117,6 +124,8 @@ impl Dialer {
 pub struct Gate {
     /// TLS, if on.
     pub tls: Option<ServerTls>,
+    /// Noise, if on (never together with TLS).
+    pub noise: Option<ServerNoise>,
     /// What clients must present.
     pub expect: Expectation,
 }
@@ -135,7 +144,10 @@ impl Gate {
                          or one that does not trust this certificate)"
                     )
                 })?),
-                None => Box::new(tcp),
+                None => match &self.noise {
+                    Some(noise) => Box::new(noise.accept(tcp).await?),
+                    None => Box::new(tcp),
+                },
             };
             auth::authenticate_client(&mut io, &self.expect).await?;
             Ok::<_, anyhow::Error>(io)

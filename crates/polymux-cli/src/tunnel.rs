@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::args::{ClientAuthArgs, ReconnectArgs, ServerAuthArgs, SessionArgs, ShutdownArgs};
 use crate::auth::{Expectation, Mode};
 use crate::limits::Limiter;
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
 use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
@@ -67,6 +68,8 @@ pub struct TunnelServerArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub noise: ServerNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
@@ -94,6 +97,8 @@ pub struct TunnelClientArgs {
     #[command(flatten)]
     pub tls: ClientTlsArgs,
     #[command(flatten)]
+    pub noise: ClientNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub reconnect: ReconnectArgs,
@@ -110,11 +115,12 @@ pub async fn run_server(
     services::check_unique(&args.expose, "--expose")?;
     let token = args.auth.token()?;
     let tls = ServerTls::from_args(&args.tls)?;
+    let noise = ServerNoise::from_args(&args.noise)?;
     transport::check_server_security(
         &args.listen,
         token.as_ref(),
         args.auth.insecure_no_token,
-        tls.is_some(),
+        tls.is_some() || noise.is_some(),
     )
     .await?;
     let config = session_config(protocol, &args.session.tuning())?;
@@ -128,7 +134,7 @@ pub async fn run_server(
     }
     tracing::info!(
         "tunnel server listening on {control_addr} for tunnel clients ({protocol}{})",
-        if tls.is_some() { ", TLS" } else { "" }
+        crate::noise::security_label(tls.is_some(), noise.is_some())
     );
     if let Some(tls) = &tls {
         tracing::info!(
@@ -140,8 +146,12 @@ pub async fn run_server(
         tracing::info!("exposing service {name} on {}", listener.local_addr()?);
     }
 
+    if let Some(noise) = &noise {
+        crate::noise::log_server_key(noise);
+    }
     let gate = Gate {
         tls,
+        noise,
         expect: Expectation::new(Mode::Tunnel, protocol, token.as_ref()),
     };
     let set = SessionSet::default();
@@ -295,6 +305,7 @@ pub async fn run_client(
     let dialer = Dialer {
         server: args.server.clone(),
         tls: ClientTls::from_args(&args.tls, &args.server)?,
+        noise: ClientNoise::from_args(&args.noise)?,
         token: args.auth.token()?,
         mode: Mode::Tunnel,
         protocol,
@@ -330,6 +341,9 @@ pub async fn run_client(
                         _ = &mut accepting => false,
                     };
                     let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
+                    // The driver closes the transport (TLS: close_notify) after the session
+                    // ends; wait for it, or the process exits first.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
                     SessionEnd::Shutdown { clean }
                 }
             }
