@@ -22,7 +22,7 @@
 //!   [`transport`] — TCP + TLS + preamble on both sides, listening, the loopback policy;
 //!   [`noise`] — Noise instead of TLS; [`keygen`] — `keygen` and `cert`.
 //! - [`relay`] — the per-stream header/status and the byte relay; [`target`] — the side that
-//!   dials targets; [`services`] — `NAME=ADDR` specs.
+//!   dials targets; [`services`] — `NAME=ADDR` specs; [`udp`] — `udp://` services.
 //! - [`server`] / [`reconnect`] — the server's accept loop and the client's reconnect loop
 //!   shared by [`tunnel`] and [`forward`]; [`sessions`] — live sessions of a server;
 //!   [`limits`] — connection and stream limits.
@@ -51,6 +51,7 @@ mod target;
 mod tls;
 mod transport;
 mod tunnel;
+mod udp;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -30,7 +30,7 @@ use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
 use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
 use crate::transport::{self, Dialer, Gate};
-use crate::{server, target};
+use crate::{server, target, udp};
 
 /// How long opening a stream on a session may take before another session is tried.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +71,8 @@ pub struct TunnelServerArgs {
     pub noise: ServerNoiseArgs,
     #[command(flatten)]
     pub session: SessionArgs,
+    #[command(flatten)]
+    pub udp: crate::udp::UdpArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
 }
@@ -128,7 +130,13 @@ pub async fn run_server(
     let control = transport::bind(&args.listen, "--listen").await?;
     let control_addr = control.local_addr()?;
     let mut exposed = Vec::new();
+    let mut exposed_udp = Vec::new();
     for spec in &args.expose {
+        if let Some(addr) = udp::udp_target(&spec.addr) {
+            let socket = udp::bind(addr, "--expose").await?;
+            exposed_udp.push((spec.wire_name().to_owned(), socket));
+            continue;
+        }
         let listener = transport::bind(&spec.addr, "--expose").await?;
         exposed.push((spec.wire_name().to_owned(), listener));
     }
@@ -144,6 +152,9 @@ pub async fn run_server(
     }
     for (name, listener) in &exposed {
         tracing::info!("exposing service {name} on {}", listener.local_addr()?);
+    }
+    for (name, socket) in &exposed_udp {
+        tracing::info!("exposing UDP service {name} on {}", socket.local_addr()?);
     }
 
     if let Some(noise) = &noise {
@@ -185,6 +196,19 @@ pub async fn run_server(
             relays.clone(),
             connections.clone(),
             args.wait_for_client,
+            shutdown.clone(),
+        )));
+    }
+
+    for (name, socket) in exposed_udp {
+        loops.push(tokio::spawn(udp::expose_loop(
+            socket,
+            name,
+            set.clone(),
+            relays.clone(),
+            connections.clone(),
+            args.wait_for_client,
+            args.udp.clone(),
             shutdown.clone(),
         )));
     }
