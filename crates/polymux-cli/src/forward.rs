@@ -198,6 +198,16 @@ pub async fn run_client(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     services::check_unique(&args.listen, "--listen")?;
+    if let Some(spec) = args
+        .listen
+        .iter()
+        .find(|s| crate::udp::udp_target(&s.addr).is_some())
+    {
+        return Err(crate::error::config_error(format!(
+            "--listen {}: UDP services are carried by `polymux tunnel` only (--expose and              --target NAME=udp://ADDR)",
+            spec.addr
+        )));
+    }
     let dialer = Dialer {
         server: args.server.clone(),
         tls: ClientTls::from_args(&args.tls, &args.server)?,

@@ -4,7 +4,8 @@
 //! or more exposed addresses, and every TCP connection arriving there becomes a new stream
 //! to the client, which connects it to the matching `--target`. Several services share one
 //! tunnel: `--expose web=0.0.0.0:8080 --expose ssh=0.0.0.0:2222` on the server,
-//! `--target web=127.0.0.1:80 --target ssh=127.0.0.1:22` on the client.
+//! `--target web=127.0.0.1:80 --target ssh=127.0.0.1:22` on the client. A `udp://` address
+//! makes a UDP service, carried one stream per flow (see [`crate::udp`]).
 //!
 //! The client reconnects with back-off whenever the tunnel drops; meanwhile the server holds
 //! new connections for up to `--wait-for-client` rather than refusing them. When several
@@ -50,7 +51,8 @@ pub struct TunnelServerArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
     /// A service to expose: [NAME=]HOST:PORT; every connection to it is carried to the client
-    /// and connected to the client's --target of the same NAME. Repeatable.
+    /// and connected to the client's --target of the same NAME; udp://HOST:PORT exposes a UDP
+    /// service. Repeatable.
     #[arg(long, value_name = "[NAME=]ADDR", required = true)]
     pub expose: Vec<ServiceSpec>,
     /// How long a connection to an exposed service waits for a tunnel client (e.g. while it
@@ -91,7 +93,8 @@ pub struct TunnelClientArgs {
     /// The tunnel server (HOST:PORT).
     #[arg(long, value_name = "ADDR")]
     pub server: String,
-    /// Where to connect streams of a service: [NAME=]HOST:PORT. Repeatable.
+    /// Where to connect streams of a service: [NAME=]HOST:PORT (udp://HOST:PORT for a UDP
+    /// service). Repeatable.
     #[arg(long, value_name = "[NAME=]ADDR", required = true)]
     pub target: Vec<ServiceSpec>,
     #[command(flatten)]
