@@ -480,7 +480,7 @@ def report(results, args):
         rows.append(f"| {n} visitors at once: failed / slowest connect+echo | {pf} / {ps:.2f} s "
                     f"| {rf} / {rs:.2f} s | {win} |")
     for key, label in [("rss idle", "RSS idle"), ("rss 1000", "RSS with 1000 visitors open"),
-                       ("rss bulk", f"RSS after the {size} transfers")]:
+                       ("rss bulk", f"RSS after {args.trials} × {size} over TCP")]:
         pv, rv = p[key], r[key]
         win = "polymux" if sum(pv) <= sum(rv) else "rathole"
         rows.append(f"| {label}, server / client (MB) | {pv[0]:.1f} / {pv[1]:.1f} "

@@ -169,7 +169,6 @@ pub async fn expose_loop(
     let socket = Arc::new(socket);
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut refused: u64 = 0;
     // Ended flows are found lazily (their queue is closed); sweep them out now and then so
     // that the map holds live flows only.
     let mut sweep = tokio::time::interval(
@@ -208,14 +207,8 @@ pub async fn expose_loop(
             }
         }
         let Some(permit) = connections.try_acquire() else {
-            refused += 1;
-            if refused.is_power_of_two() {
-                tracing::warn!(
-                    "{name}: dropped the datagram of a new UDP flow from {peer}: {} ({refused} \
-                     so far)",
-                    connections.refusal_message()
-                );
-            }
+            // The limiter counts and logs it; the datagram is dropped.
+            tracing::debug!("{name}: no slot for a new UDP flow from {peer}; datagram dropped");
             continue;
         };
         let (queue, rx) = mpsc::channel(settings.udp_queue.max(1));

@@ -342,3 +342,59 @@ async fn cert_output_works_with_tls_ca_and_tls_pin() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Mistakes with the new flags stop at once with the usual exit codes and say what to fix.
+#[test]
+fn noise_and_udp_mistakes_are_reported() {
+    let pin = "ab".repeat(32);
+    let (code, _, stderr) = run(&[
+        "tunnel",
+        "client",
+        "--server",
+        "127.0.0.1:1",
+        "--target",
+        "127.0.0.1:2",
+        "--tls",
+        "--noise-pin",
+        &pin,
+    ]);
+    assert_eq!(
+        code, 2,
+        "TLS and Noise together are a usage error: {stderr}"
+    );
+    let (code, _, stderr) = run(&[
+        "tunnel",
+        "client",
+        "--server",
+        "127.0.0.1:1",
+        "--target",
+        "127.0.0.1:2",
+        "--noise-pin",
+        "abc",
+    ]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("not a Noise public key"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "tunnel",
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--expose",
+        "127.0.0.1:0",
+        "--insecure-no-token",
+        "--noise-key",
+        "/nonexistent/polymux.key",
+    ]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("polymux keygen --out"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "forward",
+        "client",
+        "--listen",
+        "udp://127.0.0.1:0",
+        "--server",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("polymux tunnel` only"), "{stderr}");
+}
