@@ -225,6 +225,22 @@ impl ServerNoise {
             }
             anyhow::bail!("the client sent neither a Noise handshake nor the polymux preamble");
         }
+        if len[0] == 0x16 && len[1] == 0x03 {
+            // A TLS ClientHello: answer with a fatal handshake_failure alert, so that the
+            // client's TLS stack reports a TLS error (permanent) instead of waiting out the
+            // handshake timeout for a 5 KiB "Noise message".
+            let _ = io
+                .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28])
+                .await;
+            let _ = io.flush().await;
+            anyhow::bail!("the client started TLS, but this server uses Noise (--noise-key)");
+        }
+        if u16::from_be_bytes(len) != NX_HELLO_LEN {
+            anyhow::bail!(
+                "the client's first Noise message is {} bytes, not {NX_HELLO_LEN}; is it polymux?",
+                u16::from_be_bytes(len)
+            );
+        }
         let mut hello = vec![0u8; usize::from(u16::from_be_bytes(len))];
         io.read_exact(&mut hello)
             .await

@@ -398,3 +398,73 @@ fn noise_and_udp_mistakes_are_reported() {
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("polymux tunnel` only"), "{stderr}");
 }
+
+/// A TLS client against a Noise server, and a Noise client against a TLS server, stop at once
+/// with exit code 4 (no retrying, no waiting out the handshake timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_noise_mismatches_are_configuration_errors() {
+    let dir = temp_dir("mismatch");
+    let key = dir.join("server.key");
+    let (cert, tls_key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (key_s, cert_s, tls_key_s) = (
+        key.to_str().expect("utf-8"),
+        cert.to_str().expect("utf-8"),
+        tls_key.to_str().expect("utf-8"),
+    );
+    let (code, noise_pin, _) = run(&["keygen", "--out", key_s]);
+    assert_eq!(code, 0);
+    let (code, tls_pin, _) = run(&["cert", "--cert", cert_s, "--key", tls_key_s]);
+    assert_eq!(code, 0);
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "tunnel",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--expose",
+            "127.0.0.1:0",
+        ];
+        args.extend(extra);
+        Proc::spawn("tunnel server", &args, &[("POLYMUX_TOKEN", TOKEN)])
+    };
+    let noise_server = serve(&["--noise-key", key_s]);
+    let tls_server = serve(&["--tls-cert", cert_s, "--tls-key", tls_key_s]);
+    let noise_addr = noise_server.addr_after("listening on ").await.to_string();
+    let tls_addr = tls_server.addr_after("listening on ").await.to_string();
+    let cases = [
+        (
+            noise_addr.as_str(),
+            "--tls-pin",
+            tls_pin.trim(),
+            "TLS handshake",
+        ),
+        (
+            tls_addr.as_str(),
+            "--noise-pin",
+            noise_pin.trim(),
+            "--noise-key",
+        ),
+    ];
+    for (server, flag, pin, needle) in cases {
+        let started = Instant::now();
+        let mut client = Proc::spawn(
+            "tunnel client",
+            &[
+                "tunnel",
+                "client",
+                "--server",
+                server,
+                "--target",
+                "127.0.0.1:1",
+                flag,
+                pin,
+            ],
+            &[("POLYMUX_TOKEN", TOKEN)],
+        );
+        assert_eq!(client.exit_code(SECS(20)).await, 4, "{}", client.logs());
+        assert!(client.logs().contains(needle), "{}", client.logs());
+        // Well inside the 10 s handshake timeout: the server said no at once.
+        assert!(started.elapsed() < SECS(8), "took {:?}", started.elapsed());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
