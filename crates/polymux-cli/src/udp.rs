@@ -153,6 +153,29 @@ struct Flow {
     stats: Arc<FlowStats>,
 }
 
+/// Hands `datagram` to the flow of `peer`: queued, or dropped (and counted) when the queue is
+/// full. Returns it when it must start a new flow (none yet, or the old one ended).
+fn dispatch(
+    flows: &mut HashMap<SocketAddr, Flow>,
+    peer: SocketAddr,
+    datagram: Vec<u8>,
+) -> Option<Vec<u8>> {
+    let Some(flow) = flows.get(&peer) else {
+        return Some(datagram);
+    };
+    match flow.queue.try_send(datagram) {
+        Ok(()) => None,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            flow.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+        Err(mpsc::error::TrySendError::Closed(back)) => {
+            flows.remove(&peer);
+            Some(back)
+        }
+    }
+}
+
 /// The server side of one exposed UDP service: demultiplexes datagrams by source into flows
 /// until shutdown.
 #[allow(clippy::too_many_arguments)]
@@ -192,20 +215,9 @@ pub async fn expose_loop(
                 }
             },
         };
-        let mut datagram = buf[..n].to_vec();
-        if let Some(flow) = flows.get(&peer) {
-            match flow.queue.try_send(datagram) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    flow.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Err(mpsc::error::TrySendError::Closed(back)) => {
-                    flows.remove(&peer);
-                    datagram = back;
-                }
-            }
-        }
+        let Some(datagram) = dispatch(&mut flows, peer, buf[..n].to_vec()) else {
+            continue;
+        };
         let Some(permit) = connections.try_acquire() else {
             // The limiter counts and logs it; the datagram is dropped.
             tracing::debug!("{name}: no slot for a new UDP flow from {peer}; datagram dropped");
@@ -458,6 +470,49 @@ async fn connect(target: &str) -> io::Result<UdpSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_queues_drop_and_count_and_ended_flows_restart() {
+        let peer: SocketAddr = ([127, 0, 0, 1], 5353).into();
+        let other: SocketAddr = ([127, 0, 0, 1], 5354).into();
+        let mut flows = HashMap::new();
+        assert_eq!(
+            dispatch(&mut flows, peer, vec![1]),
+            Some(vec![1]),
+            "no flow yet"
+        );
+        let (queue, mut rx) = mpsc::channel(2);
+        let stats = Arc::new(FlowStats::default());
+        flows.insert(
+            peer,
+            Flow {
+                queue,
+                stats: stats.clone(),
+            },
+        );
+        for i in 0..5u8 {
+            assert_eq!(dispatch(&mut flows, peer, vec![i]), None);
+        }
+        assert_eq!(
+            stats.dropped.load(Ordering::Relaxed),
+            3,
+            "2 queued, 3 dropped"
+        );
+        assert_eq!(rx.try_recv().ok(), Some(vec![0]));
+        assert_eq!(rx.try_recv().ok(), Some(vec![1]));
+        assert_eq!(
+            dispatch(&mut flows, other, vec![9]),
+            Some(vec![9]),
+            "per source"
+        );
+        drop(rx);
+        assert_eq!(
+            dispatch(&mut flows, peer, vec![7]),
+            Some(vec![7]),
+            "flow ended"
+        );
+        assert!(flows.is_empty());
+    }
 
     #[tokio::test]
     async fn frames_keep_datagram_boundaries() {
