@@ -204,7 +204,8 @@ pub async fn run_client(
         .find(|s| crate::udp::udp_target(&s.addr).is_some())
     {
         return Err(crate::error::config_error(format!(
-            "--listen {}: UDP services are carried by `polymux tunnel` only (--expose and              --target NAME=udp://ADDR)",
+            "--listen {}: UDP services are carried by `polymux tunnel` only (--expose and \
+             --target NAME=udp://ADDR)",
             spec.addr
         )));
     }

@@ -65,7 +65,8 @@ pub async fn serve(
                 ("TCP", "UDP")
             };
             tracing::warn!(
-                "stream {id}: service {service:?} is {there} on the other side but {here} here                  ({addr}); use udp:// on both sides or on neither"
+                "stream {id}: service {service:?} is {there} on the other side but {here} here \
+                 ({addr}); use udp:// on both sides or on neither"
             );
             let message = format!("service {service:?} is {here} on the other side ({addr})");
             answer(&mut stream, OpenStatus::UnknownService, &message).await;
