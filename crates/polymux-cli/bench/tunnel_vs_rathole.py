@@ -511,7 +511,9 @@ def report(results, args):
         f"{platform.release()}, polymux commit {commit}{' (+ local changes)' if dirty else ''} "
         f"(release build, `--protocol yamux`, default flags), {rathole_version} "
         "(crates.io, default features; TLS via native-tls/OpenSSL). Loopback only; both "
-        "tunnels run at once and trials alternate between them.",
+        "tunnels run at once and trials alternate between them. 1-minute load average "
+        f"{results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end: with "
+        "other work on the machine, single trials vary widely (see the trials below).",
         "",
         "| | polymux | rathole | better |",
         "|---|---|---|---|",
@@ -546,7 +548,9 @@ def main():
         return {"sink": serve_sink, "echo": serve_echo}[kind](int(port))
     if not (args.polymux and args.rathole):
         ap.error("--polymux and --rathole are required")
+    load_before = os.getloadavg()[0]
     results, workdir = run(args)
+    results["load"] = (load_before, os.getloadavg()[0])
     text = report(results, args)
     print(text)
     if args.out:
