@@ -211,6 +211,7 @@ pub async fn expose_loop(
                 Err(e) => {
                     // E.g. an ICMP error reported for an earlier send; the socket still works.
                     tracing::debug!("{name}: UDP receive failed: {e}");
+                    pause_after(&e).await;
                     continue;
                 }
             },
@@ -417,7 +418,10 @@ pub async fn serve_flow(mut stream: Stream, service: &str, target: &str) {
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(e) => tracing::debug!("{service}: receiving from {target}: {e}"),
+                Err(e) => {
+                    tracing::debug!("{service}: receiving from {target}: {e}");
+                    pause_after(&e).await;
+                }
             }
         }
     };
@@ -448,6 +452,15 @@ pub async fn serve_flow(mut stream: Stream, service: &str, target: &str) {
             tracing::debug!("{service}: UDP stream {id}: {e}");
             stream.reset();
         }
+    }
+}
+
+/// After a receive error: none for an ICMP "port unreachable" report (the socket is fine, the
+/// next datagram may be answered); a short pause for anything else, so that an error that
+/// repeats cannot spin the loop.
+async fn pause_after(e: &io::Error) {
+    if e.kind() != io::ErrorKind::ConnectionRefused {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
