@@ -428,6 +428,20 @@ where
             }
             bail!("the client started TLS, but this server has no --tls-cert/--tls-key");
         }
+        if u16::from_be_bytes([head[0], head[1]]) == crate::noise::NX_HELLO_LEN {
+            // A Noise hello (length prefix, then the ephemeral key): say so in a status, so
+            // that the client reports a configuration error instead of retrying.
+            let mut rest = [0u8; crate::noise::NX_HELLO_LEN as usize - 2];
+            if io.read_exact(&mut rest).await.is_ok() {
+                let _ = refuse_client(
+                    io,
+                    Status::WrongMode,
+                    "this server does not use Noise (no --noise-key)",
+                )
+                .await;
+            }
+            bail!("the client started Noise (--noise-pin), but this server has no --noise-key");
+        }
         bail!(
             "the client did not send the polymux preamble (first bytes {head:02x?}); it is not a \
              `polymux {} client`, or it speaks TLS while this server does not",

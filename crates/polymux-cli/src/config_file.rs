@@ -23,7 +23,14 @@
 //! max_connections = 100
 //! [services.ssh]
 //! bind = "0.0.0.0:2222"            # dialling sides have `target = "HOST:PORT"` instead
+//! [services.dns]
+//! bind = "udp://0.0.0.0:5353"      # a UDP service (tunnel only)
 //! ```
+//!
+//! Noise instead of TLS: `noise_key = "server.key"` on servers, `noise_pin = "HEX"` on
+//! clients (never together with `[tls]`). The tunnel server's UDP flows: `udp_idle_timeout`,
+//! `udp_queue`. As with flags, a transport-security flag on the command line (TLS or Noise)
+//! replaces the file's `[tls]` / `noise_*` keys as a whole.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -39,9 +46,11 @@ use toml::Spanned;
 
 use crate::auth::{Token, TokenTable};
 use crate::error::config_error;
+use crate::noise::{ClientNoiseArgs, ServerNoiseArgs};
 use crate::protocol::Protocol;
 use crate::services::{valid_name, ServiceSpec, MAX_NAME_LEN};
 use crate::shutdown::parse_duration;
+use crate::tls::{ClientTlsArgs, ServerTlsArgs};
 
 /// `--config` and `--metrics`, flattened into the four tunnel/forward subcommands.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -154,6 +163,14 @@ pub struct FileConfig {
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     /// `[tls]` of clients.
     pub client_tls: ClientTlsFile,
+    /// `noise_key` (servers): the Noise static private key file.
+    pub noise_key: Option<PathBuf>,
+    /// `noise_pin` (clients): the server's Noise public key.
+    pub noise_pin: Option<String>,
+    /// `udp_idle_timeout` (tunnel server).
+    pub udp_idle_timeout: Option<Duration>,
+    /// `udp_queue` (tunnel server).
+    pub udp_queue: Option<usize>,
     /// `[services.NAME]`, sorted by name.
     pub services: Vec<ServiceConfig>,
 }
@@ -180,6 +197,10 @@ struct RawFile {
     max_retries: Option<Spanned<u32>>,
     metrics: Option<HostPort>,
     tls: Option<Spanned<RawTls>>,
+    noise_key: Option<Spanned<PathBuf>>,
+    noise_pin: Option<Spanned<String>>,
+    udp_idle_timeout: Option<Spanned<Dur>>,
+    udp_queue: Option<Spanned<usize>>,
     #[serde(default)]
     services: BTreeMap<Spanned<ServiceName>, Spanned<RawService>>,
 }
@@ -276,9 +297,11 @@ pub fn parse(text: &str, path: &Path, side: Side) -> anyhow::Result<FileConfig> 
             raw.insecure_no_token.as_ref().map(Spanned::span),
         ),
         ("max_clients", raw.max_clients.as_ref().map(Spanned::span)),
+        ("noise_key", raw.noise_key.as_ref().map(Spanned::span)),
     ];
     let clients_only = [
         ("server", raw.server.as_ref().map(Spanned::span)),
+        ("noise_pin", raw.noise_pin.as_ref().map(Spanned::span)),
         ("max_backoff", raw.max_backoff.as_ref().map(Spanned::span)),
         ("max_retries", raw.max_retries.as_ref().map(Spanned::span)),
     ];
@@ -312,6 +335,39 @@ pub fn parse(text: &str, path: &Path, side: Side) -> anyhow::Result<FileConfig> 
         side == Side::ForwardClient,
         "forward client",
     )?;
+    for (key, span) in [
+        (
+            "udp_idle_timeout",
+            raw.udp_idle_timeout.as_ref().map(Spanned::span),
+        ),
+        ("udp_queue", raw.udp_queue.as_ref().map(Spanned::span)),
+    ] {
+        only_for(key, span, side == Side::TunnelServer, "tunnel server")?;
+    }
+    if let (Some(_), Some(noise)) = (&raw.tls, &raw.noise_key) {
+        return Err(at.error(
+            noise.span(),
+            "noise_key",
+            "give either [tls] or noise_key, not both",
+        ));
+    }
+    if let (Some(_), Some(noise)) = (&raw.tls, &raw.noise_pin) {
+        return Err(at.error(
+            noise.span(),
+            "noise_pin",
+            "give either [tls] or noise_pin, not both",
+        ));
+    }
+    if let Some(pin) = &raw.noise_pin {
+        if crate::noise::parse_key(pin.get_ref()).is_none() {
+            return Err(at.error(
+                pin.span(),
+                "noise_pin",
+                "is not a Noise public key: expected 64 hex digits, as printed by \
+                 `polymux keygen`",
+            ));
+        }
+    }
     only_for(
         "max_connections",
         raw.max_connections.as_ref().map(Spanned::span),
@@ -345,6 +401,10 @@ pub fn parse(text: &str, path: &Path, side: Side) -> anyhow::Result<FileConfig> 
         max_backoff: raw.max_backoff.map(|d| d.into_inner().0),
         max_retries: raw.max_retries.map(Spanned::into_inner),
         metrics: raw.metrics.map(|m| m.0),
+        noise_key: raw.noise_key.map(|p| resolve(p.get_ref())),
+        noise_pin: raw.noise_pin.map(Spanned::into_inner),
+        udp_idle_timeout: raw.udp_idle_timeout.map(|d| d.into_inner().0),
+        udp_queue: positive(&at, "udp_queue", raw.udp_queue)?,
         ..FileConfig::default()
     };
 
@@ -430,6 +490,15 @@ pub fn parse(text: &str, path: &Path, side: Side) -> anyhow::Result<FileConfig> 
                 &format!("needs `{addr_key} = \"HOST:PORT\"`"),
             ));
         };
+        if crate::udp::udp_target(&addr.get_ref().0).is_some()
+            && matches!(side, Side::ForwardServer | Side::ForwardClient)
+        {
+            return Err(at.error(
+                addr.span(),
+                &key(addr_key),
+                "UDP services are carried by `polymux tunnel` only",
+            ));
+        }
         if let Some(limit) = &service.max_connections {
             if !side.services_listen() {
                 return Err(at.error(
@@ -575,6 +644,56 @@ pub fn explicit(id: &str) -> bool {
             .flatten()
             .and(matches.value_source(id)),
         Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// The server's TLS and Noise settings. A security flag on the command line (`--tls-cert`
+/// or `--noise-key`) replaces the file's `[tls]` and `noise_key` as a whole, so that a flag
+/// never combines with the file into TLS and Noise at once.
+pub fn server_security(
+    tls: &ServerTlsArgs,
+    noise: &ServerNoiseArgs,
+    f: &FileConfig,
+) -> (ServerTlsArgs, ServerNoiseArgs) {
+    if tls.tls_cert.is_some() || tls.tls_key.is_some() || noise.noise_key.is_some() {
+        return (tls.clone(), noise.clone());
+    }
+    let (tls_cert, tls_key) = f
+        .tls_cert
+        .clone()
+        .map_or((None, None), |(c, k)| (Some(c), Some(k)));
+    (
+        ServerTlsArgs { tls_cert, tls_key },
+        ServerNoiseArgs {
+            noise_key: f.noise_key.clone(),
+        },
+    )
+}
+
+/// The client's TLS and Noise settings, by the rule of [`server_security`]: `--tls`,
+/// `--tls-ca`, `--tls-pin` or `--noise-pin` replace the file's `[tls]` and `noise_pin`
+/// (`--tls-server-name` alone does not; it names the server of the file's `[tls]`).
+pub fn client_security(
+    tls: &ClientTlsArgs,
+    noise: &ClientNoiseArgs,
+    f: &FileConfig,
+) -> (ClientTlsArgs, ClientNoiseArgs) {
+    if tls.tls || tls.tls_ca.is_some() || tls.tls_pin.is_some() || noise.noise_pin.is_some() {
+        return (tls.clone(), noise.clone());
+    }
+    (
+        ClientTlsArgs {
+            tls: f.client_tls.system,
+            tls_ca: f.client_tls.ca.clone(),
+            tls_pin: f.client_tls.pin.clone(),
+            tls_server_name: tls
+                .tls_server_name
+                .clone()
+                .or(f.client_tls.server_name.clone()),
+        },
+        ClientNoiseArgs {
+            noise_pin: f.noise_pin.clone(),
+        },
     )
 }
 

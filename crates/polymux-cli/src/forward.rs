@@ -28,10 +28,11 @@ use crate::auth::{Expectation, Mode, Token};
 use crate::config_file::{self, FileArgs, FileConfig, ServiceConfig, Side};
 use crate::limits::Limiter;
 use crate::metrics::{self, Metrics};
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
 use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
-use crate::reload::{self, ListenerSet};
+use crate::reload::{self, Bound, ListenerSet};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
@@ -66,6 +67,8 @@ pub struct ForwardServerArgs {
     pub auth: ServerAuthArgs,
     #[command(flatten)]
     pub tls: ServerTlsArgs,
+    #[command(flatten)]
+    pub noise: ServerNoiseArgs,
     #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
@@ -102,6 +105,8 @@ pub struct ForwardClientArgs {
     #[command(flatten)]
     pub tls: ClientTlsArgs,
     #[command(flatten)]
+    pub noise: ClientNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub reconnect: ReconnectArgs,
@@ -119,6 +124,7 @@ struct ServerSettings {
     token: Option<Token>,
     insecure_no_token: bool,
     tls: ServerTlsArgs,
+    noise: ServerNoiseArgs,
     max_clients: usize,
     session: SessionArgs,
     shutdown_timeout: Duration,
@@ -144,21 +150,14 @@ impl ServerSettings {
         if targets.is_empty() {
             return Err(config_file::missing("--target", "[services.NAME] target"));
         }
-        let tls = if args.tls.tls_cert.is_some() {
-            args.tls.clone()
-        } else {
-            let (tls_cert, tls_key) = f
-                .tls_cert
-                .clone()
-                .map_or((None, None), |(c, k)| (Some(c), Some(k)));
-            ServerTlsArgs { tls_cert, tls_key }
-        };
+        let (tls, noise) = config_file::server_security(&args.tls, &args.noise, &f);
         Ok(ServerSettings {
             listen,
             protocol: config_file::pick("protocol", protocol, f.protocol),
             token: args.auth.token()?.or(f.token.clone()),
             insecure_no_token: args.auth.insecure_no_token || f.insecure_no_token == Some(true),
             tls,
+            noise,
             max_clients: config_file::pick("max_clients", args.max_clients, f.max_clients),
             session: SessionArgs {
                 max_streams: config_file::pick(
@@ -191,11 +190,12 @@ pub async fn run_server(
     let settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
     let protocol = settings.protocol;
     let tls = ServerTls::from_args(&settings.tls)?;
+    let noise = ServerNoise::from_args(&settings.noise)?;
     transport::check_server_security(
         &settings.listen,
         config_file::any_token(settings.token.as_ref(), &settings.services),
         settings.insecure_no_token,
-        tls.is_some(),
+        tls.is_some() || noise.is_some(),
     )
     .await?;
     let table = config_file::token_table(
@@ -213,7 +213,7 @@ pub async fn run_server(
     tracing::info!(
         "forward server listening on {} ({protocol}{}); targets: {}",
         listener.local_addr()?,
-        if tls.is_some() { ", TLS" } else { "" },
+        crate::noise::security_label(tls.is_some(), noise.is_some()),
         targets.describe()
     );
     if let Some(tls) = &tls {
@@ -222,9 +222,13 @@ pub async fn run_server(
             tls.fingerprint
         );
     }
+    if let Some(noise) = &noise {
+        crate::noise::log_server_key(noise);
+    }
     let expect = Expectation::with_table(Mode::Forward, protocol, table);
     let gate = Gate {
         tls,
+        noise,
         expect: expect.clone(),
     };
     let set = SessionSet::default();
@@ -338,6 +342,7 @@ struct ClientSettings {
     protocol: Protocol,
     credentials: CredentialSet,
     tls: ClientTlsArgs,
+    noise: ClientNoiseArgs,
     services: Vec<ServiceConfig>,
     max_connections: usize,
     wait_for_server: Duration,
@@ -364,25 +369,21 @@ impl ClientSettings {
         if services.is_empty() {
             return Err(config_file::missing("--listen", "[services.NAME] bind"));
         }
+        if let Some(service) = services
+            .iter()
+            .find(|s| crate::udp::udp_target(&s.addr).is_some())
+        {
+            return Err(crate::error::config_error(format!(
+                "--listen {}: UDP services are carried by `polymux tunnel` only (--expose and \
+                 --target NAME=udp://ADDR)",
+                service.addr
+            )));
+        }
         let service_tokens = services
             .iter()
             .filter_map(|s| Some((s.name.clone(), s.token.clone()?)))
             .collect();
-        let flag_tls = args.tls.tls || args.tls.tls_ca.is_some() || args.tls.tls_pin.is_some();
-        let tls = if flag_tls {
-            args.tls.clone()
-        } else {
-            ClientTlsArgs {
-                tls: f.client_tls.system,
-                tls_ca: f.client_tls.ca.clone(),
-                tls_pin: f.client_tls.pin.clone(),
-                tls_server_name: args
-                    .tls
-                    .tls_server_name
-                    .clone()
-                    .or(f.client_tls.server_name.clone()),
-            }
-        };
+        let (tls, noise) = config_file::client_security(&args.tls, &args.noise, &f);
         Ok(ClientSettings {
             server,
             protocol: config_file::pick("protocol", protocol, f.protocol),
@@ -391,6 +392,7 @@ impl ClientSettings {
                 services: service_tokens,
             },
             tls,
+            noise,
             services,
             max_connections: config_file::pick(
                 "max_connections",
@@ -443,6 +445,7 @@ pub async fn run_client(
     let dialer = Dialer {
         server: settings.server.clone(),
         tls: ClientTls::from_args(&settings.tls, &settings.server)?,
+        noise: ClientNoise::from_args(&settings.noise)?,
         credentials: credentials.clone(),
         mode: Mode::Forward,
         protocol,
@@ -498,8 +501,14 @@ pub async fn run_client(
                             tokio::spawn(retire(session, driver, shutdown));
                             SessionEnd::Renew
                         }
-                        // The session stays up until the open connections are drained.
-                        _ = shutdown.requested() => SessionEnd::Shutdown { clean: true },
+                        // The session stays up until the open connections are drained and
+                        // run_client closes it; then the driver closes the transport (TLS:
+                        // close_notify), which the process must wait for.
+                        _ = shutdown.requested() => {
+                            session.closed().await;
+                            let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+                            SessionEnd::Shutdown { clean: true }
+                        }
                     }
                 }
             })
@@ -523,7 +532,12 @@ pub async fn run_client(
     let server_addr = settings.server.clone();
     let mut listeners = ListenerSet::new(
         "--listen",
-        Box::new(move |service, listener, stop| {
+        Box::new(move |service, bound, stop| {
+            let listener = match bound {
+                Bound::Tcp(listener) => listener,
+                // Never here: udp:// is refused when the configuration is read (tunnel only).
+                udp @ Bound::Udp(_) => return tokio::spawn(async move { udp }),
+            };
             if let Ok(local) = listener.local_addr() {
                 tracing::info!(
                     "forwarding {local} (service {}) to {server_addr} ({protocol})",
@@ -537,13 +551,8 @@ pub async fn run_client(
                     "max_connections of the service in the config file",
                 )
             });
-            tokio::spawn(local_loop(
-                listener,
-                service.name.clone(),
-                context.clone(),
-                limit,
-                stop,
-            ))
+            let looping = local_loop(listener, service.name.clone(), context.clone(), limit, stop);
+            tokio::spawn(async move { Bound::Tcp(looping.await) })
         }),
     );
     listeners.apply(&settings.services).await?;

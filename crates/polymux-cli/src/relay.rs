@@ -13,6 +13,9 @@
 //!                             5 not authorised (the client's token does not cover it)
 //! ```
 //!
+//! A UDP flow's stream starts with version 2 instead ([`DATAGRAM_VERSION`]) and, after status
+//! 0, carries length-prefixed datagrams (see [`crate::udp`]).
+//!
 //! After status 0 the stream carries the raw bytes of the TCP connection in both directions.
 //! The opener does not wait for the status before sending: it relays the client's first
 //! bytes at once (saving a round trip) and reads the status before relaying the answer.
@@ -34,6 +37,8 @@ use tokio::net::TcpStream;
 
 /// Header version.
 pub const STREAM_VERSION: u8 = 1;
+/// Header version of a stream that carries a UDP flow's datagrams.
+pub const DATAGRAM_VERSION: u8 = 2;
 /// How long the acceptor waits for a header, and the opener for a status.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Relay buffer per direction.
@@ -145,20 +150,29 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
 
 /// Writes the header naming `service` (at most 255 bytes).
 pub async fn write_header<W: AsyncWrite + Unpin>(w: &mut W, service: &str) -> io::Result<()> {
+    write_header_version(w, STREAM_VERSION, service).await
+}
+
+/// Writes a header of `version` ([`STREAM_VERSION`] or [`DATAGRAM_VERSION`]).
+pub async fn write_header_version<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    version: u8,
+    service: &str,
+) -> io::Result<()> {
     let name = service.as_bytes();
     let len = u8::try_from(name.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "service name over 255 bytes"))?;
     let mut out = Vec::with_capacity(2 + name.len());
-    out.extend_from_slice(&[STREAM_VERSION, len]);
+    out.extend_from_slice(&[version, len]);
     out.extend_from_slice(name);
     w.write_all(&out).await
 }
 
-/// Reads the header and returns the service name.
-pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> {
+/// Reads a header of either version: (whether it is a datagram stream, the service name).
+pub async fn read_any_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(bool, String)> {
     let mut head = [0u8; 2];
     r.read_exact(&mut head).await?;
-    if head[0] != STREAM_VERSION {
+    if head[0] != STREAM_VERSION && head[0] != DATAGRAM_VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -170,8 +184,9 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> 
     }
     let mut name = vec![0u8; usize::from(head[1])];
     r.read_exact(&mut name).await?;
-    String::from_utf8(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "service name is not UTF-8"))
+    let name = String::from_utf8(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "service name is not UTF-8"))?;
+    Ok((head[0] == DATAGRAM_VERSION, name))
 }
 
 /// Writes the acceptor's status.
@@ -304,7 +319,17 @@ mod tests {
     async fn header_and_status_round_trip() {
         let (mut a, mut b) = tokio::io::duplex(1024);
         write_header(&mut a, "web").await.expect("write");
-        assert_eq!(read_header(&mut b).await.expect("read"), "web");
+        assert_eq!(
+            read_any_header(&mut b).await.expect("read"),
+            (false, "web".to_owned())
+        );
+        write_header_version(&mut a, DATAGRAM_VERSION, "dns")
+            .await
+            .expect("write");
+        assert_eq!(
+            read_any_header(&mut b).await.expect("read"),
+            (true, "dns".to_owned())
+        );
         write_status(&mut b, OpenStatus::Ok, "")
             .await
             .expect("write");

@@ -14,13 +14,17 @@
 //! removed ones stop accepting (their listener closes) while their open connections finish;
 //! changed ones restart their accept loop, on the same listener when the address is the
 //! same. New addresses are bound before anything is stopped, so a reload that cannot bind
-//! changes nothing.
+//! changes nothing. A `udp://` service holds a UDP socket instead of a listener ([`Bound`]);
+//! the same rules apply to it.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -155,16 +159,43 @@ impl Changes {
     }
 }
 
-/// Starts one service's accept loop on a listener (and logs where it listens); the loop
-/// returns the listener when `stop` is cancelled (or at shutdown) so that a restart can
-/// reuse it.
+/// What a listening service holds: a TCP listener, or the UDP socket of a `udp://HOST:PORT`
+/// service.
+#[derive(Debug)]
+pub enum Bound {
+    /// A TCP service's listener.
+    Tcp(TcpListener),
+    /// A UDP service's socket (shared with its open flows, which answer through it).
+    Udp(Arc<UdpSocket>),
+}
+
+impl Bound {
+    /// Binds `addr` (`udp://HOST:PORT` binds a UDP socket); `flag` names the option in errors.
+    pub async fn bind(addr: &str, flag: &str) -> anyhow::Result<Bound> {
+        match crate::udp::udp_target(addr) {
+            Some(udp) => Ok(Bound::Udp(Arc::new(crate::udp::bind(udp, flag).await?))),
+            None => Ok(Bound::Tcp(transport::bind(addr, flag).await?)),
+        }
+    }
+
+    /// The bound local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Bound::Tcp(listener) => listener.local_addr(),
+            Bound::Udp(socket) => socket.local_addr(),
+        }
+    }
+}
+
+/// Starts one service's loop on what was bound for it (and logs where it listens); the loop
+/// returns it when `stop` is cancelled (or at shutdown) so that a restart can reuse it.
 pub type Spawner =
-    Box<dyn Fn(&ServiceConfig, TcpListener, CancellationToken) -> JoinHandle<TcpListener> + Send>;
+    Box<dyn Fn(&ServiceConfig, Bound, CancellationToken) -> JoinHandle<Bound> + Send>;
 
 struct Running {
     config: ServiceConfig,
     stop: CancellationToken,
-    task: JoinHandle<TcpListener>,
+    task: JoinHandle<Bound>,
 }
 
 /// The listeners of the listening side's services. See the module docs for its invariant.
@@ -194,7 +225,7 @@ impl ListenerSet {
                 .get(&service.name)
                 .is_some_and(|r| r.config.addr == service.addr);
             if !same_addr {
-                let listener = transport::bind(&service.addr, self.flag).await?;
+                let listener = Bound::bind(&service.addr, self.flag).await?;
                 fresh.insert(service.name.clone(), listener);
             }
         }
@@ -228,14 +259,14 @@ impl ListenerSet {
                     match fresh.remove(&service.name).or(old) {
                         Some(listener) => listener,
                         // The old loop failed and took its listener: bind again.
-                        None => transport::bind(&service.addr, self.flag).await?,
+                        None => Bound::bind(&service.addr, self.flag).await?,
                     }
                 }
                 None => {
                     changes.added.push(service.name.clone());
                     match fresh.remove(&service.name) {
                         Some(listener) => listener,
-                        None => transport::bind(&service.addr, self.flag).await?,
+                        None => Bound::bind(&service.addr, self.flag).await?,
                     }
                 }
             };

@@ -130,6 +130,13 @@ fn log_refusal(peer: SocketAddr, err: &anyhow::Error) {
 async fn log_end(peer: SocketAddr, id: u64, driver: DriverHandle) {
     match tokio::time::timeout(Duration::from_secs(10), driver).await {
         Ok(Ok(Ok(()))) => tracing::info!("client {peer} disconnected (session {id})"),
+        // TLS without close_notify: the same as a plain TCP close (which is not a warning),
+        // e.g. a client killed or one of a release that did not send it.
+        Ok(Ok(Err(polymux::Error::Transport(e))))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            tracing::info!("client {peer} disconnected (session {id}; {e})")
+        }
         Ok(Ok(Err(e))) => tracing::warn!("client {peer} lost (session {id}): {e}"),
         Ok(Err(e)) => tracing::warn!("session {id} of {peer}: driver task failed: {e}"),
         Err(_) => tracing::debug!("session {id} of {peer}: driver still closing"),

@@ -22,9 +22,9 @@ pub async fn serve(
     shutdown: &Shutdown,
 ) {
     let id = stream.id();
-    let service = match tokio::time::timeout(HEADER_TIMEOUT, relay::read_header(&mut stream)).await
-    {
-        Ok(Ok(name)) => name,
+    let header = tokio::time::timeout(HEADER_TIMEOUT, relay::read_any_header(&mut stream)).await;
+    let (datagram, service) = match header {
+        Ok(Ok(header)) => header,
         Ok(Err(e)) => {
             tracing::warn!(
                 "stream {id}: bad stream header ({e}); is the peer a polymux of the same release?"
@@ -67,6 +67,24 @@ pub async fn serve(
         answer(&mut stream, OpenStatus::UnknownService, &message).await;
         return;
     };
+    match (datagram, crate::udp::udp_target(&addr)) {
+        (true, Some(udp)) => return crate::udp::serve_flow(stream, &service, udp, &counters).await,
+        (false, None) => {}
+        (true, None) | (false, Some(_)) => {
+            let (there, here) = if datagram {
+                ("UDP", "TCP")
+            } else {
+                ("TCP", "UDP")
+            };
+            tracing::warn!(
+                "stream {id}: service {service:?} is {there} on the other side but {here} here \
+                 ({addr}); use udp:// on both sides or on neither"
+            );
+            let message = format!("service {service:?} is {here} on the other side ({addr})");
+            answer(&mut stream, OpenStatus::UnknownService, &message).await;
+            return;
+        }
+    }
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {

@@ -1,4 +1,5 @@
-//! The connection under a session: TCP, optionally TLS, then the authentication preamble.
+//! The connection under a session: TCP, optionally TLS or Noise, then the authentication
+//! preamble.
 //!
 //! [`Dialer`] is the client side (connect, TLS, preamble, start a session);
 //! [`Gate`] is the server side (TLS, preamble, within [`HANDSHAKE_TIMEOUT`]). Both hand the
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{self, Expectation, Mode, Token, HANDSHAKE_TIMEOUT};
 use crate::error::config_error;
+use crate::noise::{ClientNoise, ServerNoise};
 use crate::protocol::Protocol;
 use crate::tls::{self, ClientTls, ServerTls};
 
@@ -40,6 +42,8 @@ pub struct Dialer {
     pub server: String,
     /// TLS, if on.
     pub tls: Option<ClientTls>,
+    /// Noise, if on (never together with TLS).
+    pub noise: Option<ClientNoise>,
     /// The tokens to present; a reload may change them between connections.
     pub credentials: Credentials,
     /// The subcommand.
@@ -70,7 +74,7 @@ impl Dialer {
                     self.mode.name()
                 )
             })?;
-        tcp.set_nodelay(true).ok();
+        tune_session_socket(&tcp);
         let handshake = async {
             let mut io: BoxIo = Box::new(tcp);
             if let Some(tls) = &self.tls {
@@ -88,6 +92,9 @@ impl Dialer {
                             .context(format!("TLS handshake with {} failed", self.server)))
                     }
                 };
+            }
+            if let Some(noise) = &self.noise {
+                io = Box::new(noise.connect(io, &self.server).await?);
             }
             let credentials = self.credentials.get();
             let note = auth::client_handshake(
@@ -172,6 +179,8 @@ impl Credentials {
 pub struct Gate {
     /// TLS, if on.
     pub tls: Option<ServerTls>,
+    /// Noise, if on (never together with TLS).
+    pub noise: Option<ServerNoise>,
     /// What clients must present.
     pub expect: Expectation,
 }
@@ -181,7 +190,7 @@ impl Gate {
     /// [`HANDSHAKE_TIMEOUT`]. The client is authenticated but not yet answered: follow with
     /// [`Gate::welcome`] or [`Gate::refuse`].
     pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<(BoxIo, auth::Admission)> {
-        tcp.set_nodelay(true).ok();
+        tune_session_socket(&tcp);
         let work = async {
             let mut io: BoxIo = match &self.tls {
                 Some(tls) => Box::new(tls.acceptor.accept(tcp).await.map_err(|e| {
@@ -190,7 +199,10 @@ impl Gate {
                          or one that does not trust this certificate)"
                     )
                 })?),
-                None => Box::new(tcp),
+                None => match &self.noise {
+                    Some(noise) => Box::new(noise.accept(tcp).await?),
+                    None => Box::new(tcp),
+                },
             };
             let admission = auth::authenticate_client(&mut io, &self.expect).await?;
             Ok::<_, anyhow::Error>((io, admission))
@@ -215,6 +227,20 @@ impl Gate {
             auth::refuse_client(&mut io, status, message),
         )
         .await;
+    }
+}
+
+/// Tunes the TCP socket under a session with [`polymux::tcp::tune`]: no Nagle delay, and a
+/// small unsent backlog in the kernel so that streams take turns in the session instead of
+/// queueing behind bulk data. Only session sockets: visitor and target sockets carry one
+/// stream each and keep plain `TCP_NODELAY`.
+fn tune_session_socket(tcp: &TcpStream) {
+    #[cfg(unix)]
+    let tuned = polymux::tcp::tune(tcp);
+    #[cfg(not(unix))]
+    let tuned = tcp.set_nodelay(true);
+    if let Err(e) = tuned {
+        tracing::debug!("tuning the session's TCP socket failed: {e}");
     }
 }
 

@@ -4,7 +4,8 @@
 //! or more exposed addresses, and every TCP connection arriving there becomes a new stream
 //! to the client, which connects it to the matching `--target`. Several services share one
 //! tunnel: `--expose web=0.0.0.0:8080 --expose ssh=0.0.0.0:2222` on the server,
-//! `--target web=127.0.0.1:80 --target ssh=127.0.0.1:22` on the client.
+//! `--target web=127.0.0.1:80 --target ssh=127.0.0.1:22` on the client. A `udp://` address
+//! makes a UDP service, carried one stream per flow (see [`crate::udp`]).
 //!
 //! The client reconnects with back-off whenever the tunnel drops; meanwhile the server holds
 //! new connections for up to `--wait-for-client` rather than refusing them. When several
@@ -17,6 +18,7 @@
 //! swapping its targets, and by renewing its session when its tokens changed.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -30,16 +32,18 @@ use crate::auth::{Expectation, Mode, Token};
 use crate::config_file::{self, FileArgs, FileConfig, ServiceConfig, Side};
 use crate::limits::Limiter;
 use crate::metrics::{self, Metrics};
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
 use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
-use crate::reload::{self, ListenerSet};
+use crate::reload::{self, Bound, ListenerSet};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::{Entry, SessionSet};
 use crate::shutdown::{self, parse_duration, Shutdown};
 use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
 use crate::transport::{self, CredentialSet, Credentials, Dialer, Gate};
-use crate::{server, target};
+use crate::udp::UdpArgs;
+use crate::{server, target, udp};
 
 /// How long opening a stream on a session may take before another session is tried.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +63,8 @@ pub struct TunnelServerArgs {
     #[arg(long, value_name = "ADDR", required_unless_present = "config")]
     pub listen: Option<String>,
     /// A service to expose: [NAME=]HOST:PORT; every connection to it is carried to the client
-    /// and connected to the client's --target of the same NAME. Repeatable.
+    /// and connected to the client's --target of the same NAME; udp://HOST:PORT exposes a UDP
+    /// service. Repeatable.
     #[arg(long, value_name = "[NAME=]ADDR", required_unless_present = "config")]
     pub expose: Vec<ServiceSpec>,
     /// How long a connection to an exposed service waits for a tunnel client (e.g. while it
@@ -77,7 +82,11 @@ pub struct TunnelServerArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub noise: ServerNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
+    #[command(flatten)]
+    pub udp: crate::udp::UdpArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
@@ -98,13 +107,16 @@ pub struct TunnelClientArgs {
     /// The tunnel server (HOST:PORT).
     #[arg(long, value_name = "ADDR", required_unless_present = "config")]
     pub server: Option<String>,
-    /// Where to connect streams of a service: [NAME=]HOST:PORT. Repeatable.
+    /// Where to connect streams of a service: [NAME=]HOST:PORT (udp://HOST:PORT for a UDP
+    /// service). Repeatable.
     #[arg(long, value_name = "[NAME=]ADDR", required_unless_present = "config")]
     pub target: Vec<ServiceSpec>,
     #[command(flatten)]
     pub auth: ClientAuthArgs,
     #[command(flatten)]
     pub tls: ClientTlsArgs,
+    #[command(flatten)]
+    pub noise: ClientNoiseArgs,
     #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
@@ -123,6 +135,8 @@ struct ServerSettings {
     token: Option<Token>,
     insecure_no_token: bool,
     tls: ServerTlsArgs,
+    noise: ServerNoiseArgs,
+    udp: UdpArgs,
     max_clients: usize,
     max_connections: usize,
     wait_for_client: Duration,
@@ -139,9 +153,9 @@ impl ServerSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ServerSettings> {
         let f = file.cloned().unwrap_or_default();
-        let listen = match (&args.listen, f.listen) {
+        let listen = match (&args.listen, &f.listen) {
             (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file,
+            (None, Some(file)) => file.clone(),
             (None, None) => return Err(config_file::missing("--listen", "listen")),
         };
         let services = config_file::effective_services(file, &args.expose, true);
@@ -156,18 +170,22 @@ impl ServerSettings {
             })
             .collect();
         services::check_unique(&names, "--expose")?;
-        let tls = if args.tls.tls_cert.is_some() {
-            args.tls.clone()
-        } else {
-            let (tls_cert, tls_key) = f.tls_cert.map_or((None, None), |(c, k)| (Some(c), Some(k)));
-            ServerTlsArgs { tls_cert, tls_key }
-        };
+        let (tls, noise) = config_file::server_security(&args.tls, &args.noise, &f);
         Ok(ServerSettings {
             listen,
             protocol: config_file::pick("protocol", protocol, f.protocol),
             token: args.auth.token()?.or(f.token),
             insecure_no_token: args.auth.insecure_no_token || f.insecure_no_token == Some(true),
             tls,
+            noise,
+            udp: UdpArgs {
+                udp_idle_timeout: config_file::pick(
+                    "udp_idle_timeout",
+                    args.udp.udp_idle_timeout,
+                    f.udp_idle_timeout,
+                ),
+                udp_queue: config_file::pick("udp_queue", args.udp.udp_queue, f.udp_queue),
+            },
             max_clients: config_file::pick("max_clients", args.max_clients, f.max_clients),
             max_connections: config_file::pick(
                 "max_connections",
@@ -208,6 +226,12 @@ impl ServerSettings {
             "tls",
             self.tls.tls_cert != next.tls.tls_cert || self.tls.tls_key != next.tls.tls_key,
         );
+        check("noise_key", self.noise.noise_key != next.noise.noise_key);
+        check(
+            "udp_idle_timeout",
+            self.udp.udp_idle_timeout != next.udp.udp_idle_timeout,
+        );
+        check("udp_queue", self.udp.udp_queue != next.udp.udp_queue);
         check("max_clients", self.max_clients != next.max_clients);
         check(
             "max_connections",
@@ -248,6 +272,7 @@ struct ExposeContext {
     shutdown: Shutdown,
     expect: Expectation,
     metrics: Metrics,
+    udp: UdpArgs,
 }
 
 /// Runs the tunnel server until shutdown.
@@ -261,11 +286,12 @@ pub async fn run_server(
     let mut settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
     let protocol = settings.protocol;
     let tls = ServerTls::from_args(&settings.tls)?;
+    let noise = ServerNoise::from_args(&settings.noise)?;
     transport::check_server_security(
         &settings.listen,
         config_file::any_token(settings.token.as_ref(), &settings.services),
         settings.insecure_no_token,
-        tls.is_some(),
+        tls.is_some() || noise.is_some(),
     )
     .await?;
     let table = config_file::token_table(
@@ -283,7 +309,7 @@ pub async fn run_server(
     let control_addr = control.local_addr()?;
     tracing::info!(
         "tunnel server listening on {control_addr} for tunnel clients ({protocol}{})",
-        if tls.is_some() { ", TLS" } else { "" }
+        crate::noise::security_label(tls.is_some(), noise.is_some())
     );
     if let Some(tls) = &tls {
         tracing::info!(
@@ -292,9 +318,13 @@ pub async fn run_server(
         );
     }
 
+    if let Some(noise) = &noise {
+        crate::noise::log_server_key(noise);
+    }
     let expect = Expectation::with_table(Mode::Tunnel, protocol, table);
     let gate = Gate {
         tls,
+        noise,
         expect: expect.clone(),
     };
     let set = SessionSet::default();
@@ -312,17 +342,22 @@ pub async fn run_server(
         shutdown: shutdown.clone(),
         expect: expect.clone(),
         metrics: metrics.clone(),
+        udp: settings.udp.clone(),
     };
     let mut listeners = ListenerSet::new(
         "--expose",
-        Box::new(move |service, listener, stop| {
-            if let Ok(local) = listener.local_addr() {
+        Box::new(move |service, bound, stop| {
+            if let Ok(local) = bound.local_addr() {
                 let own = if service.token.is_some() {
                     " (own token)"
                 } else {
                     ""
                 };
-                tracing::info!("exposing service {} on {local}{own}", service.name);
+                let kind = match bound {
+                    Bound::Tcp(_) => "",
+                    Bound::Udp(_) => "UDP ",
+                };
+                tracing::info!("exposing {kind}service {} on {local}{own}", service.name);
             }
             let limit = service.max_connections.map(|n| {
                 Limiter::new(
@@ -331,13 +366,34 @@ pub async fn run_server(
                     "max_connections of the service in the config file",
                 )
             });
-            tokio::spawn(expose_loop(
-                listener,
-                service.name.clone(),
-                context.clone(),
-                limit,
-                stop,
-            ))
+            match bound {
+                Bound::Tcp(listener) => {
+                    let looping =
+                        expose_loop(listener, service.name.clone(), context.clone(), limit, stop);
+                    tokio::spawn(async move { Bound::Tcp(looping.await) })
+                }
+                Bound::Udp(socket) => {
+                    let usable: udp::Usable = {
+                        let expect = context.expect.clone();
+                        let name = service.name.clone();
+                        Arc::new(move |entry: &Entry| entry.grants.allows(&expect.tokens(), &name))
+                    };
+                    let exposed = udp::Exposed {
+                        name: service.name.clone(),
+                        set: context.set.clone(),
+                        usable,
+                        relays: context.relays.clone(),
+                        connections: context.connections.clone(),
+                        limit,
+                        wait: context.wait,
+                        settings: context.udp.clone(),
+                        counters: context.metrics.service(&service.name),
+                        shutdown: context.shutdown.clone(),
+                    };
+                    let looping = udp::expose_loop(socket, exposed, stop);
+                    tokio::spawn(async move { Bound::Udp(looping.await) })
+                }
+            }
         }),
     );
     listeners.apply(&settings.services).await?;
@@ -573,6 +629,7 @@ struct ClientSettings {
     protocol: Protocol,
     credentials: CredentialSet,
     tls: ClientTlsArgs,
+    noise: ClientNoiseArgs,
     targets: Vec<ServiceSpec>,
     session: SessionArgs,
     reconnect: ReconnectArgs,
@@ -608,21 +665,7 @@ impl ClientSettings {
             })
             .filter_map(|s| Some((s.name.clone(), s.token.clone()?)))
             .collect();
-        let flag_tls = args.tls.tls || args.tls.tls_ca.is_some() || args.tls.tls_pin.is_some();
-        let tls = if flag_tls {
-            args.tls.clone()
-        } else {
-            ClientTlsArgs {
-                tls: f.client_tls.system,
-                tls_ca: f.client_tls.ca.clone(),
-                tls_pin: f.client_tls.pin.clone(),
-                tls_server_name: args
-                    .tls
-                    .tls_server_name
-                    .clone()
-                    .or(f.client_tls.server_name.clone()),
-            }
-        };
+        let (tls, noise) = config_file::client_security(&args.tls, &args.noise, &f);
         Ok(ClientSettings {
             server,
             protocol: config_file::pick("protocol", protocol, f.protocol),
@@ -631,6 +674,7 @@ impl ClientSettings {
                 services,
             },
             tls,
+            noise,
             targets,
             session: SessionArgs {
                 max_streams: config_file::pick(
@@ -674,6 +718,7 @@ impl ClientSettings {
                 || self.tls.tls_pin != next.tls.tls_pin
                 || self.tls.tls_server_name != next.tls.tls_server_name,
         );
+        check("noise_pin", self.noise.noise_pin != next.noise.noise_pin);
         check(
             "max_streams",
             self.session.max_streams != next.session.max_streams,
@@ -716,6 +761,7 @@ pub async fn run_client(
     let dialer = Dialer {
         server: settings.server.clone(),
         tls: ClientTls::from_args(&settings.tls, &settings.server)?,
+        noise: ClientNoise::from_args(&settings.noise)?,
         credentials: credentials.clone(),
         mode: Mode::Tunnel,
         protocol,
@@ -795,6 +841,9 @@ pub async fn run_client(
                             _ = &mut accepting => false,
                         };
                         let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
+                        // The driver closes the transport (TLS: close_notify) after the
+                        // session ends; wait for it, or the process exits first.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
                         SessionEnd::Shutdown { clean }
                     }
                 }
