@@ -959,4 +959,105 @@ bind = "127.0.0.1:8081"
             "uses the default token"
         );
     }
+
+    #[test]
+    fn noise_and_udp_keys_parse_on_their_sides() {
+        let pin = "9c".repeat(32);
+        let f = parse(
+            "noise_key = \"k/server.key\"\nudp_idle_timeout = \"5s\"\nudp_queue = 8\n\
+             [services.dns]\nbind = \"udp://127.0.0.1:5353\"\n",
+            Path::new("/etc/polymux/s.toml"),
+            Side::TunnelServer,
+        )
+        .expect("valid");
+        assert_eq!(
+            f.noise_key.as_deref(),
+            Some(Path::new("/etc/polymux/k/server.key")),
+            "relative to the file"
+        );
+        assert_eq!(f.udp_idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(f.udp_queue, Some(8));
+        assert_eq!(f.services[0].addr, "udp://127.0.0.1:5353");
+        let f = parse(
+            &format!("noise_pin = \"{pin}\"\n[services.dns]\ntarget = \"udp://127.0.0.1:53\"\n"),
+            Path::new("c.toml"),
+            Side::TunnelClient,
+        )
+        .expect("valid");
+        assert_eq!(f.noise_pin, Some(pin.clone()));
+
+        let e = err(&format!("noise_pin = \"{pin}\"\n"), Side::TunnelServer);
+        assert!(e.contains("s.toml:1: noise_pin: is for clients"), "{e}");
+        let e = err("noise_key = \"k\"\n", Side::ForwardClient);
+        assert!(e.contains("s.toml:1: noise_key: is for servers"), "{e}");
+        let e = err("noise_pin = \"abc\"\n", Side::TunnelClient);
+        assert!(
+            e.contains("s.toml:1: noise_pin") && e.contains("64 hex"),
+            "{e}"
+        );
+        let e = err(
+            "noise_key = \"k\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n",
+            Side::ForwardServer,
+        );
+        assert!(e.contains("s.toml:1: noise_key: give either [tls]"), "{e}");
+        let e = err("udp_queue = 4\n", Side::ForwardClient);
+        assert!(
+            e.contains("s.toml:1: udp_queue: is for the tunnel server only"),
+            "{e}"
+        );
+        let e = err("udp_queue = 0\n", Side::TunnelServer);
+        assert!(e.contains("udp_queue: must be at least 1"), "{e}");
+        let e = err(
+            "[services.dns]\nbind = \"udp://127.0.0.1:53\"\n",
+            Side::ForwardClient,
+        );
+        assert!(
+            e.contains(
+                "s.toml:2: services.dns.bind: UDP services are carried by `polymux tunnel` only"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_security_flag_replaces_the_files_tls_and_noise() {
+        let file = FileConfig {
+            tls_cert: Some(("c.pem".into(), "k.pem".into())),
+            noise_pin: Some("ab".repeat(32)),
+            ..FileConfig::default()
+        };
+        let (tls, noise) = server_security(
+            &ServerTlsArgs::default(),
+            &ServerNoiseArgs::default(),
+            &file,
+        );
+        assert_eq!(tls.tls_cert.as_deref(), Some(Path::new("c.pem")));
+        assert!(noise.noise_key.is_none());
+        let flag = ServerNoiseArgs {
+            noise_key: Some("n.key".into()),
+        };
+        let (tls, noise) = server_security(&ServerTlsArgs::default(), &flag, &file);
+        assert!(
+            tls.tls_cert.is_none(),
+            "the flag's Noise replaces the file's TLS"
+        );
+        assert_eq!(noise.noise_key.as_deref(), Some(Path::new("n.key")));
+
+        let (tls, noise) = client_security(
+            &ClientTlsArgs::default(),
+            &ClientNoiseArgs::default(),
+            &file,
+        );
+        assert!(!tls.tls && tls.tls_pin.is_none());
+        assert_eq!(noise.noise_pin, file.noise_pin);
+        let flag = ClientTlsArgs {
+            tls: true,
+            ..ClientTlsArgs::default()
+        };
+        let (tls, noise) = client_security(&flag, &ClientNoiseArgs::default(), &file);
+        assert!(
+            tls.tls && noise.noise_pin.is_none(),
+            "the flag's TLS replaces the file's Noise"
+        );
+    }
 }
