@@ -52,6 +52,8 @@ pub struct ServiceCounters {
     connections: AtomicU64,
     open: AtomicI64,
     refused: AtomicU64,
+    /// UDP datagrams dropped because their flow's queue was full.
+    dropped: AtomicU64,
     meter: Meter,
 }
 
@@ -66,6 +68,17 @@ impl ServiceCounters {
         self.connections.fetch_add(1, Ordering::Relaxed);
         self.open.fetch_add(1, Ordering::Relaxed);
         OpenGuard(self.clone())
+    }
+
+    /// A UDP datagram of this service dropped (its flow's queue was full).
+    pub fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Datagrams dropped so far.
+    #[cfg(test)]
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The live byte counters the relays of this service add to.
@@ -308,6 +321,12 @@ impl Collector for Metrics {
             "polymux_service_refused",
             "Connections or streams refused, per service",
             |c| c.refused.load(Ordering::Relaxed),
+        )?;
+        per_service(
+            &mut encoder,
+            "polymux_service_datagrams_dropped",
+            "UDP datagrams dropped because their flow's queue was full, per service",
+            |c| c.dropped.load(Ordering::Relaxed),
         )?;
         {
             let g = ConstGauge::new(0i64);

@@ -32,7 +32,8 @@
 //!
 //! A flow counts as one connection of its service (`--metrics`); the bytes of its datagrams
 //! (payload, without the 2-byte frame) are added to the service's byte counters as they pass,
-//! on both sides, and a flow refused (no slot, no tunnel client) counts as refused.
+//! on both sides, a flow refused (no slot, no tunnel client) counts as refused, and a
+//! datagram dropped from a full queue counts in `polymux_service_datagrams_dropped_total`.
 
 use std::collections::HashMap;
 use std::io;
@@ -161,12 +162,14 @@ struct Flow {
     stats: Arc<FlowStats>,
 }
 
-/// Hands `datagram` to the flow of `peer`: queued, or dropped (and counted) when the queue is
-/// full. Returns it when it must start a new flow (none yet, or the old one ended).
+/// Hands `datagram` to the flow of `peer`: queued, or dropped (and counted, in the flow and
+/// in the service's `counters`) when the queue is full. Returns it when it must start a new
+/// flow (none yet, or the old one ended).
 fn dispatch(
     flows: &mut HashMap<SocketAddr, Flow>,
     peer: SocketAddr,
     datagram: Vec<u8>,
+    counters: &ServiceCounters,
 ) -> Option<Vec<u8>> {
     let Some(flow) = flows.get(&peer) else {
         return Some(datagram);
@@ -175,6 +178,7 @@ fn dispatch(
         Ok(()) => None,
         Err(mpsc::error::TrySendError::Full(_)) => {
             flow.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            counters.dropped();
             None
         }
         Err(mpsc::error::TrySendError::Closed(back)) => {
@@ -258,7 +262,7 @@ pub async fn expose_loop(
                 }
             },
         };
-        let Some(datagram) = dispatch(&mut flows, peer, buf[..n].to_vec()) else {
+        let Some(datagram) = dispatch(&mut flows, peer, buf[..n].to_vec(), &counters) else {
             continue;
         };
         let own = match &limit {
@@ -509,6 +513,7 @@ pub async fn serve_flow(
                     stats.touch(start);
                     if queue.try_send(buf[..n].to_vec()).is_err() {
                         stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        counters.dropped();
                     }
                 }
                 Err(e) => {
@@ -585,8 +590,9 @@ mod tests {
         let peer: SocketAddr = ([127, 0, 0, 1], 5353).into();
         let other: SocketAddr = ([127, 0, 0, 1], 5354).into();
         let mut flows = HashMap::new();
+        let counters = ServiceCounters::default();
         assert_eq!(
-            dispatch(&mut flows, peer, vec![1]),
+            dispatch(&mut flows, peer, vec![1], &counters),
             Some(vec![1]),
             "no flow yet"
         );
@@ -600,23 +606,24 @@ mod tests {
             },
         );
         for i in 0..5u8 {
-            assert_eq!(dispatch(&mut flows, peer, vec![i]), None);
+            assert_eq!(dispatch(&mut flows, peer, vec![i], &counters), None);
         }
         assert_eq!(
             stats.dropped.load(Ordering::Relaxed),
             3,
             "2 queued, 3 dropped"
         );
+        assert_eq!(counters.dropped_count(), 3, "and counted for the service");
         assert_eq!(rx.try_recv().ok(), Some(vec![0]));
         assert_eq!(rx.try_recv().ok(), Some(vec![1]));
         assert_eq!(
-            dispatch(&mut flows, other, vec![9]),
+            dispatch(&mut flows, other, vec![9], &counters),
             Some(vec![9]),
             "per source"
         );
         drop(rx);
         assert_eq!(
-            dispatch(&mut flows, peer, vec![7]),
+            dispatch(&mut flows, peer, vec![7], &counters),
             Some(vec![7]),
             "flow ended"
         );

@@ -222,6 +222,14 @@ async fn noise_and_udp_services_from_config_files_are_metered() {
         // At least every datagram once (a datagram lost on loopback would be resent).
         assert!(bytes >= udp_bytes as f64, "{side}: {bytes}\n{text}");
     }
+    assert_eq!(
+        value(
+            &text,
+            "polymux_service_datagrams_dropped_total{service=\"dns\"}"
+        ),
+        Some(0.0),
+        "one datagram at a time never fills a queue\n{text}"
+    );
     assert!(server.logs().contains("UDP flow from"), "{}", server.logs());
     let text = metrics_until(client_metrics, "the client's UDP flow", |t| {
         value(t, "polymux_service_connections_total{service=\"dns\"}") == Some(1.0)
