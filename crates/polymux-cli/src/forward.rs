@@ -291,10 +291,11 @@ pub async fn run_server(
                 if next.listen != settings.listen
                     || next.protocol != settings.protocol
                     || next.tls.tls_cert != settings.tls.tls_cert
+                    || next.noise.noise_key != settings.noise.noise_key
                 {
                     tracing::warn!(
-                        "reload: listen, protocol or tls changed in {path}; restart the server \
-                         to apply (targets and tokens are reloaded)"
+                        "reload: listen, protocol, tls or noise_key changed in {path}; restart \
+                         the server to apply (targets and tokens are reloaded)"
                     );
                 }
                 expect.set_tokens(table);
@@ -578,10 +579,13 @@ pub async fn run_client(
                 continue;
             }
         };
-        if next.server != settings.server || next.protocol != settings.protocol {
+        if next.server != settings.server
+            || next.protocol != settings.protocol
+            || next.noise.noise_pin != settings.noise.noise_pin
+        {
             tracing::warn!(
-                "reload: server or protocol changed in {path}; restart the client to apply \
-                 (services and tokens are reloaded)"
+                "reload: server, protocol or noise_pin changed in {path}; restart the client \
+                 to apply (services and tokens are reloaded)"
             );
         }
         match listeners.apply(&next.services).await {
