@@ -16,11 +16,13 @@ server and client in separate processes, in one run. Release builds only:
 
 run (the default) measures every implementation × scenario --reps times (fresh server and client
 processes each time, repetitions interleaved across implementations), prints one markdown table
-of medians with ratios to raw TCP and to the best peer, and writes it to --out.
+of medians with ratios to raw TCP, to raw-tcp-large and to the best peer, and writes it to --out:
+into the section of --out for this machine's CPU vendor (AMD, Intel, ...), keeping the others.
 
-  --impls A,B,..       implementations (default: all): raw-tcp, polymux-yamux, polymux-smux1,
-                       polymux-smux2, polymux-netmux, yamux-0.14, tokio-yamux-0.3, net-mux-1,
-                       async_smux-0.4, smux-0.2, go-yamux, go-smux1, go-smux2
+  --impls A,B,..       implementations (default: all): raw-tcp, raw-tcp-large, polymux-yamux,
+                       polymux-smux1, polymux-smux2, polymux-netmux, yamux-0.14, tokio-yamux-0.3,
+                       net-mux-1, async_smux-0.4, smux-0.2, go-yamux, go-smux1, go-smux2
+                       (raw-tcp-large: raw TCP with 1 MiB writes and reads, the physical limit)
   --scenarios A,B,..   bulk, multi, open-rate, burst, idle, rpc (default: all)
   --size BYTES         bulk bytes, and multi bytes in total (default 1GiB, the issue's size;
                        --quick 16MiB). Suffixes KiB, MiB, GiB.
@@ -40,6 +42,8 @@ of medians with ratios to raw TCP and to the best peer, and writes it to --out.
 serve / client are the child processes `run` starts (see src/server.rs, src/client.rs):
 
   serve  --impl NAME --mode sink|echo|hold --listen 127.0.0.1:0 [--threads N]
+         [--sink-read copy|chunk]   (polymux sinks: read into a buffer, or take the received
+                                     chunks without copying (default); for measuring the saving)
   client --impl NAME --scenario NAME --connect ADDR --control ADDR [sizes] [--threads N]
 ";
 
@@ -137,6 +141,16 @@ pub struct ServeArgs {
     pub mode: Mode,
     pub listen: SocketAddr,
     pub threads: usize,
+    pub sink_read: SinkRead,
+}
+
+/// How a polymux sink takes its data (`serve --sink-read`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkRead {
+    /// `AsyncRead` into the sink's buffer: one more copy.
+    Copy,
+    /// `Stream::read_chunk`: the received `Bytes`, not copied (the default).
+    Chunk,
 }
 
 #[derive(Clone, Debug)]
@@ -250,12 +264,20 @@ fn parse_serve(pairs: &[(String, String)]) -> anyhow::Result<Command> {
     let mut mode = None;
     let mut listen = None;
     let mut threads = 2;
+    let mut sink_read = SinkRead::Chunk;
     for (flag, value) in pairs {
         match flag.as_str() {
             "--impl" => imp = Some(Impl::parse(value)?),
             "--mode" => mode = Some(Mode::parse(value)?),
             "--listen" => listen = Some(parse_loopback(value)?),
             "--threads" => threads = parse_threads(value)?,
+            "--sink-read" => {
+                sink_read = match value.as_str() {
+                    "copy" => SinkRead::Copy,
+                    "chunk" => SinkRead::Chunk,
+                    _ => bail!("--sink-read is copy or chunk, got {value:?}"),
+                }
+            }
             _ => bail!("unknown flag {flag} for serve"),
         }
     }
@@ -264,6 +286,7 @@ fn parse_serve(pairs: &[(String, String)]) -> anyhow::Result<Command> {
         mode: mode.context("serve needs --mode")?,
         listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
         threads,
+        sink_read,
     }))
 }
 

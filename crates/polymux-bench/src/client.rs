@@ -24,14 +24,14 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::args::{ClientArgs, Sizes};
-use crate::impls::{with_peer, Scenario};
+use crate::impls::{with_peer, Scenario, LARGE_CHUNK};
 use crate::{alloc, sys};
 
-/// Application write size in bulk and multi.
-const WRITE_CHUNK: usize = 64 * 1024;
-/// The payload written (content is not verified here: the interop tests do that; the byte
-/// count is, by the sink's acknowledgement).
-static PAYLOAD: [u8; WRITE_CHUNK] = [0xA5; WRITE_CHUNK];
+/// The payload written, in pieces of the implementation's write size
+/// ([`Impl::transfer_chunk`](crate::impls::Impl::transfer_chunk): 64 KiB, or 1 MiB for
+/// raw-tcp-large). Content is not verified here (the interop tests do that); the byte count
+/// is, by the sink's acknowledgement.
+static PAYLOAD: [u8; LARGE_CHUNK] = [0xA5; LARGE_CHUNK];
 /// Upper bound on any single scenario (the parent also enforces its own timeout).
 const SCENARIO_LIMIT: Duration = Duration::from_secs(600);
 /// Open-rate never runs more iterations than this, whatever the duration.
@@ -59,7 +59,7 @@ pub fn main(args: ClientArgs) -> anyhow::Result<()> {
     ensure!(!args.imp.is_go(), "{} runs in the Go bench peer", args.imp);
     if args.scenario == Scenario::Idle {
         alloc::enable();
-        if args.imp == crate::impls::Impl::RawTcp {
+        if args.imp.is_raw_tcp() {
             let limit = sys::nofile_limit();
             ensure!(
                 limit > args.sizes.idle as u64 + 64,
@@ -145,9 +145,10 @@ async fn scenario<O: Opener>(
     args: &ClientArgs,
 ) -> anyhow::Result<Figures> {
     let s = &args.sizes;
+    let chunk = args.imp.transfer_chunk();
     match args.scenario {
-        Scenario::Bulk => transfer(opener, control, s.size, 1).await,
-        Scenario::Multi => transfer(opener, control, s.size, s.streams).await,
+        Scenario::Bulk => transfer(opener, control, s.size, 1, chunk).await,
+        Scenario::Multi => transfer(opener, control, s.size, s.streams, chunk).await,
         Scenario::OpenRate => open_rate(opener, s).await,
         Scenario::Burst => burst(opener, s.burst).await,
         Scenario::Idle => idle(opener, control, s.idle).await,
@@ -156,12 +157,14 @@ async fn scenario<O: Opener>(
 }
 
 /// bulk (`streams` = 1) and multi: `size` bytes in total to the sink, concurrently over
-/// `streams` streams. MiB/s, and CPU seconds per GiB on each side.
+/// `streams` streams, written `chunk` bytes at a time. MiB/s, and CPU seconds per GiB on each
+/// side.
 async fn transfer<O: Opener>(
     opener: O,
     mut control: Control,
     size: u64,
     streams: usize,
+    chunk: usize,
 ) -> anyhow::Result<Figures> {
     let per = size / streams as u64;
     let first = size - per * (streams as u64 - 1);
@@ -174,7 +177,7 @@ async fn transfer<O: Opener>(
         let len = if i == 0 { first } else { per };
         tasks.spawn(async move {
             let stream = opener.open().await.context("open")?;
-            push(stream, len).await
+            push(stream, len, chunk).await
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -199,12 +202,18 @@ async fn transfer<O: Opener>(
     ])
 }
 
-/// Sends `len` bytes with their length in front and waits for the sink's count.
-async fn push<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, len: u64) -> anyhow::Result<()> {
+/// Sends `len` bytes, `chunk` at a time, with their length in front and waits for the sink's
+/// count.
+async fn push<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    len: u64,
+    chunk: usize,
+) -> anyhow::Result<()> {
     s.write_all(&len.to_le_bytes()).await?;
+    let chunk = chunk.min(PAYLOAD.len()) as u64;
     let mut left = len;
     while left > 0 {
-        let n = left.min(WRITE_CHUNK as u64) as usize;
+        let n = left.min(chunk) as usize;
         s.write_all(&PAYLOAD[..n]).await?;
         left -= n as u64;
     }

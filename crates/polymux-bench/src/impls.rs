@@ -4,18 +4,26 @@
 //! (`polymux_interop::peers`, `polymux_interop::Polymux`), which give them one
 //! [`MuxSession`](polymux_interop::MuxSession) interface over a tokio `TcpStream`; the Go
 //! libraries run in the Go bench peer (`go/`), and raw TCP is the physical baseline (one TCP
-//! connection per "stream").
+//! connection per "stream"), twice: with the multiplexers' 64 KiB application writes
+//! (`raw-tcp`), and with 1 MiB writes and reads (`raw-tcp-large`), the physical limit on the
+//! same cores, which coalescing multiplexers can approach but not beat.
 
 use std::fmt;
 
 use anyhow::bail;
 use polymux::Dialect;
 
+/// `raw-tcp-large`'s write and read size.
+pub const LARGE_CHUNK: usize = 1 << 20;
+
 /// One implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Impl {
-    /// One TCP connection per stream: the physical baseline.
+    /// One TCP connection per stream, written 64 KiB at a time like every other row: the
+    /// baseline of the targets.
     RawTcp,
+    /// One TCP connection per stream, written and read 1 MiB at a time: the physical limit.
+    RawTcpLarge,
     /// polymux in a dialect.
     Polymux(Dialect),
     /// libp2p `yamux` 0.14.
@@ -53,8 +61,9 @@ pub enum Kind {
 
 impl Impl {
     /// Every implementation, in table order.
-    pub const ALL: [Impl; 13] = [
+    pub const ALL: [Impl; 14] = [
         Impl::RawTcp,
+        Impl::RawTcpLarge,
         Impl::Polymux(Dialect::Yamux),
         Impl::Polymux(Dialect::SmuxV1),
         Impl::Polymux(Dialect::SmuxV2),
@@ -73,6 +82,7 @@ impl Impl {
     pub fn name(self) -> &'static str {
         match self {
             Impl::RawTcp => "raw-tcp",
+            Impl::RawTcpLarge => "raw-tcp-large",
             Impl::Polymux(Dialect::Yamux) => "polymux-yamux",
             Impl::Polymux(Dialect::SmuxV1) => "polymux-smux1",
             Impl::Polymux(Dialect::SmuxV2) => "polymux-smux2",
@@ -91,7 +101,7 @@ impl Impl {
     /// The wire protocol.
     pub fn protocol(self) -> &'static str {
         match self {
-            Impl::RawTcp => "TCP",
+            Impl::RawTcp | Impl::RawTcpLarge => "TCP",
             Impl::Polymux(d) => d.name(),
             Impl::Yamux014 | Impl::TokioYamux | Impl::Go(GoLib::Yamux) => "yamux",
             Impl::NetMux => "net-mux",
@@ -102,7 +112,7 @@ impl Impl {
 
     pub fn kind(self) -> Kind {
         match self {
-            Impl::RawTcp => Kind::Baseline,
+            Impl::RawTcp | Impl::RawTcpLarge => Kind::Baseline,
             Impl::Polymux(_) => Kind::Polymux,
             _ => Kind::Peer,
         }
@@ -110,6 +120,20 @@ impl Impl {
 
     pub fn is_go(self) -> bool {
         matches!(self, Impl::Go(_))
+    }
+
+    /// Raw TCP, either row: one connection per stream, no multiplexer.
+    pub fn is_raw_tcp(self) -> bool {
+        matches!(self, Impl::RawTcp | Impl::RawTcpLarge)
+    }
+
+    /// The application's write size in bulk and multi (the sink reads with at least this):
+    /// 64 KiB, the size, except for the physical-limit row.
+    pub fn transfer_chunk(self) -> usize {
+        match self {
+            Impl::RawTcpLarge => LARGE_CHUNK,
+            _ => 64 * 1024,
+        }
     }
 
     /// Parses a name from [`Impl::name`].
@@ -274,7 +298,9 @@ macro_rules! with_peer {
                 let $peer = polymux_interop::peers::SmuxRs;
                 $body
             }
-            $crate::impls::Impl::RawTcp | $crate::impls::Impl::Go(_) => $other,
+            $crate::impls::Impl::RawTcp
+            | $crate::impls::Impl::RawTcpLarge
+            | $crate::impls::Impl::Go(_) => $other,
         }
     };
 }

@@ -1,6 +1,11 @@
-//! The report: one markdown table of medians, each with its ratio to raw TCP and to the best
-//! peer of the same run, footnotes for every "n/a" and caveat, and the issue's targets checked
-//! for each polymux dialect.
+//! The report: one markdown table of medians, each with its ratio to raw TCP (64 KiB writes),
+//! to raw-tcp-large (1 MiB writes and reads: the physical limit) and to the best peer of the
+//! same run, footnotes for every "n/a" and caveat, and the issue's targets checked for each
+//! polymux dialect.
+//!
+//! The results file keeps one section per machine kind (CPU vendor: AMD, Intel, ...), between
+//! `<!-- polymux-bench section: KIND -->` and `<!-- polymux-bench end: KIND -->` lines; a run
+//! replaces only its own kind's section ([`merge`]) and leaves the rest of the file as it was.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +18,13 @@ use crate::run::Figures;
 /// Facts about the run for the report's header.
 pub struct RunInfo {
     pub command: String,
+    /// The machine kind that names the section: `AMD`, `Intel`, ...
+    pub kind: String,
+    /// The CPU model (`/proc/cpuinfo`).
+    pub cpu: String,
     pub machine: String,
+    /// The commit measured (and whether the tree had uncommitted changes).
+    pub commit: String,
     pub rustc: String,
     pub go: String,
     pub date: String,
@@ -116,21 +127,84 @@ pub struct Report {
     unavailable: BTreeMap<usize, String>,
 }
 
-/// Footnotes, numbered in order of first use.
+/// Footnotes, numbered in order of first use. Labels carry the section's name, because
+/// markdown footnotes are global to the file and every section has its own.
 #[derive(Default)]
-struct Notes(Vec<String>);
+struct Notes {
+    prefix: String,
+    texts: Vec<String>,
+}
 
 impl Notes {
+    fn new(section: &str) -> Notes {
+        let prefix = section
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Notes {
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}-")
+            },
+            texts: Vec::new(),
+        }
+    }
+
+    fn label(&self, i: usize) -> String {
+        format!("[^{}{}]", self.prefix, i + 1)
+    }
+
     fn mark(&mut self, text: &str) -> String {
-        let i = match self.0.iter().position(|t| t == text) {
+        let i = match self.texts.iter().position(|t| t == text) {
             Some(i) => i,
             None => {
-                self.0.push(text.to_string());
-                self.0.len() - 1
+                self.texts.push(text.to_string());
+                self.texts.len() - 1
             }
         };
-        format!("[^{}]", i + 1)
+        self.label(i)
     }
+}
+
+/// The line that opens a machine kind's section.
+fn begin_marker(kind: &str) -> String {
+    format!("<!-- polymux-bench section: {kind} -->")
+}
+
+/// The line that closes it.
+fn end_marker(kind: &str) -> String {
+    format!("<!-- polymux-bench end: {kind} -->")
+}
+
+/// The document's opening, written when the file has no sections yet.
+const PREAMBLE: &str = "# Benchmarks\n\n\
+polymux in every dialect against the Rust and Go peers and raw TCP, measured in one run on one \
+machine over loopback, server and client in separate processes (`crates/polymux-bench`). The \
+machines' cores are shared with other work, so absolute figures are noisy: compare the ratios \
+within one run, and see the load averages. One section per machine kind, the latest full run \
+on it; `cargo run --release -p polymux-bench -- --out BENCHMARKS.md` replaces only the section \
+of the machine it runs on. Hot-path micro-benchmarks: `cargo bench -p polymux-proto --bench \
+hot_paths`; allocations per MiB of bulk transfer: `cargo test -p polymux-bench --test alloc -- \
+--nocapture`; where the time goes: `crates/polymux-bench/PROFILES.md`.\n";
+
+/// `existing` (the results file as it was, if any) with `kind`'s section replaced by
+/// `section` (which includes its markers), or the section appended after the others. A file
+/// without any section (absent, or from before sections) is started afresh.
+pub fn merge(existing: Option<&str>, kind: &str, section: &str) -> String {
+    let begin = begin_marker(kind);
+    let end = end_marker(kind);
+    let Some(text) = existing.filter(|t| t.contains("<!-- polymux-bench section: ")) else {
+        return format!("{PREAMBLE}\n{section}");
+    };
+    if let Some(start) = text.find(&begin) {
+        if let Some(stop) = text[start..].find(&end).map(|i| start + i + end.len()) {
+            let rest = text[stop..].strip_prefix('\n').unwrap_or(&text[stop..]);
+            return format!("{}{section}{rest}", &text[..start]);
+        }
+    }
+    format!("{}\n\n{section}", text.trim_end())
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -214,9 +288,14 @@ impl Report {
         median(&mut values)
     }
 
-    fn baseline(&self, column: &Column) -> Option<f64> {
-        let i = self.index(Impl::RawTcp)?;
+    /// The median of a baseline row (raw-tcp or raw-tcp-large) for a column.
+    fn baseline_of(&self, imp: Impl, column: &Column) -> Option<f64> {
+        let i = self.index(imp)?;
         self.value(i, column)
+    }
+
+    fn baseline(&self, column: &Column) -> Option<f64> {
+        self.baseline_of(Impl::RawTcp, column)
     }
 
     /// The best peer's median for a column (highest or lowest, by the column's direction).
@@ -251,33 +330,24 @@ impl Report {
             .map_or(0, Vec::len)
     }
 
-    /// The whole markdown document.
+    /// This run's section of the results file, markers included (see [`merge`]).
     pub fn render(&self, info: &RunInfo) -> String {
-        let mut notes = Notes::default();
+        let mut notes = Notes::new(&info.kind);
         let columns: Vec<&Column> = COLUMNS
             .iter()
             .filter(|c| self.scenarios.contains(&c.scenario))
             .collect();
         let mut out = String::new();
         let s = &info.sizes;
-        let _ = writeln!(out, "# Benchmarks\n");
-        let _ = writeln!(
-            out,
-            "polymux in every dialect against the Rust and Go peers and raw TCP, measured in one \
-             run on one machine over loopback, server and client in separate processes \
-             (`crates/polymux-bench`). The machine's cores are shared with other work, so \
-             absolute figures are noisy: compare the ratios within one run, and see the load \
-             averages below. Hot-path micro-benchmarks: `cargo bench -p polymux-proto --bench \
-             hot_paths`; allocations per MiB of bulk transfer: `cargo test -p polymux-bench \
-             --test alloc -- --nocapture`; where the time goes for the targets missed: \
-             `crates/polymux-bench/PROFILES.md`.\n"
-        );
+        let _ = writeln!(out, "{}", begin_marker(&info.kind));
+        let _ = writeln!(out, "## {}: {}\n", info.kind, info.cpu);
         let _ = writeln!(out, "Command: `{}`\n", info.command);
         let _ = writeln!(
             out,
-            "Machine: {}. {}; {}. Run {}, took {:.0} s; load average (1/5/15 min) {} at the start, \
-             {} at the end.\n",
+            "Machine: {}. Commit {}. {}; {}. Run {}, took {:.0} s; load average (1/5/15 min) {} \
+             at the start, {} at the end.\n",
             info.machine,
+            info.commit,
             info.rustc,
             info.go,
             info.date,
@@ -308,9 +378,11 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Each cell: median (× raw TCP / × best peer). Higher is better for MiB/s and \
-             streams/s, lower for everything else; \"best peer\" is the best non-polymux \
-             multiplexer in the column (Rust and Go).\n"
+            "Each cell: median (× raw TCP / × raw-tcp-large / × best peer). Higher is better \
+             for MiB/s and streams/s, lower for everything else; raw TCP writes 64 KiB at a time \
+             like every other row, raw-tcp-large writes and reads 1 MiB at a time (the physical \
+             limit on these cores); \"best peer\" is the best non-polymux multiplexer in the \
+             column (Rust and Go).\n"
         );
 
         // Header.
@@ -335,11 +407,12 @@ impl Report {
         out.push('\n');
         out.push_str(&self.best_peer_line(&columns));
         out.push_str(&self.general_notes(&mut notes));
-        for (n, text) in notes.0.iter().enumerate() {
-            let _ = writeln!(out, "[^{}]: {}", n + 1, text.replace('\n', " "));
+        for (n, text) in notes.texts.iter().enumerate() {
+            let _ = writeln!(out, "{}: {}", notes.label(n), text.replace('\n', " "));
         }
         out.push('\n');
         out.push_str(&self.targets());
+        let _ = writeln!(out, "{}", end_marker(&info.kind));
         out
     }
 
@@ -362,8 +435,19 @@ impl Report {
         } else {
             Self::ratio(v, self.baseline(c))
         };
+        let large = if imp == Impl::RawTcpLarge {
+            Some(1.0)
+        } else {
+            Self::ratio(v, self.baseline_of(Impl::RawTcpLarge, c))
+        };
         let peer = Self::ratio(v, self.best_peer(c).map(|(_, b)| b));
-        let _ = write!(cell, " ({} / {})", fmt_ratio(raw), fmt_ratio(peer));
+        let _ = write!(
+            cell,
+            " ({} / {} / {})",
+            fmt_ratio(raw),
+            fmt_ratio(large),
+            fmt_ratio(peer)
+        );
         if c.scenario == Scenario::Idle {
             if let Some((cap, why)) = imp.stream_cap() {
                 let _ = write!(
@@ -431,7 +515,9 @@ impl Report {
                 "CPU: user + sys seconds (`getrusage(RUSAGE_SELF)`, all threads) of each process \
                  over the timed transfer, per GiB moved. Throughput counts payload bytes from \
                  the first open to the sink's acknowledgement of the last byte; the client \
-                 writes 64 KiB at a time.\n"
+                 writes 64 KiB at a time (raw-tcp-large: 1 MiB, and its sink reads 1 MiB at a \
+                 time). polymux sinks take their data with `Stream::read_chunk` (no copy into \
+                 a read buffer); every other sink reads into a buffer.\n"
             );
         }
         out
@@ -538,7 +624,7 @@ impl Report {
                 ],
             ),
         ];
-        let mut out = String::from("## Targets (issue), per polymux dialect\n\n| target |");
+        let mut out = String::from("### Targets (issue), per polymux dialect\n\n| target |");
         for (_, imp) in &dialects {
             let _ = write!(out, " {imp} |");
         }
@@ -679,11 +765,69 @@ mod tests {
         let c = &COLUMNS[0];
         assert_eq!(r.value(0, c), Some(200.0));
         assert_eq!(r.best_peer(c).map(|(i, _)| i), Some(Impl::Yamux014));
-        let mut notes = Notes::default();
+        let mut notes = Notes::new("Intel");
         let cell = r.cell(1, Impl::Polymux(polymux::Dialect::Yamux), c, &mut notes);
-        assert_eq!(cell, "180 (0.90 / 2.00)");
+        assert_eq!(cell, "180 (0.90 / – / 2.00)");
         let failed = r.cell(2, Impl::Yamux014, c, &mut notes);
-        assert!(failed.contains("[^1]"), "{failed}");
+        assert!(failed.contains("[^intel-1]"), "{failed}");
         assert!(r.check(1, c, Target::Throughput).contains('✅'));
+    }
+
+    #[test]
+    fn cells_show_the_ratio_to_raw_tcp_large_too() {
+        let yamux = Impl::Polymux(polymux::Dialect::Yamux);
+        let mut r = Report::new(
+            vec![Impl::RawTcp, Impl::RawTcpLarge, yamux],
+            vec![Scenario::Bulk],
+        );
+        r.record(
+            Impl::RawTcp,
+            Scenario::Bulk,
+            Ok(figures(&[("mibps", 100.0)])),
+        );
+        r.record(
+            Impl::RawTcpLarge,
+            Scenario::Bulk,
+            Ok(figures(&[("mibps", 400.0)])),
+        );
+        r.record(yamux, Scenario::Bulk, Ok(figures(&[("mibps", 200.0)])));
+        let c = &COLUMNS[0];
+        let mut notes = Notes::new("AMD");
+        assert_eq!(
+            r.cell(0, Impl::RawTcp, c, &mut notes),
+            "100 (1.00 / 0.25 / –)"
+        );
+        assert_eq!(
+            r.cell(1, Impl::RawTcpLarge, c, &mut notes),
+            "400 (4.00 / 1.00 / –)"
+        );
+        assert_eq!(r.cell(2, yamux, c, &mut notes), "200 (2.00 / 0.50 / –)");
+    }
+
+    #[test]
+    fn a_run_replaces_only_its_machine_kinds_section() {
+        let section = |kind: &str, body: &str| {
+            format!("{}\n{body}\n{}\n", begin_marker(kind), end_marker(kind))
+        };
+        // No file yet, or one from before sections: a fresh document.
+        let fresh = merge(None, "Intel", &section("Intel", "new"));
+        assert!(fresh.starts_with("# Benchmarks"));
+        assert!(fresh.ends_with(&section("Intel", "new")));
+        assert_eq!(
+            merge(Some("# old table\n"), "Intel", &section("Intel", "new")),
+            fresh
+        );
+        // A new kind is appended; the existing one stays as it was.
+        let both = merge(Some(&fresh), "AMD", &section("AMD", "amd 1"));
+        assert!(both.contains(&section("Intel", "new")));
+        assert!(both.ends_with(&section("AMD", "amd 1")));
+        // A rerun replaces its own section in place, text around it untouched.
+        let edited = both.replace("# Benchmarks", "# Benchmarks (hand-edited)");
+        let rerun = merge(Some(&edited), "Intel", &section("Intel", "newer"));
+        assert_eq!(
+            rerun,
+            edited.replace(&section("Intel", "new"), &section("Intel", "newer"))
+        );
+        assert_eq!(rerun.matches("polymux-bench section:").count(), 2);
     }
 }

@@ -71,7 +71,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             if args.command.is_empty() { "" } else { " " },
             args.command
         ),
+        kind: sys::machine_kind(),
+        cpu: sys::cpu_model(),
         machine: sys::machine(),
+        commit: sys::commit(),
         rustc: sys::command_line("rustc", &["-V"]),
         go: match &go_bin {
             Ok(_) => sys::command_line("go", &["version"]),
@@ -124,12 +127,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info.load_end = sys::loadavg();
     info.elapsed = start.elapsed();
 
-    let markdown = report.render(&info);
-    println!("{markdown}");
+    let section = report.render(&info);
+    println!("{section}");
+    let existing = std::fs::read_to_string(&args.out).ok();
+    let markdown = crate::report::merge(existing.as_deref(), &info.kind, &section);
     write(&args.out, &markdown)?;
     write(&args.raw, &report.raw_tsv())?;
     eprintln!(
-        "polymux-bench: wrote {} and {} ({:.0} s)",
+        "polymux-bench: wrote the {} section of {} and {} ({:.0} s)",
+        info.kind,
         args.out.display(),
         args.raw.display(),
         info.elapsed.as_secs_f64()

@@ -8,7 +8,12 @@
 //! (CPU from `getrusage(RUSAGE_SELF)`, RSS from `/proc/self/status`, heap from the counting
 //! allocator, which only counts in `hold` mode). The process exits when its stdin closes, so
 //! it never outlives the `run` that started it.
+//!
+//! A polymux sink takes its data with `Stream::read_chunk` (zero-copy) unless
+//! `--sink-read copy` asks for `AsyncRead` into a buffer, which is what every other
+//! implementation's sink does (their APIs have nothing else).
 
+use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -20,11 +25,11 @@ use polymux_interop::{MuxSession, Peer, Role, SessionParams};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::args::ServeArgs;
-use crate::impls::{with_peer, Impl, Mode};
+use crate::args::{ServeArgs, SinkRead};
+use crate::impls::{with_peer, Mode};
 use crate::{alloc, sys};
 
-/// Read buffer of a sink stream.
+/// Read buffer of a sink stream (at least the client's write size: 1 MiB for raw-tcp-large).
 const SINK_BUF: usize = 128 * 1024;
 /// Read buffer of an echo stream (1000 of them at once in `burst`).
 const ECHO_BUF: usize = 16 * 1024;
@@ -73,7 +78,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let raw_held: &'static Mutex<Vec<TcpStream>> = Box::leak(Box::new(Mutex::new(
-        if args.mode == Mode::Hold && args.imp == Impl::RawTcp {
+        if args.mode == Mode::Hold && args.imp.is_raw_tcp() {
             HANDLE_SIZE.store(std::mem::size_of::<TcpStream>(), Relaxed);
             Vec::with_capacity(HOLD_CAPACITY)
         } else {
@@ -84,11 +89,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (tcp, _) = data.accept().await.context("accept")?;
         tcp.set_nodelay(true)?;
         let mode = args.mode;
+        let how = How {
+            sink_buf: SINK_BUF.max(args.imp.transfer_chunk()),
+            chunks: args.sink_read == SinkRead::Chunk,
+        };
         with_peer!(
             args.imp,
             |peer| {
                 tokio::spawn(async move {
-                    if let Err(e) = serve_session(peer, tcp, mode).await {
+                    if let Err(e) = serve_session(peer, tcp, mode, how).await {
                         eprintln!("serve: session: {e:#}");
                     }
                 });
@@ -104,7 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         HELD.fetch_add(1, Relaxed);
                     }
                     _ => {
-                        tokio::spawn(handle(tcp, mode));
+                        tokio::spawn(handle(tcp, mode, how));
                     }
                 }
             }
@@ -122,7 +131,12 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// One multiplexed session: accept streams until the session ends.
-async fn serve_session<P: Peer>(peer: P, tcp: TcpStream, mode: Mode) -> anyhow::Result<()> {
+async fn serve_session<P: Peer>(
+    peer: P,
+    tcp: TcpStream,
+    mode: Mode,
+    how: How,
+) -> anyhow::Result<()> {
     let session = peer
         .connect(tcp, Role::Server, &SessionParams::default())
         .await
@@ -145,7 +159,7 @@ async fn serve_session<P: Peer>(peer: P, tcp: TcpStream, mode: Mode) -> anyhow::
                 HELD.fetch_add(1, Relaxed);
             }
             _ => {
-                tokio::spawn(handle(stream, mode));
+                tokio::spawn(handle(stream, mode, how));
             }
         }
     }
@@ -153,10 +167,19 @@ async fn serve_session<P: Peer>(peer: P, tcp: TcpStream, mode: Mode) -> anyhow::
     Ok(())
 }
 
+/// How a sink reads.
+#[derive(Clone, Copy, Debug)]
+struct How {
+    /// Read buffer size (copying reads).
+    sink_buf: usize,
+    /// Take a polymux stream's data with `read_chunk`.
+    chunks: bool,
+}
+
 /// Serves one stream in `mode` (sink or echo).
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, mode: Mode) {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin + Any>(stream: S, mode: Mode, how: How) {
     let result = match mode {
-        Mode::Sink => sink(stream).await,
+        Mode::Sink => sink(stream, how).await,
         Mode::Echo => echo(stream).await,
         Mode::Hold => Ok(()),
     };
@@ -175,11 +198,25 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, mode: Mode) {
     }
 }
 
-async fn sink<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> io::Result<()> {
+async fn sink<S: AsyncRead + AsyncWrite + Unpin + Any>(mut s: S, how: How) -> io::Result<()> {
     let mut len = [0u8; 8];
     s.read_exact(&mut len).await?;
     let len = u64::from_le_bytes(len);
-    let mut buf = vec![0u8; SINK_BUF];
+    let polymux = (&mut s as &mut dyn Any).downcast_mut::<polymux::Stream>();
+    let got = match polymux {
+        Some(stream) if how.chunks => drain_chunks(stream, len).await?,
+        _ => drain(&mut s, len, how.sink_buf).await?,
+    };
+    s.write_all(&got.to_le_bytes()).await?;
+    s.flush().await?;
+    // Wait for the client's close, then close.
+    let _ = tokio::time::timeout(CLOSE_WAIT, s.read(&mut [0u8; 1])).await;
+    s.shutdown().await
+}
+
+/// Reads up to `len` bytes into a `buf_size` buffer; returns how many arrived before EOF.
+async fn drain<S: AsyncRead + Unpin>(s: &mut S, len: u64, buf_size: usize) -> io::Result<u64> {
+    let mut buf = vec![0u8; buf_size];
     let mut got = 0u64;
     while got < len {
         let want = (len - got).min(buf.len() as u64) as usize;
@@ -189,11 +226,20 @@ async fn sink<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> io::Result<()> {
         }
         got += n as u64;
     }
-    s.write_all(&got.to_le_bytes()).await?;
-    s.flush().await?;
-    // Wait for the client's close, then close.
-    let _ = tokio::time::timeout(CLOSE_WAIT, s.read(&mut buf[..1])).await;
-    s.shutdown().await
+    Ok(got)
+}
+
+/// [`drain`] for a polymux stream, taking the received chunks without copying them.
+async fn drain_chunks(s: &mut polymux::Stream, len: u64) -> io::Result<u64> {
+    let mut got = 0u64;
+    while got < len {
+        let want = usize::try_from(len - got).unwrap_or(usize::MAX);
+        match s.read_chunk(want).await? {
+            Some(chunk) => got += chunk.len() as u64,
+            None => break,
+        }
+    }
+    Ok(got)
 }
 
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> io::Result<()> {

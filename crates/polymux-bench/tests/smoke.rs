@@ -22,7 +22,7 @@ fn tiny_run_measures_every_cell() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_polymux-bench"))
         .args([
             "--impls",
-            "raw-tcp,polymux-yamux,polymux-smux1,tokio-yamux-0.3,go-yamux,go-smux2",
+            "raw-tcp,raw-tcp-large,polymux-yamux,polymux-smux1,tokio-yamux-0.3,go-yamux,go-smux2",
             "--size",
             "2MiB",
             "--streams",
@@ -72,6 +72,7 @@ fn tiny_run_measures_every_cell() {
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
     for name in [
         "raw-tcp",
+        "raw-tcp-large",
         "polymux-yamux",
         "polymux-smux1",
         "tokio-yamux-0.3",

@@ -52,13 +52,14 @@ pub struct EchoArgs {
 }
 
 /// The echo server's session configuration: a deep accept backlog (a benchmark opens
-/// streams in bursts of a thousand) and no keep-alive of its own (clients probe).
+/// streams in bursts of a thousand), no keep-alive of its own (clients probe), and exactly
+/// `max_streams` live streams per session (the engine refuses the rest, counted in `Stats`).
 pub fn echo_config(
     protocol: Protocol,
     max_streams: usize,
     close_timeout: Duration,
 ) -> anyhow::Result<Config> {
-    session_config(
+    let config = session_config(
         protocol,
         &SessionTuning {
             max_streams,
@@ -66,7 +67,13 @@ pub fn echo_config(
             close_timeout,
             accept_backlog: 4096,
         },
-    )
+    )?;
+    // `session_config` leaves the engine headroom for a CLI stream limiter; echo has none, so
+    // the engine's limit is the one and `--max-streams N` must admit exactly N (issue 9).
+    Ok(config
+        .to_builder()
+        .max_streams(max_streams.max(1))
+        .build()?)
 }
 
 /// Runs the echo server until shutdown.
@@ -189,6 +196,20 @@ pub async fn echo_stream<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) -> io::Re
         total += n as u64;
         if n == buf.len() && buf.len() < LARGE_BUFFER {
             buf.resize(LARGE_BUFFER, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--max-streams N` admits N: the engine, echo's only stream limit, gets N itself.
+    #[test]
+    fn max_streams_means_what_it_says() {
+        for protocol in Protocol::ALL {
+            let config = echo_config(protocol, 100, Duration::from_secs(1)).unwrap();
+            assert_eq!(config.max_streams(), 100, "{protocol}");
         }
     }
 }

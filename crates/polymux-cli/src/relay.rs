@@ -23,6 +23,9 @@
 //! Half-close is preserved end to end: EOF from one TCP peer becomes a FIN on the stream and a
 //! write shutdown on the other TCP connection, while the other direction keeps flowing. An
 //! error on either side resets the stream, so the far end tears its connection down too.
+//!
+//! Stream → TCP hands the stream's received chunks (`read_chunk`) straight to the TCP write:
+//! no copy into a relay buffer.
 
 use std::io;
 use std::pin::Pin;
@@ -31,7 +34,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use polymux::Stream;
+use polymux::{ReadHalf, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -231,6 +234,24 @@ where
     Ok(n)
 }
 
+/// Copies the stream's data to `w` as it arrived, chunk by chunk (no relay buffer), until EOF,
+/// then shuts `w` down (half-close). Each chunk is added to `count` (the service's meter) as
+/// it is read.
+async fn pump_chunks<W: AsyncWrite + Unpin>(
+    r: &mut ReadHalf<'_>,
+    w: &mut W,
+    count: &AtomicU64,
+) -> io::Result<u64> {
+    let mut n = 0;
+    while let Some(chunk) = r.read_chunk(BUFFER).await? {
+        count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        w.write_all(&chunk).await?;
+        n += chunk.len() as u64;
+    }
+    w.shutdown().await?;
+    Ok(n)
+}
+
 /// The opener's relay: header, then both directions, the answer only after an ok status.
 /// On failure the stream is reset.
 pub async fn relay_opened(
@@ -243,7 +264,7 @@ pub async fn relay_opened(
         stream.reset();
         return Err(e.into());
     }
-    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (mut sr, mut sw) = stream.halves();
     let (tr, mut tw) = tcp.into_split();
     let upload = async {
         let tr = Counted {
@@ -261,24 +282,22 @@ pub async fn relay_opened(
                     format!("no answer from the other side within {HEADER_TIMEOUT:?}"),
                 ))
             })??;
-        let sr = Counted {
-            inner: &mut sr,
-            count: &meter.from_target,
-        };
-        pump(sr, &mut tw).await.map_err(RelayError::from)
+        pump_chunks(&mut sr, &mut tw, &meter.from_target)
+            .await
+            .map_err(RelayError::from)
     };
     let result = tokio::try_join!(upload, download);
-    finish(sr.unsplit(sw), result)
+    finish(stream, result)
 }
 
 /// The acceptor's relay, after it wrote an ok status. On failure the stream is reset.
 /// (Here the TCP connection is the target's.)
 pub async fn relay_accepted(
-    stream: Stream,
+    mut stream: Stream,
     tcp: TcpStream,
     meter: &Meter,
 ) -> Result<Moved, RelayError> {
-    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (mut sr, mut sw) = stream.halves();
     let (tr, mut tw) = tcp.into_split();
     let upload = async {
         let tr = Counted {
@@ -288,14 +307,12 @@ pub async fn relay_accepted(
         pump(tr, &mut sw).await.map_err(RelayError::from)
     };
     let download = async {
-        let sr = Counted {
-            inner: &mut sr,
-            count: &meter.to_target,
-        };
-        pump(sr, &mut tw).await.map_err(RelayError::from)
+        pump_chunks(&mut sr, &mut tw, &meter.to_target)
+            .await
+            .map_err(RelayError::from)
     };
     let result = tokio::try_join!(upload, download);
-    finish(sr.unsplit(sw), result)
+    finish(stream, result)
 }
 
 fn finish(mut stream: Stream, result: Result<(u64, u64), RelayError>) -> Result<Moved, RelayError> {

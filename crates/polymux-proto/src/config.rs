@@ -7,23 +7,33 @@
 //! | what | bound | default |
 //! |---|---|---|
 //! | receive memory of one stream | the credit granted to the peer: ≤ [`max_stream_window`](Config::max_stream_window) | 256 KiB, auto-tuned up to 16 MiB |
-//! | receive memory of all streams | [`session_recv_budget`](Config::session_recv_budget): when full, the session stops reading the transport until applications read | 32 MiB |
+//! | receive memory of all streams | [`session_recv_budget`](Config::session_recv_budget), charged for the memory held (below): when the next piece does not fit, the session stops reading the transport until applications read | 32 MiB |
+//! | receive memory of all sessions sharing a [`MemoryBudget`] | [`memory_budget`](Config::memory_budget): a session may hold its share, `max(limit / sessions, min_share)`; beyond that only while the pool is below its limit, else it stops reading until memory is freed in the pool. The pool's use stays within `limit + sessions × share` (sessions under their share may still take it when the pool is full) | none (min_share 512 KiB) |
+//! | uncharged receive overhead | per session: the pin table (≤ 80 B per pinned buffer) and the input buffer being decoded; per stream that has received data: its slot ring box, ≤ 832 B once drained | fixed |
 //! | send memory (all streams) | [`write_budget`](Config::write_budget): writes return `Pending` when it is full | 1 MiB |
 //! | receive buffers of the async driver (`polymux`) | 128 KiB buffers: those that streams' unread slices pin (within the 16 × bound below), and at most `session_recv_budget / 128 KiB + 33` tracked for reuse while data flows; the free ones dropped after a quiet second | budget + 4 MiB tracked |
 //! | control frames waiting to be written | 64 KiB: beyond it the session stops reading the transport | fixed |
 //! | inbound streams not yet accepted | [`accept_backlog`](Config::accept_backlog): beyond it new streams are refused (RST, or FIN on smux) | 256 |
 //! | outbound streams not yet acknowledged | [`max_unacked_outbound`](Config::max_unacked_outbound): `open()` waits beyond it (yamux) | 256 |
 //! | live streams | [`max_streams`](Config::max_streams) | 65 536 |
+//! | time output may wait on a peer that does not read | [`write_timeout`](Config::write_timeout): then the session ends with `WriteTimeout`, freeing all of the above | 30 s |
 //!
-//! Received payloads of at least 8 KiB are kept as zero-copy slices of the receive buffer
-//! (128 KiB, recycled once read); smaller ones are copied so that a few bytes never pin a
-//! whole buffer. Resident receive memory therefore stays within 16 × the accounted bytes in
-//! the worst case, and close to it in practice. An idle stream holds no buffer.
+//! What the receive budget charges is the heap held, not payload: small payloads (under 8 KiB)
+//! are copied into per-stream chunks of up to 4 KiB, appended back to back, and charged each
+//! chunk's whole allocation; queued pieces are charged their slots (48 B each, the ring's whole
+//! capacity); payloads of at least 8 KiB are zero-copy slices of the receive buffer, and the
+//! first slice of a buffer charges the *whole* buffer (128 KiB in the async driver) until its
+//! last slice is read — or, if that does not fit, the payload is copied out instead. So the
+//! invariant "heap held for received data ≤ `session_recv_budget`, plus the uncharged overhead
+//! above" holds for any frame sizes and interleavings: a flood of 1-byte frames or small
+//! slices pinning big buffers hits the budget at the same heap as one large frame. An idle
+//! stream holds no buffer.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::codec::Dialect;
+use crate::memory::MemoryBudget;
 
 /// The window every yamux and net-mux stream starts with, fixed by the protocol.
 pub const PROTOCOL_INITIAL_WINDOW: u32 = 256 * 1024;
@@ -60,6 +70,8 @@ pub struct Config {
     keepalive_interval: Option<Duration>,
     keepalive_timeout: Duration,
     close_timeout: Duration,
+    write_timeout: Option<Duration>,
+    memory_budget: Option<MemoryBudget>,
 }
 
 impl Config {
@@ -86,6 +98,8 @@ impl Config {
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Duration::from_secs(15),
             close_timeout: Duration::from_secs(5),
+            write_timeout: Some(Duration::from_secs(30)),
+            memory_budget: None,
         }
     }
 
@@ -205,7 +219,12 @@ impl Config {
         self.stream_window
     }
 
-    /// Upper bound for auto-tuning a stream's receive window. Default 16 MiB.
+    /// Upper bound for auto-tuning a stream's receive window. Default 16 MiB. Auto-tuning
+    /// also keeps the sum of grown windows within half the
+    /// [`session_recv_budget`](Self::session_recv_budget) (and, with a
+    /// [`memory_budget`](Self::memory_budget), half its
+    /// [`min_share`](MemoryBudget::min_share): raise that for faster single streams), leaving
+    /// the other half for the memory overhead of received pieces.
     ///
     /// ```
     /// use polymux_proto::Config;
@@ -218,7 +237,13 @@ impl Config {
         self.max_stream_window
     }
 
-    /// Bytes received but not yet read by applications, over all streams. Default 32 MiB.
+    /// Heap that received-but-unread data may hold, over all streams. Default 32 MiB.
+    ///
+    /// What is charged is memory, not payload: the whole allocations of the chunks small
+    /// payloads are merged into, each stream's slot ring, and the whole receive buffer a
+    /// zero-copy slice keeps alive (once per buffer). When the next piece does not fit, the
+    /// session stops reading its transport until applications read (back-pressure, never
+    /// loss), whatever the frame sizes. See the memory bounds in the module docs.
     ///
     /// ```
     /// use polymux_proto::Config;
@@ -229,6 +254,18 @@ impl Config {
     /// ```
     pub fn session_recv_budget(&self) -> usize {
         self.session_recv_budget
+    }
+
+    /// A memory limit shared with other sessions, if any. Default none.
+    ///
+    /// Each session charges its receive memory (as for
+    /// [`session_recv_budget`](Self::session_recv_budget)) to the pool as well. A session may
+    /// always hold its share of the pool (`limit / sessions`, at least the pool's minimum
+    /// share); beyond that, only while the pool is below its limit. When the pool is full the sessions holding more than their
+    /// share stop reading their transports, the others go on, and paused ones resume when
+    /// memory is freed anywhere in the pool. See [`MemoryBudget`].
+    pub fn memory_budget(&self) -> Option<&MemoryBudget> {
+        self.memory_budget.as_ref()
     }
 
     /// Bytes accepted from writers but not yet written to the transport. Default 1 MiB.
@@ -333,6 +370,13 @@ impl Config {
     /// the peer may send nothing at all) before the session ends with
     /// [`Error::KeepAliveTimeout`](crate::Error::KeepAliveTimeout). Default 15 s (yamux), 30 s (smux).
     ///
+    /// Silence counts only while this side reads: while input is paused (receive budget or
+    /// control queue full) it is ours, unless the driver reads ahead during a budget pause
+    /// (the `polymux` driver does, up to [`PAUSED_READ_AHEAD`](crate::PAUSED_READ_AHEAD)
+    /// bytes), in which case anything arriving proves the peer alive and nothing arriving
+    /// still times it out. A peer that stops *reading* is caught by
+    /// [`write_timeout`](Self::write_timeout).
+    ///
     /// ```
     /// use std::time::Duration;
     /// use polymux_proto::Config;
@@ -363,6 +407,20 @@ impl Config {
     /// ```
     pub fn close_timeout(&self) -> Duration {
         self.close_timeout
+    }
+
+    /// How long output may wait while the transport accepts none of it before the session
+    /// ends with [`Error::WriteTimeout`](crate::Error::WriteTimeout); `None` waits forever.
+    /// Default 30 s, every dialect.
+    ///
+    /// This is how a peer that stopped reading is detected: its keep-alive answers may still
+    /// arrive (or, while our input is paused, cannot), so only the write side can tell. Any
+    /// byte the transport accepts restarts the clock, so a slow reader is never cut off. The
+    /// driver reports when a write or flush makes no progress and when it does
+    /// ([`Connection::handle_write_blocked`](crate::Connection::handle_write_blocked),
+    /// [`Connection::handle_write_progress`](crate::Connection::handle_write_progress)).
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
     }
 }
 
@@ -426,6 +484,14 @@ impl ConfigBuilder {
     setter!(
         /// See [`Config::close_timeout`].
         close_timeout: Duration
+    );
+    setter!(
+        /// See [`Config::write_timeout`].
+        write_timeout: Option<Duration>
+    );
+    setter!(
+        /// See [`Config::memory_budget`].
+        memory_budget: Option<MemoryBudget>
     );
 
     /// Checks the combination and returns the configuration, or the first rule it breaks.
@@ -505,6 +571,9 @@ impl ConfigBuilder {
         }
         if c.keepalive_timeout.is_zero() {
             return Err(ConfigError::ZeroKeepaliveTimeout);
+        }
+        if c.write_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroWriteTimeout);
         }
         if c.keepalive_interval.is_some_and(|i| i.is_zero()) {
             return Err(ConfigError::ZeroKeepaliveInterval);
@@ -597,6 +666,8 @@ pub enum ConfigError {
     ZeroKeepaliveTimeout,
     /// [`keepalive_interval`](Config::keepalive_interval) is `Some(0)` (`None` disables it).
     ZeroKeepaliveInterval,
+    /// [`write_timeout`](Config::write_timeout) is `Some(0)` (`None` disables it).
+    ZeroWriteTimeout,
     /// On smux, which detects a dead peer by silence, the keep-alive timeout is shorter than
     /// the interval: a peer sending NOPs at the same interval would be declared dead between
     /// two of them.
@@ -671,6 +742,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ZeroLimit { setting } => write!(f, "{setting} must be at least 1"),
             ConfigError::ZeroKeepaliveTimeout => f.write_str("keepalive_timeout must be positive"),
+            ConfigError::ZeroWriteTimeout => {
+                f.write_str("write_timeout must be positive (use None to disable)")
+            }
             ConfigError::ZeroKeepaliveInterval => {
                 f.write_str("keepalive_interval must be positive (use None to disable)")
             }
@@ -831,6 +905,12 @@ mod tests {
                 .to_builder()
                 .keepalive_interval(Some(Duration::ZERO))),
             ConfigError::ZeroKeepaliveInterval
+        );
+        assert_eq!(
+            err(Config::yamux()
+                .to_builder()
+                .write_timeout(Some(Duration::ZERO))),
+            ConfigError::ZeroWriteTimeout
         );
         assert_eq!(
             err(Config::smux_v1()

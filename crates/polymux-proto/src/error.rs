@@ -160,6 +160,9 @@ pub enum Error {
     ProtocolViolation(Violation),
     /// The peer did not answer keep-alives (or, for smux, sent nothing) within the timeout.
     KeepAliveTimeout,
+    /// The peer stopped reading: output was waiting and the transport accepted none of it for
+    /// [`Config::write_timeout`](crate::Config::write_timeout).
+    WriteTimeout,
     /// The peer sent GoAway with this code: no new streams can be opened. For the session's
     /// end this is the reason; for `open()` it is why the open was refused.
     GoAway(u32),
@@ -190,6 +193,9 @@ impl fmt::Display for Error {
         match self {
             Error::ProtocolViolation(v) => write!(f, "peer violated the protocol: {v}"),
             Error::KeepAliveTimeout => f.write_str("peer did not answer keep-alive in time"),
+            Error::WriteTimeout => {
+                f.write_str("peer stopped reading: no write progress within the write timeout")
+            }
             Error::GoAway(code) => match crate::codec::goaway_code_name(*code) {
                 Some(name) => write!(f, "peer sent GoAway (code {code}: {name})"),
                 None => write!(f, "peer sent GoAway (code {code})"),
@@ -274,7 +280,7 @@ impl From<Error> for std::io::Error {
         use std::io::ErrorKind;
         let kind = match &e {
             Error::ProtocolViolation(_) => ErrorKind::InvalidData,
-            Error::KeepAliveTimeout => ErrorKind::TimedOut,
+            Error::KeepAliveTimeout | Error::WriteTimeout => ErrorKind::TimedOut,
             Error::GoAway(_) | Error::StreamRefused => ErrorKind::ConnectionRefused,
             Error::StreamReset => ErrorKind::ConnectionReset,
             Error::SessionClosed | Error::TransportClosed => ErrorKind::ConnectionAborted,

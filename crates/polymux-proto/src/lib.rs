@@ -11,7 +11,9 @@
 //! - `policy` — which frames express open, accept, half-close, reset and credit per dialect.
 //! - `flow` — per-stream credit in both directions, window auto-tuning.
 //! - `inbound_ids` — which ids the peer opened (reuse vs. reordered opens).
-//! - `recv_queue` — a stream's unread bytes as zero-copy slices.
+//! - `recv_queue` — a stream's unread bytes: zero-copy slices and merged small chunks.
+//! - `memory` — receive memory charged against the session budget and a shared
+//!   [`MemoryBudget`].
 //! - `stream` — one stream's lifecycle and wakers.
 //! - `keepalive` — Ping/NOP probes, dead-peer detection, RTT.
 //! - `tx` — the bounded output buffers (control first, then data).
@@ -31,6 +33,7 @@ mod flow;
 pub mod frame;
 mod inbound_ids;
 mod keepalive;
+mod memory;
 mod policy;
 mod recv_queue;
 mod stream;
@@ -39,7 +42,8 @@ mod waiters;
 
 pub use codec::Dialect;
 pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};
-pub use connection::{Connection, Role, Stats, StreamKey};
+pub use connection::{Connection, Role, Stats, StreamKey, PAUSED_READ_AHEAD};
 pub use error::{Error, TransportError, Violation};
 pub use frame::{Flags, Frame, StreamId};
+pub use memory::{MemoryBudget, DEFAULT_MIN_SHARE};
 pub use tx::Transmit;

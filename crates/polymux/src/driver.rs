@@ -8,6 +8,13 @@
 //! The transport itself lives in [`Shared`], where a stream may also write its data frames
 //! directly while the output is idle; the driver writes everything else.
 //! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
+//!
+//! Liveness (the engine decides, on the times the driver reports): a write or flush that
+//! returns `Pending` and later progress are reported, so a peer that stops reading ends the
+//! session after `Config::write_timeout`; while input is paused on the receive budget the
+//! driver reads ahead up to `PAUSED_READ_AHEAD` undecoded bytes and reports them, so a peer
+//! that dies meanwhile is still detected by keep-alive. EOF seen during a read-ahead is
+//! reported only once everything before it was decoded.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -18,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_timer::Delay;
-use polymux_proto::{Error, Transmit};
+use polymux_proto::{Error, Transmit, PAUSED_READ_AHEAD};
 
 use crate::rx_buffers::{self, RxBuffers};
 use crate::session::Shared;
@@ -34,6 +41,8 @@ const MAX_READ: usize = READ_CHUNK + 64;
 /// The receive buffer never holds more than this undecoded (reading pauses instead); with one
 /// more read it still fits one receive buffer.
 const RX_LIMIT: usize = rx_buffers::BUFFER - MAX_READ;
+// Reading ahead during a budget pause must stay within what the receive buffer may hold.
+const _: () = assert!(PAUSED_READ_AHEAD <= RX_LIMIT);
 /// Receive buffers kept for reuse are dropped once nothing arrived for this long.
 const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Pieces of a batch passed to one vectored write (the rest goes in the next).
@@ -59,7 +68,11 @@ pub struct Driver<T> {
     /// Bytes of `batch` already written.
     written: usize,
     needs_flush: bool,
+    /// The engine was told the transport accepts no output; progress must be reported.
+    write_blocked: bool,
     eof: bool,
+    /// `eof` was reported to the engine (deferred while a read-ahead left bytes undecoded).
+    eof_reported: bool,
     /// Writing failed: queued output can never be written.
     write_failed: bool,
     timer: Option<(Instant, Delay)>,
@@ -98,7 +111,9 @@ impl<T: Transport> Driver<T> {
             batch: None,
             written: 0,
             needs_flush: false,
+            write_blocked: false,
             eof: false,
+            eof_reported: false,
             write_failed: false,
             timer: None,
             linger: None,
@@ -130,6 +145,10 @@ impl<T: Transport> Driver<T> {
                 }
                 Poll::Ready(Ok(n)) => {
                     progress = true;
+                    // Inline `report_write_progress`: `batch` borrows `self.batch`.
+                    if std::mem::take(&mut self.write_blocked) {
+                        self.shared.lock().handle_write_progress(Instant::now());
+                    }
                     self.written += n;
                     self.needs_flush = true;
                     if self.written >= batch.len() {
@@ -142,7 +161,10 @@ impl<T: Transport> Driver<T> {
                     self.fail(&e);
                     return Step::Progress;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.report_write_blocked();
+                    break;
+                }
             }
         }
         if self.shared.lock().take_flush_request() {
@@ -154,12 +176,15 @@ impl<T: Transport> Driver<T> {
                 None => Poll::Ready(Ok(())),
             };
             match flushed {
-                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Ok(())) => {
+                    self.needs_flush = false;
+                    self.report_write_progress();
+                }
                 Poll::Ready(Err(e)) => {
                     self.fail(&e);
                     return Step::Progress;
                 }
-                Poll::Pending => {}
+                Poll::Pending => self.report_write_blocked(),
             }
         }
         if progress {
@@ -169,15 +194,29 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Reads from the transport and feeds the engine, while the engine wants input.
+    /// The transport accepts none of the output: the engine's write-timeout clock runs.
+    fn report_write_blocked(&mut self) {
+        self.write_blocked = true;
+        self.shared.lock().handle_write_blocked(Instant::now());
+    }
+
+    fn report_write_progress(&mut self) {
+        if std::mem::take(&mut self.write_blocked) {
+            self.shared.lock().handle_write_progress(Instant::now());
+        }
+    }
+
+    /// Reads from the transport and feeds the engine, while the engine wants input (or, paused
+    /// on the receive budget, reads ahead a bounded amount so the peer's liveness stays known).
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Step {
         let now = Instant::now();
         let mut conn = self.shared.lock();
-        if !conn.wants_input() {
+        let decoding = conn.wants_input();
+        if !decoding && !conn.wants_read_ahead() {
             return Step::Idle;
         }
         let rx = &mut self.rx.current;
-        if !rx.is_empty() {
+        if decoding && !rx.is_empty() {
             // Bytes left over from a pause: offer them again first.
             let before = rx.len();
             conn.handle_input(rx, now);
@@ -185,12 +224,36 @@ impl<T: Transport> Driver<T> {
                 return Step::Progress;
             }
         }
-        if self.eof || rx.len() >= RX_LIMIT {
+        if self.eof {
+            if decoding && !self.eof_reported {
+                // EOF arrived during a read-ahead: everything before it is decoded now.
+                self.eof_reported = true;
+                conn.handle_eof(rx.len());
+                return Step::Progress;
+            }
+            if !decoding {
+                // Paused again after a read-ahead saw EOF: nothing more can arrive.
+                conn.handle_paused_input(rx.len(), true, now);
+            }
             return Step::Idle;
         }
-        let want = conn
-            .read_hint(rx.len())
-            .map_or(READ_CHUNK, |hint| hint.clamp(1, MAX_READ));
+        let limit = if decoding {
+            RX_LIMIT
+        } else {
+            PAUSED_READ_AHEAD
+        };
+        if !decoding {
+            // Tells the engine whether we still read (the peer's silence counts) or not.
+            conn.handle_paused_input(rx.len(), false, now);
+        }
+        if rx.len() >= limit {
+            return Step::Idle;
+        }
+        let want = match conn.read_hint(rx.len()) {
+            _ if !decoding => limit - rx.len(),
+            Some(hint) => hint.clamp(1, MAX_READ),
+            None => READ_CHUNK,
+        };
         drop(conn);
         self.rx.reserve(want);
         let rx = &mut self.rx.current;
@@ -203,10 +266,18 @@ impl<T: Transport> Driver<T> {
                 let mut conn = self.shared.lock();
                 if n == 0 {
                     self.eof = true;
-                    conn.handle_eof(rx.len());
-                } else {
+                    if decoding {
+                        self.eof_reported = true;
+                        conn.handle_eof(rx.len());
+                    } else {
+                        conn.handle_paused_input(rx.len(), true, now);
+                    }
+                } else if decoding {
                     self.last_read = now;
                     conn.handle_input(rx, Instant::now());
+                } else {
+                    self.last_read = now;
+                    conn.handle_paused_input(rx.len(), false, Instant::now());
                 }
                 Step::Progress
             }
@@ -255,6 +326,7 @@ impl<T: Transport> Driver<T> {
     fn fail(&mut self, error: &io::Error) {
         self.batch = None;
         self.eof = true;
+        self.eof_reported = true;
         self.write_failed = true;
         self.shared.lock().handle_transport_error(error);
     }
@@ -314,14 +386,17 @@ impl<T: Transport> Future for Driver<T> {
                     conn.has_pending_output(),
                 )
             };
-            let lingered_enough = ended && pending_output && {
+            // After a write timeout the peer reads nothing: lingering, or waiting for a
+            // shutdown that must write (TLS close_notify), would only hold the memory longer.
+            let stalled = matches!(reason, Some(Error::WriteTimeout));
+            let lingered_enough = ended && pending_output && !stalled && {
                 let linger = this.linger.get_or_insert_with(|| Delay::new(LINGER));
                 Pin::new(linger).poll(cx).is_ready()
             };
-            if ended && (!pending_output || this.write_failed || lingered_enough) {
+            if ended && (!pending_output || this.write_failed || stalled || lingered_enough) {
                 // Everything queued (GoAway included) is written, or cannot be: close.
                 let mut io = this.shared.lock_io();
-                if let Some(transport) = io.as_mut() {
+                if let Some(transport) = io.as_mut().filter(|_| !stalled) {
                     if transport.poll_shutdown_out(cx).is_pending() {
                         return Poll::Pending;
                     }

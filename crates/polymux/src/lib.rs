@@ -24,7 +24,9 @@
 //! - `driver` — [`Driver`], the future that reads the transport, writes queued output, and runs
 //!   timers (a stream may write its own data frames directly while the output is idle).
 //! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
-//! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature).
+//! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature),
+//!   and [`Stream::read_chunk`], received data as zero-copy `Bytes`.
+//! - `split` — [`ReadHalf`] / [`WriteHalf`], a stream's two directions used at once.
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
 //! - [`tcp`] — socket settings for a session's TCP connection (`TCP_NOTSENT_LOWAT`, no Nagle).
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
@@ -39,6 +41,7 @@
 mod driver;
 mod rx_buffers;
 mod session;
+mod split;
 mod stream;
 #[cfg(unix)]
 pub mod tcp;
@@ -48,8 +51,8 @@ mod transport;
 
 pub use driver::Driver;
 pub use polymux_proto::{
-    Config, ConfigBuilder, ConfigError, Dialect, Error, Role, Stats, StreamId, TransportError,
-    Violation,
+    Config, ConfigBuilder, ConfigError, Dialect, Error, MemoryBudget, Role, Stats, StreamId,
+    TransportError, Violation,
 };
 pub use session::{Incoming, Session};
 
@@ -57,6 +60,7 @@ pub use session::{Incoming, Session};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+pub use split::{ReadHalf, WriteHalf};
 
 /// The crate's own README (the crates.io page), compiled likewise.
 #[cfg(doctest)]

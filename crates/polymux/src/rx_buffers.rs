@@ -13,8 +13,10 @@
 //! Bound: at most `max_tracked` = `recv_budget / BUFFER` + [`FREE_SPARES`] + 1 buffers are
 //! tracked, held or free, besides the current one (the receive budget plus about 4 MiB per
 //! session). Buffers that streams still pin beyond that are no longer tracked (freed with
-//! their last slice); what streams pin is bounded by the 16 × rule of the copy threshold
-//! (see `polymux_proto::Config`). [`RxBuffers::trim`] drops every spare once nothing arrived
+//! their last slice). What streams pin is charged to the session's receive budget: the first
+//! slice of a buffer charges the whole buffer (`polymux_proto`'s `memory` module), so pinned
+//! buffers never exceed the budget; the free spares kept for reuse are this layer's own
+//! overhead. [`RxBuffers::trim`] drops every spare once nothing arrived
 //! for a second (checked whenever the driver runs, at the latest at the next keep-alive): a
 //! quiet session keeps no receive memory.
 
@@ -22,8 +24,8 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-/// Capacity of one receive buffer. With payload pieces under 8 KiB copied rather than sliced
-/// (`polymux_proto::connection::COPY_BELOW`), a slice pins at most 16 × its own size.
+/// Capacity of one receive buffer. A slice of it (payload pieces of 8 KiB or more,
+/// `polymux_proto::connection::COPY_BELOW`) pins all of it, and the engine charges all of it.
 pub(crate) const BUFFER: usize = 128 * 1024;
 /// Buffers tracked beyond those the receive budget can fill: what the driver reads in one poll
 /// before the readers get to run (its turn limit × read size = 4 MiB).

@@ -338,8 +338,10 @@ impl Session {
         poll_fn(|cx| self.shared.lock().poll_ping(ticket, cx.waker())).await
     }
 
-    /// Sends GoAway: the peer may open no more streams; existing streams continue, and this
-    /// side may still open streams. [`Error::Unsupported`] on smux.
+    /// Stops accepting streams: the peer may open no more (each further open is refused);
+    /// existing streams continue, and this side may still open streams. Sent as GoAway where
+    /// the dialect has it; smux has none, so there nothing is sent and each further open is
+    /// refused with FIN.
     ///
     /// ```
     /// # use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -360,9 +362,9 @@ impl Session {
         self.shared.lock().go_away()
     }
 
-    /// Closes gracefully: GoAway (where the dialect has it), no new streams, open streams run
-    /// to completion (up to [`Config::close_timeout`]), then the transport is closed. Returns
-    /// when the session has ended.
+    /// Closes gracefully: GoAway (where the dialect has it), no new streams (refused, with FIN
+    /// on smux), open streams run to completion (up to [`Config::close_timeout`]), then the
+    /// transport is closed. Returns when the session has ended.
     ///
     /// ```
     /// # use tokio_util::compat::TokioAsyncReadCompatExt;

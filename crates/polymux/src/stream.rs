@@ -14,10 +14,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_FRAMES};
 use polymux_proto::{StreamId, StreamKey};
 
 use crate::session::Shared;
+use crate::split::{ReadHalf, WriteHalf};
 
 /// A bidirectional stream within a [`Session`](crate::Session).
 ///
@@ -26,6 +28,10 @@ use crate::session::Shared;
 /// credit or the session's write budget is exhausted. `flush` returns at once: the driver
 /// writes queued bytes as soon as the transport accepts them. `close` half-closes (FIN).
 /// Dropping the handle half-closes an unfinished stream and discards what arrives for it.
+///
+/// Besides `AsyncRead`, [`read_chunk`](Stream::read_chunk) hands out received data as the
+/// [`Bytes`] it arrived in, without copying; [`halves`](Stream::halves) gives a reading and a
+/// writing half that can be used at the same time (e.g. by the two directions of a relay).
 #[derive(Debug)]
 pub struct Stream {
     shared: Arc<Shared>,
@@ -86,14 +92,92 @@ impl Stream {
         self.shared.lock().reset(self.key);
     }
 
-    fn read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Takes up to `max` received bytes as they arrived, without copying them into a
+    /// caller's buffer: the next queued piece of the stream (a frame's payload, or what is left
+    /// of it), or its first `max` bytes. `Ok(None)` at the peer's FIN; errors as for
+    /// [`AsyncRead`](futures::io::AsyncRead) (see the table in this module's docs). Taking a
+    /// chunk returns credit to the peer exactly as reading the same bytes would. With
+    /// `max == 0` it returns an empty chunk at once.
+    ///
+    /// A chunk is usually a slice of one of the session's receive buffers (128 KiB), which
+    /// stays allocated while any slice of it lives; small payloads (under 8 KiB) arrive
+    /// copied into chunks of their own. Drop chunks once handled, or copy the ones kept for
+    /// long, so that receive buffers can be reused.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut stream: polymux::Stream) -> std::io::Result<()> {
+    /// // Counts a stream's bytes without copying any of them.
+    /// let mut total = 0;
+    /// while let Some(chunk) = stream.read_chunk(64 * 1024).await? {
+    ///     total += chunk.len(); // `chunk` is a `bytes::Bytes`
+    /// }
+    /// println!("{total} bytes until EOF");
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_chunk(&mut self, max: usize) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_read_chunk(cx, max)).await
+    }
+
+    /// The poll form of [`read_chunk`](Stream::read_chunk): `Pending` (with `cx`'s waker
+    /// registered) until data, EOF or an error is there.
+    pub fn poll_read_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        self.chunk(cx, max)
+    }
+
+    /// Splits the stream into a reading and a writing half that borrow it, so that both
+    /// directions can be driven concurrently (e.g. joined in one task), the reader with
+    /// [`ReadHalf::read_chunk`] too. The stream itself stays with the caller, to
+    /// [`reset`](Stream::reset) or drop afterwards. (Not named `split`: that is
+    /// `futures::AsyncReadExt::split`, which takes the stream by value and locks per call.)
+    pub fn halves(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf::new(self), WriteHalf::new(self))
+    }
+
+    // The I/O below takes `&self`: every piece of state lives in the shared engine, behind its
+    // lock. `halves` relies on this; one reader and one writer at a time is what keeps each
+    // side's waker from being overwritten by another task's, and `&mut self` / the halves'
+    // borrows guarantee it.
+
+    pub(crate) fn chunk(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        let polled = self
+            .shared
+            .lock()
+            .poll_read_chunk(self.key, cx.waker(), max);
+        polled.map_err(io::Error::from)
+    }
+
+    pub(crate) fn read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let polled = self.shared.lock().poll_read(self.key, cx.waker(), buf);
         polled.map_err(io::Error::from)
     }
 
+    /// [`read`](Self::read) into tokio's `ReadBuf`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let n = match self.read(cx, buf.initialize_unfilled()) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+
     /// Writes directly to the transport when the session's output is idle and the transport
     /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
-    fn write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    pub(crate) fn write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let Some(mut io) = self.shared.try_lock_io() else {
             let polled = self.shared.lock().poll_write(self.key, cx.waker(), buf);
             return polled.map_err(io::Error::from);
@@ -136,7 +220,7 @@ impl Stream {
         }
     }
 
-    fn close_write(&mut self) -> Poll<io::Result<()>> {
+    pub(crate) fn close_write(&self) -> Poll<io::Result<()>> {
         let closed = self.shared.lock().close_write(self.key);
         Poll::Ready(closed.map_err(io::Error::from))
     }
@@ -151,7 +235,7 @@ impl Drop for Stream {
 
 impl futures::io::AsyncRead for Stream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
@@ -161,7 +245,7 @@ impl futures::io::AsyncRead for Stream {
 
 impl futures::io::AsyncWrite for Stream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
@@ -172,7 +256,7 @@ impl futures::io::AsyncWrite for Stream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.close_write()
     }
 }
@@ -180,24 +264,18 @@ impl futures::io::AsyncWrite for Stream {
 #[cfg(feature = "tokio")]
 impl tokio::io::AsyncRead for Stream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let n = match self.read(cx, buf.initialize_unfilled()) {
-            Poll::Ready(Ok(n)) => n,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        };
-        buf.advance(n);
-        Poll::Ready(Ok(()))
+        self.read_buf(cx, buf)
     }
 }
 
 #[cfg(feature = "tokio")]
 impl tokio::io::AsyncWrite for Stream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
@@ -208,7 +286,7 @@ impl tokio::io::AsyncWrite for Stream {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.close_write()
     }
 }

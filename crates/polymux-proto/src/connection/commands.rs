@@ -1,5 +1,5 @@
-//! Commands from the application: open, accept, read, write, half-close, reset, release,
-//! ping, GoAway and graceful close.
+//! Commands from the application: open, accept, read (copying, or zero-copy by chunk), write,
+//! half-close, reset, release, ping, GoAway and graceful close.
 //!
 //! A command that cannot complete now returns `Poll::Pending` after registering the caller's
 //! waker; the engine wakes it when the condition it waits for changes (credit, budget room,
@@ -7,6 +7,8 @@
 
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::{Connection, State, StreamKey};
 use crate::error::Error;
@@ -121,23 +123,81 @@ impl Connection {
             return Poll::Ready(Err(Error::SessionClosed));
         };
         if !s.queue.is_empty() {
-            let n = s.queue.read_into(buf);
-            // An empty `buf` reads nothing: not a first read (it would announce again and again).
-            let first_read = n > 0 && s.recv.consumed() == 0;
-            s.recv.consume(n as u64);
-            self.unbuffer(n);
-            self.return_credit(key, first_read);
+            let before = (s.queue.charge(), s.queue.retained());
+            let n = s.queue.read_into(buf, &mut self.memory);
+            self.consumed(key, n, before);
             return Poll::Ready(Ok(n));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        self.poll_read_end(key, waker, ended)
+            .map(|end| end.map(|()| 0))
+    }
+
+    /// Takes received bytes of `key` without copying them: the next queued slice, at most
+    /// `max` bytes of it, as it came off the wire. Credit is returned exactly as for
+    /// [`poll_read`](Self::poll_read) of the same bytes. `Ok(None)` at the peer's FIN; after a
+    /// reset or the session's end, bytes that already arrived are still returned first. With
+    /// `max == 0` it returns an empty chunk at once.
+    ///
+    /// A chunk may be a slice of a larger receive buffer that stays allocated while the
+    /// chunk lives (the async layer documents the bound); callers that keep chunks for long
+    /// should copy them.
+    pub fn poll_read_chunk(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        max: usize,
+    ) -> Poll<Result<Option<Bytes>, Error>> {
+        let ended = self.ended_error();
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
+        if max == 0 {
+            return Poll::Ready(Ok(Some(Bytes::new())));
+        }
+        let before = (s.queue.charge(), s.queue.retained());
+        if let Some(chunk) = s.queue.pop_chunk(max, &mut self.memory) {
+            self.consumed(key, chunk.len(), before);
+            return Poll::Ready(Ok(Some(chunk)));
+        }
+        self.poll_read_end(key, waker, ended)
+            .map(|end| end.map(|()| None))
+    }
+
+    /// Credit and memory bookkeeping after the application took `n` queued bytes of `key`;
+    /// `(charge, retained)` are its queue's figures from before.
+    fn consumed(&mut self, key: StreamKey, n: usize, (charge, retained): (usize, usize)) {
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
+        let uncharged = charge - s.queue.charge();
+        self.retained = self.retained + s.queue.retained() - retained;
+        // Nothing taken is not a first read (it would announce again and again).
+        let first_read = n > 0 && s.recv.consumed() == 0;
+        s.recv.consume(n as u64);
+        self.unbuffer(n, uncharged);
+        self.return_credit(key, first_read);
+    }
+
+    /// A read of `key` that found nothing queued: `Ok(())` at EOF, the stream's or session's
+    /// error, or `Pending` with the waker registered.
+    fn poll_read_end(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        ended: Option<Error>,
+    ) -> Poll<Result<(), Error>> {
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return Poll::Ready(Err(Error::SessionClosed));
+        };
         // Reset before FIN: a local reset discards unread bytes, which a clean EOF would hide.
         if s.reset {
             return Poll::Ready(Err(Error::StreamReset));
         }
         if s.remote_fin {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(Ok(()));
         }
         if let Some(e) = ended {
             return Poll::Ready(Err(e));
@@ -234,10 +294,12 @@ impl Connection {
         s.local_fin = true;
         s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
         let id = s.id;
-        let discarded = s.queue.discard();
+        let charge = s.queue.charge();
+        self.retained -= s.queue.retained();
+        let discarded = s.queue.discard(&mut self.memory);
         s.wake_reader();
         s.wake_writer();
-        self.unbuffer(discarded);
+        self.unbuffer(discarded, charge);
         if send_frame {
             let frame = crate::policy::reset(self.dialect, id);
             self.push_after_data(key, frame);
@@ -255,10 +317,12 @@ impl Connection {
         s.released = true;
         s.read_waker = None;
         s.write_waker = None;
-        let discarded = s.queue.discard();
+        let charge = s.queue.charge();
+        self.retained -= s.queue.retained();
+        let discarded = s.queue.discard(&mut self.memory);
         s.recv.consume(discarded as u64);
         let needs_fin = !s.local_fin && !s.reset;
-        self.unbuffer(discarded);
+        self.unbuffer(discarded, charge);
         if needs_fin && !self.is_ended() {
             let _ = self.close_write(key);
         }
@@ -294,21 +358,20 @@ impl Connection {
         Poll::Pending
     }
 
-    /// Tells the peer to open no more streams (GoAway, code normal); existing streams continue
-    /// and this side may still open streams. Inbound opens from now on are refused.
+    /// Stops accepting streams: inbound opens from now on are refused, existing streams
+    /// continue, and this side may still open streams. The peer is told with GoAway (code
+    /// normal) where the dialect has it; on smux, which has none, nothing is sent and each
+    /// further open is refused the way smux can (FIN), so the peer learns it per stream.
     pub fn go_away(&mut self) -> Result<(), Error> {
-        if !self.dialect.has_goaway() {
-            return Err(Error::Unsupported(
-                "GoAway (the dialect has no GoAway frame)",
-            ));
-        }
         if let Some(e) = self.ended_error() {
             return Err(e);
         }
         if !self.local_goaway {
             self.local_goaway = true;
-            let code = self.dialect.goaway_normal();
-            self.push_control(&Frame::GoAway { code });
+            if self.dialect.has_goaway() {
+                let code = self.dialect.goaway_normal();
+                self.push_control(&Frame::GoAway { code });
+            }
         }
         Ok(())
     }
@@ -321,10 +384,7 @@ impl Connection {
         if !matches!(self.state, State::Open) {
             return;
         }
-        if self.dialect.has_goaway() {
-            let _ = self.go_away();
-        }
-        self.local_goaway = true;
+        let _ = self.go_away();
         self.state = State::Closing {
             deadline: now + self.config.close_timeout(),
         };

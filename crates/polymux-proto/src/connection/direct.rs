@@ -137,6 +137,10 @@ impl Connection {
         needs_flush: bool,
     ) {
         self.tx.end_direct(direct.unwritten(buf, written));
+        if written > 0 {
+            // The transport took bytes: the peer reads (see `handle_write_progress`).
+            self.write_blocked_since = None;
+        }
         self.flush_requested |= needs_flush;
         if self.tx.has_pending() || needs_flush {
             self.wake_driver();

@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 
-use super::{Connection, RxFrame, State, StreamKey};
+use super::{Connection, Refusal, RxFrame, State, StreamKey};
 use crate::error::Violation;
 use crate::frame::{Flags, Frame, StreamId};
 use crate::stream::Origin;
 
-/// Payload pieces smaller than this are copied out of the read buffer, so that a few queued
-/// bytes never pin a whole receive buffer (see the memory bounds on `Config`); larger ones are
-/// zero-copy slices. Reads end at frame boundaries where they can
+/// Payload pieces smaller than this are copied into their stream's chunks (merged, so a flood
+/// of tiny frames costs no allocation per frame); larger ones are zero-copy slices, and the
+/// first slice of an input buffer is charged the whole buffer (see the memory bounds on
+/// `Config`). Reads end at frame boundaries where they can
 /// ([`read_hint`](Connection::read_hint)), so large payloads are rarely cut into small pieces.
 pub const COPY_BELOW: usize = 8 * 1024;
 
@@ -28,6 +29,9 @@ impl Connection {
     /// [`wants_input`](Self::wants_input) — or when the session ends.
     pub fn handle_input(&mut self, rx: &mut BytesMut, now: Instant) {
         self.now = now;
+        self.memory.pins.observe(rx);
+        // Re-evaluated below: the pool may have room again.
+        self.paused_on_pool = None;
         while !self.is_ended() && !rx.is_empty() {
             match self.rx_frame {
                 RxFrame::Payload { .. } => {
@@ -54,6 +58,9 @@ impl Connection {
                 }
             }
         }
+        // A read-ahead during a budget pause must be declared anew (`handle_paused_input`).
+        self.undecoded = rx.len();
+        self.reading_ahead = false;
         self.progress_close();
     }
 
@@ -71,7 +78,7 @@ impl Connection {
     }
 
     /// Moves payload bytes of the current Data frame from `rx` to its stream. Returns `false`
-    /// when it cannot make progress (need more bytes, or the receive budget is full).
+    /// when it cannot make progress (need more bytes, or the receive memory is full).
     fn take_payload(&mut self, rx: &mut BytesMut) -> bool {
         let RxFrame::Payload {
             key,
@@ -85,27 +92,13 @@ impl Connection {
         let mut n = rx.len().min(remaining as usize);
         let delivering = key.filter(|k| self.streams.get(k.0).is_some_and(|s| !s.discards_input()));
         if let Some(k) = delivering {
-            let room = self.config.session_recv_budget() - self.recv_buffered;
-            if room == 0 {
-                self.paused_on_budget = true;
-                return false;
-            }
-            n = n.min(room);
             if n < COPY_BELOW && n < remaining as usize && n == rx.len() {
                 // Wait for more of this frame rather than copy a small piece of a large one.
                 return false;
             }
-            let piece = if n < COPY_BELOW {
-                let piece = bytes::Bytes::copy_from_slice(&rx[..n]);
-                rx.advance(n);
-                piece
-            } else {
-                rx.split_to(n).freeze()
-            };
-            self.recv_buffered += n;
-            if let Some(s) = self.streams.get_mut(k.0) {
-                s.queue.push(piece);
-                s.wake_reader();
+            match self.queue_payload(k, rx, n) {
+                Some(taken) => n = taken,
+                None => return false,
             }
         } else {
             rx.advance(n);
@@ -134,6 +127,88 @@ impl Connection {
             };
         }
         true
+    }
+
+    /// Queues up to `n` bytes from the front of `rx` on stream `k`, charging the memory they
+    /// hold (see `crate::memory`); returns how many, or `None` (input paused) when not even a
+    /// small piece fits, even after the rings kept by drained streams were given back.
+    fn queue_payload(&mut self, k: StreamKey, rx: &mut BytesMut, n: usize) -> Option<usize> {
+        let taken = match self.try_queue(k, rx, n) {
+            Some(taken) => taken,
+            None if self.trim_retained() => self.try_queue(k, rx, n)?,
+            None => return None,
+        };
+        // A first attempt may have marked input paused before the retry fitted.
+        self.paused_on_budget = false;
+        self.paused_on_pool = None;
+        self.recv_buffered += taken;
+        if let Some(s) = self.streams.get_mut(k.0) {
+            s.wake_reader();
+        }
+        Some(taken)
+    }
+
+    /// One attempt of [`queue_payload`](Self::queue_payload). In order of preference: a
+    /// zero-copy slice (≥ [`COPY_BELOW`]) whose buffer is already pinned or fits; an append to
+    /// the stream's chunks; an exact copy of what fits (so the budget fills up to its last
+    /// bytes). When nothing fits, marks input paused on whichever budget is short.
+    ///
+    /// Invariant kept here: every byte charged was admitted by `RecvMemory::try_charge`
+    /// first, with an upper bound that the queue's actual growth never exceeds.
+    fn try_queue(&mut self, k: StreamKey, rx: &mut BytesMut, n: usize) -> Option<usize> {
+        let s = self.streams.get_mut(k.0)?;
+        let before = (s.queue.charge(), s.queue.retained());
+        let memory = &mut self.memory;
+        let taken = 'plan: {
+            if n >= COPY_BELOW {
+                let (pin, pin_charge) = memory.pins.cost();
+                let bound = s.queue.slice_bound();
+                if memory.try_charge(pin_charge + bound) {
+                    memory.pin(pin, pin_charge);
+                    s.queue.push_slice(rx.split_to(n), pin);
+                    break 'plan Some((n, bound));
+                }
+            }
+            let chunk = s.queue.chunk_size(n);
+            let bound = s.queue.append_bound(n, chunk);
+            if memory.try_charge(bound) {
+                s.queue.append(&rx[..n], chunk);
+                rx.advance(n);
+                break 'plan Some((n, bound));
+            }
+            // An exact copy of what still fits, at least a small chunk's worth (or all of it).
+            let slots = s.queue.append_bound(usize::MAX, 0);
+            let fits = memory.room().saturating_sub(slots).min(n);
+            if fits >= n.min(crate::recv_queue::SMALL_CHUNK) {
+                let bound = s.queue.append_bound(fits, fits);
+                if memory.try_charge(bound) {
+                    s.queue.append(&rx[..fits], fits);
+                    rx.advance(fits);
+                    break 'plan Some((fits, bound));
+                }
+            }
+            None
+        };
+        let Some((taken, bound)) = taken else {
+            // Nothing fits: pause until memory is freed (a read, or elsewhere in the pool).
+            let need = s
+                .queue
+                .append_bound(n.min(crate::recv_queue::SMALL_CHUNK), n);
+            if need > self.memory.own_room() {
+                self.paused_on_budget = true;
+            } else {
+                self.paused_on_pool = Some(need);
+                if let Some(w) = &self.driver_waker {
+                    self.memory.wait_shared(w);
+                }
+            }
+            return None;
+        };
+        let grew = s.queue.charge() - before.0;
+        debug_assert!(grew <= bound, "queue grew {grew} > bound {bound}");
+        self.retained = self.retained + s.queue.retained() - before.1;
+        self.memory.release(bound.saturating_sub(grew));
+        Some(taken)
     }
 
     fn on_frame(&mut self, frame: Frame) -> Result<(), Violation> {
@@ -285,17 +360,16 @@ impl Connection {
         }
         self.stats.opened_inbound += 1;
         let refuse = if self.local_goaway || !matches!(self.state, State::Open) {
-            Some("GoAway sent")
+            Some(Refusal::Closing)
         } else if self.accept_queue.len() >= self.config.accept_backlog() {
-            Some("accept backlog full")
+            Some(Refusal::Backlog)
         } else if self.streams.len() >= self.config.max_streams() {
-            Some("stream limit reached")
+            Some(Refusal::Limit)
         } else {
             None
         };
         if let Some(why) = refuse {
-            tracing::debug!(stream = %id, why, "refusing inbound stream");
-            self.stats.refused_inbound += 1;
+            self.note_refusal(id, why);
             self.push_control(&crate::policy::reset(self.dialect, id));
             return Ok(None);
         }

@@ -13,6 +13,21 @@
 //!
 //! The engine never blocks, reads a clock, or touches a socket, so a test can drive two of them
 //! against each other byte by byte on a virtual clock.
+//!
+//! # Liveness (DESIGN §3: silent sockets and never-reading peers end, with a typed error)
+//!
+//! A peer is judged dead in two ways, both on the caller's clock:
+//! - **it stopped sending**: the keep-alive rule (see `keepalive.rs`). Silence counts against
+//!   the peer only while we are reading: while the control queue is full, or while input is
+//!   paused on the receive budget and the driver does not (or no longer can) read ahead, the
+//!   silence is ours. A driver that reads ahead during a budget pause
+//!   ([`handle_paused_input`](Connection::handle_paused_input)) lets a dead peer be detected
+//!   even then: anything that arrives proves it alive, and nothing arriving for the timeout
+//!   while we could read means it is gone.
+//! - **it stopped reading**: output waits and the transport accepts none of it for
+//!   [`Config::write_timeout`]; the session ends with [`Error::WriteTimeout`]. The driver
+//!   reports a blocked write and write progress ([`handle_write_blocked`](Connection::handle_write_blocked),
+//!   [`handle_write_progress`](Connection::handle_write_progress)).
 
 mod commands;
 mod direct;
@@ -31,6 +46,7 @@ use crate::flow::{RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
+use crate::memory::RecvMemory;
 use crate::stream::{Origin, Stream};
 use crate::tx::{Transmit, TxBuffers};
 use crate::waiters::Waiters;
@@ -40,6 +56,15 @@ pub use input::COPY_BELOW;
 
 /// Entries the stream table grows by at least (it grows by an eighth of its size).
 const MIN_TABLE_GROWTH: usize = 16;
+
+/// Undecoded bytes a driver may hold while input is paused on the receive budget and it reads
+/// ahead to watch the peer's liveness (see [`Connection::handle_paused_input`]). Once this many
+/// wait, the driver stops reading and the peer's silence stops counting against it.
+pub const PAUSED_READ_AHEAD: usize = 32 * 1024;
+
+/// Inbound refusals within this long of the first one form one burst: the first is logged at
+/// info, the rest are counted and summarised once the burst is over.
+const REFUSAL_BURST: Duration = Duration::from_secs(1);
 
 /// Which end of the transport this session is. The client allocates odd stream ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,20 +90,43 @@ pub struct Stats {
     pub opened_outbound: u64,
     /// Streams the peer opened (including refused ones).
     pub opened_inbound: u64,
-    /// Inbound streams refused (backlog or limit full, or after GoAway).
+    /// Inbound streams refused, for any reason (the sum of the three below).
     pub refused_inbound: u64,
+    /// Inbound streams refused because [`Config::accept_backlog`] streams awaited `accept()`.
+    pub refused_backlog: u64,
+    /// Inbound streams refused because [`Config::max_streams`] streams were live.
+    pub refused_limit: u64,
+    /// Inbound streams refused after this side's `go_away()` or `close()`.
+    pub refused_closing: u64,
     /// Stream payload bytes queued for sending.
     pub bytes_sent: u64,
     /// Stream payload bytes received.
     pub bytes_received: u64,
     /// Received bytes not yet read by applications.
     pub recv_buffered: usize,
+    /// Heap held for those bytes, as charged against the receive budget (and the shared
+    /// [`MemoryBudget`](crate::MemoryBudget), if any): owned chunks, slot rings and the
+    /// input buffers that zero-copy slices keep alive. See `Config`'s memory bounds.
+    pub recv_memory: usize,
+    /// The shared memory budget's use over all its sessions, if the session has one.
+    pub shared_memory_in_use: Option<usize>,
     /// Inbound streams waiting for `accept()`.
     pub pending_accept: usize,
     /// The most recent Ping round trip.
     pub rtt: Option<Duration>,
     /// Receive windows of all streams, summed: the credit this side may have outstanding.
     pub recv_windows: u64,
+}
+
+/// Why an inbound open was refused (counted per reason in [`Stats`]).
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// After `go_away()` or `close()`.
+    Closing,
+    /// [`Config::accept_backlog`] streams await `accept()`.
+    Backlog,
+    /// [`Config::max_streams`] streams are live.
+    Limit,
 }
 
 #[derive(Debug)]
@@ -148,12 +196,20 @@ pub struct Connection {
     unacked_outbound: usize,
     tx: TxBuffers,
     rx_frame: RxFrame,
-    /// Received bytes queued in streams, over all streams (≤ session_recv_budget).
+    /// Received payload bytes queued in streams, over all streams.
     recv_buffered: usize,
-    /// Sum of all streams' receive windows, which auto-tuning keeps within the budget.
+    /// The memory those bytes hold, charged against the budgets (`crate::memory`).
+    memory: RecvMemory,
+    /// Of that, what drained streams' queues keep for reuse (`RecvQueue::retained`), given
+    /// back before input would pause.
+    retained: usize,
+    /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
     /// Decoding stopped because the receive budget was full; an application read resumes it.
     paused_on_budget: bool,
+    /// Decoding stopped because the shared memory budget refused `n` more bytes; memory
+    /// freed anywhere in the pool wakes the driver, and input resumes once they would fit.
+    paused_on_pool: Option<usize>,
     keepalive: KeepAlive,
     now: Instant,
     state: State,
@@ -171,6 +227,16 @@ pub struct Connection {
     flush_requested: bool,
     /// Scratch space for direct-write headers (kept, so encoding them never allocates).
     direct_headers: bytes::BytesMut,
+    /// Since when the transport has accepted none of our output (the driver reports it);
+    /// `None` while writes progress or nothing waits.
+    write_blocked_since: Option<Instant>,
+    /// Bytes the driver holds undecoded, as of the last `handle_input` / `handle_paused_input`.
+    undecoded: usize,
+    /// During a budget pause: the driver reads ahead and still has room, so the peer's
+    /// silence is the peer's (see the module docs). Reset by every `handle_input`.
+    reading_ahead: bool,
+    /// Rate limit of the refusal log: when the current burst began, and refusals not logged.
+    refusal_burst: Option<(Instant, u64)>,
     stats: Stats,
 }
 
@@ -196,8 +262,11 @@ impl Connection {
             tx: TxBuffers::new(dialect, config.write_budget()),
             rx_frame: RxFrame::Header,
             recv_buffered: 0,
+            memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
+            retained: 0,
             window_sum: 0,
             paused_on_budget: false,
+            paused_on_pool: None,
             keepalive,
             now,
             state: State::Open,
@@ -211,6 +280,10 @@ impl Connection {
             budget_waiters: VecDeque::new(),
             flush_requested: false,
             direct_headers: bytes::BytesMut::new(),
+            write_blocked_since: None,
+            undecoded: 0,
+            reading_ahead: false,
+            refusal_burst: None,
             stats: Stats::default(),
             config,
         }
@@ -231,6 +304,8 @@ impl Connection {
         Stats {
             streams: self.streams.len(),
             recv_buffered: self.recv_buffered,
+            recv_memory: self.memory.held(),
+            shared_memory_in_use: self.memory.shared_in_use(),
             pending_accept: self.accept_queue.len(),
             rtt: self.keepalive.rtt(),
             recv_windows: self.window_sum,
@@ -310,31 +385,93 @@ impl Connection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let session = match self.state {
+        let close = match self.state {
             State::Ended(_) => return None,
-            State::Closing { deadline } => Some(
-                self.keepalive
-                    .deadline()
-                    .map_or(deadline, |k| k.min(deadline)),
-            ),
-            State::Open => self.keepalive.deadline(),
+            State::Closing { deadline } => Some(deadline),
+            State::Open => None,
         };
-        [session, self.tx.spares_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        let summary = match self.refusal_burst {
+            Some((start, untold)) if untold > 0 => Some(start + REFUSAL_BURST),
+            _ => None,
+        };
+        [
+            self.keepalive.deadline(),
+            close,
+            self.write_deadline(),
+            summary,
+            self.tx.spares_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Whether the driver should read more input now. `false` while the receive budget or the
-    /// control-frame queue is full (reading resumes when applications read / output drains),
-    /// and after the session ended.
+    /// Whether the driver should read more input now. `false` while the receive budget, the
+    /// shared memory budget or the control-frame queue is full (reading resumes when
+    /// applications read / memory is freed / output drains), and after the session ended.
     pub fn wants_input(&self) -> bool {
-        !self.is_ended() && !self.paused_on_budget && !self.tx.control_full()
+        !self.is_ended()
+            && !self.paused_on_budget
+            && self
+                .paused_on_pool
+                .is_none_or(|need| self.memory.shared_would_admit(need))
+            && !self.tx.control_full()
+    }
+
+    /// Whether input is paused on the receive budget alone: the driver may then read ahead (up
+    /// to [`PAUSED_READ_AHEAD`] undecoded bytes, reporting them with
+    /// [`handle_paused_input`](Self::handle_paused_input)) so that a dead peer is still
+    /// detected while applications do not read.
+    pub fn wants_read_ahead(&self) -> bool {
+        !self.is_ended() && self.paused_on_budget && !self.tx.control_full()
+    }
+
+    /// While input is paused on the receive budget, the driver holds `undecoded` bytes it read
+    /// (ahead) and the engine could not decode yet. More than last time: the peer is alive.
+    /// Fewer than [`PAUSED_READ_AHEAD`]: the driver goes on reading, so the peer's silence
+    /// counts against it; at the limit the driver stops and the silence is ours. So it is
+    /// after `eof` (the transport ended during the read-ahead; report it with
+    /// [`handle_eof`](Self::handle_eof) once input resumes): nothing more can arrive, and the
+    /// bytes that did wait for the application, as they would have without a read-ahead.
+    pub fn handle_paused_input(&mut self, undecoded: usize, eof: bool, now: Instant) {
+        if !self.wants_read_ahead() {
+            return;
+        }
+        if undecoded > self.undecoded {
+            self.keepalive.on_receive(now);
+        }
+        self.undecoded = undecoded;
+        self.reading_ahead = !eof && undecoded < PAUSED_READ_AHEAD;
+    }
+
+    /// The transport accepted none of the pending output: a write or flush returned `Pending`.
+    /// Starts the [`write_timeout`](Config::write_timeout) clock unless it runs already.
+    pub fn handle_write_blocked(&mut self, now: Instant) {
+        if self.write_blocked_since.is_none() {
+            self.write_blocked_since = Some(now);
+        }
+    }
+
+    /// The transport accepted output (a write took bytes, or a flush completed): the peer
+    /// reads, so the write-timeout clock stops.
+    pub fn handle_write_progress(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.write_blocked_since = None;
+    }
+
+    fn write_deadline(&self) -> Option<Instant> {
+        let since = self.write_blocked_since?;
+        Some(since + self.config.write_timeout()?)
     }
 
     /// Registers the driver's waker: woken when there is output, input may resume, a timer
-    /// changed, or the session ended.
+    /// changed, or the session ended. While input is paused on the shared memory budget, the
+    /// waker is parked there too (before the driver checks [`wants_input`](Self::wants_input)
+    /// again, so memory freed in between is not missed).
     pub fn register_driver(&mut self, waker: &Waker) {
+        if self.paused_on_pool.is_some() {
+            self.memory.wait_shared(waker);
+        }
         crate::stream::register(&mut self.driver_waker, waker);
     }
 
@@ -354,11 +491,20 @@ impl Connection {
             return;
         }
         self.tx.trim_spares(now);
-        if !self.wants_input() {
-            // We stopped reading (receive budget or control queue full): silence is ours,
-            // not the peer's.
+        if self.write_deadline().is_some_and(|at| now >= at) {
+            tracing::debug!(
+                dialect = self.dialect.name(),
+                "peer accepted none of our output within the write timeout"
+            );
+            self.end(Error::WriteTimeout);
+            return;
+        }
+        if self.tx.control_full() || (self.paused_on_budget && !self.reading_ahead) {
+            // We stopped reading: silence is ours, not the peer's (a peer that does not read
+            // our output is caught by the write timeout instead).
             self.keepalive.on_receive(now);
         }
+        self.summarise_refusals(now, false);
         match self.keepalive.poll(now) {
             Err(()) => {
                 tracing::debug!(dialect = self.dialect.name(), "keep-alive timed out");
@@ -431,6 +577,7 @@ impl Connection {
             self.push_control(&Frame::GoAway { code });
         }
         self.state = State::Ended(reason);
+        self.summarise_refusals(self.now, true);
         self.accept_queue.clear();
         for (_, s) in self.streams.iter_mut() {
             s.wake_reader();
@@ -444,6 +591,58 @@ impl Connection {
     }
 
     // ---- shared helpers --------------------------------------------------------------------
+
+    /// Counts an inbound open refused for `why` and logs it: the first of a burst at info, the
+    /// rest at debug, summarised at info when the burst is over (a SYN flood must not flood
+    /// the log, nor go unnoticed).
+    fn note_refusal(&mut self, id: StreamId, why: Refusal) {
+        self.stats.refused_inbound += 1;
+        let (counter, reason) = match why {
+            Refusal::Closing => (&mut self.stats.refused_closing, "GoAway sent or closing"),
+            Refusal::Backlog => (&mut self.stats.refused_backlog, "accept backlog full"),
+            Refusal::Limit => (&mut self.stats.refused_limit, "stream limit reached"),
+        };
+        *counter += 1;
+        let now = self.now;
+        self.summarise_refusals(now, false);
+        match &mut self.refusal_burst {
+            Some((_, untold)) => {
+                *untold += 1;
+                tracing::debug!(stream = %id, reason, "refusing inbound stream");
+            }
+            None => {
+                tracing::info!(
+                    stream = %id,
+                    reason,
+                    "refusing inbound stream (further refusals within {REFUSAL_BURST:?} are summarised)"
+                );
+                self.refusal_burst = Some((now, 0));
+            }
+        }
+    }
+
+    /// Ends the current refusal burst once it is over (or `now`, with `force`), logging how
+    /// many refusals it did not log one by one.
+    fn summarise_refusals(&mut self, now: Instant, force: bool) {
+        let Some((start, untold)) = self.refusal_burst else {
+            return;
+        };
+        if !force && now < start + REFUSAL_BURST {
+            return;
+        }
+        if untold > 0 {
+            let s = &self.stats;
+            tracing::info!(
+                untold,
+                refused_total = s.refused_inbound,
+                backlog = s.refused_backlog,
+                limit = s.refused_limit,
+                closing = s.refused_closing,
+                "refused {untold} more inbound streams"
+            );
+        }
+        self.refusal_burst = None;
+    }
 
     fn push_control(&mut self, frame: &Frame) {
         self.tx.push_control(frame);
@@ -496,7 +695,11 @@ impl Connection {
                 *frame_key = None;
             }
         }
-        self.unbuffer(s.queue.len());
+        let mut queue = s.queue;
+        let charge = queue.charge();
+        self.retained -= queue.retained();
+        let n = queue.discard(&mut self.memory);
+        self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
         self.ids.remove(&s.id);
         if s.origin == Origin::Local && !s.acked {
@@ -514,16 +717,43 @@ impl Connection {
     }
 
     /// `n` received bytes left the session's receive memory (read, discarded, or freed with
-    /// their stream). Input paused on the budget resumes: whichever way the memory was freed,
-    /// the session must not stay paused with room to spare. Also with `n == 0`: a reset or
-    /// released stream may be the one whose frame was waiting for room, and its rest is now
-    /// discarded without needing any (if there is still no room, decoding pauses again).
-    fn unbuffer(&mut self, n: usize) {
+    /// their stream), and their queue's charge went down by `uncharged` (pinned buffers are
+    /// released by the queue itself). Input paused on the budget resumes: whichever way the
+    /// memory was freed, the session must not stay paused with room to spare. Also with
+    /// `n == 0`: a reset or released stream may be the one whose frame was waiting for room,
+    /// and its rest is now discarded without needing any (if there is still no room, decoding
+    /// pauses again).
+    fn unbuffer(&mut self, n: usize, uncharged: usize) {
         self.recv_buffered -= n;
+        self.memory.release(uncharged);
         if self.paused_on_budget {
             self.paused_on_budget = false;
             self.wake_driver();
         }
+        if self.paused_on_pool.is_some() {
+            // Freed memory of our own counts towards our fair share of the pool; the pool
+            // itself wakes us only when its total drops below the limit.
+            self.paused_on_pool = None;
+            self.wake_driver();
+        }
+    }
+
+    /// Gives back the rings that drained queues keep beyond their uncharged part; returns
+    /// whether there were any (then input may fit again). O(streams), and only when input
+    /// would otherwise pause with such memory outstanding.
+    fn trim_retained(&mut self) -> bool {
+        if self.retained == 0 {
+            return false;
+        }
+        for (_, s) in self.streams.iter_mut() {
+            let before = s.queue.charge();
+            if s.queue.retained() > 0 {
+                s.queue.trim();
+                self.memory.release(before - s.queue.charge());
+            }
+        }
+        self.retained = self.streams.iter().map(|(_, s)| s.queue.retained()).sum();
+        true
     }
 
     /// During a graceful close, ends the session once every stream has finished.
@@ -546,8 +776,11 @@ impl Connection {
     /// window early instead of after half of it — unless our window is below the 256 KiB the
     /// peer assumed, where an early announcement would shrink the credit it already used).
     fn return_credit(&mut self, key: StreamKey, first_read: bool) {
-        let budget_left =
-            (self.config.session_recv_budget() as u64).saturating_sub(self.window_sum);
+        // Windows grow within half the budget (and of the shared pool's minimum share): the
+        // memory charged for a window's worth of payload includes slots, chunk slack and the
+        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
+        // session paused by that overhead.
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.min_rtt();
         let floor = self.config.stream_window();
