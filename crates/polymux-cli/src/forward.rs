@@ -7,6 +7,11 @@
 //!
 //! The client keeps its session up, reconnecting with back-off when it drops; a local
 //! connection that arrives meanwhile waits for the session (up to `--wait-for-server`).
+//!
+//! With `--config` both sides read their services from a TOML file and reload it: the
+//! client's listeners through a [`ListenerSet`], the server's targets and token table in
+//! place. The server checks per-service tokens on every stream (status 5 when the client's
+//! tokens do not cover the service).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,23 +20,28 @@ use anyhow::anyhow;
 use polymux::Session;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::args::{
     BacklogArgs, ClientAuthArgs, ReconnectArgs, ServerAuthArgs, ServerGuardArgs, SessionArgs,
     ShutdownArgs,
 };
-use crate::auth::{Expectation, Mode};
+use crate::auth::{Expectation, Mode, Token};
+use crate::config_file::{self, FileArgs, FileConfig, ServiceConfig, Side};
 use crate::limits::Limiter;
+use crate::metrics::{self, Metrics};
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
 use crate::protocol::{session_config, MemoryLimit, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
+use crate::reload::{self, Bound, ListenerSet};
 use crate::server::{Admission, Guard};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
 use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
-use crate::transport::{self, Dialer, Gate};
+use crate::transport::{self, CredentialSet, Credentials, Dialer, Gate};
 use crate::{server, target};
 
 /// How long opening a stream may take.
@@ -48,11 +58,11 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 ))]
 pub struct ForwardServerArgs {
     /// Address where forward clients connect (HOST:PORT).
-    #[arg(long, value_name = "ADDR", value_parser = services::parse_listen_addr)]
-    pub listen: String,
+    #[arg(long, value_name = "ADDR", required_unless_present = "config", value_parser = services::parse_listen_addr)]
+    pub listen: Option<String>,
     /// Where to connect the client's connections: [NAME=]HOST:PORT, matching the client's
     /// --listen NAME; an unnamed target takes every service. Repeatable.
-    #[arg(long, value_name = "[NAME=]ADDR", required = true)]
+    #[arg(long, value_name = "[NAME=]ADDR", required_unless_present = "config")]
     pub target: Vec<ServiceSpec>,
     /// Forward clients connected at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
@@ -62,11 +72,15 @@ pub struct ForwardServerArgs {
     #[command(flatten)]
     pub tls: ServerTlsArgs,
     #[command(flatten)]
+    pub noise: ServerNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub guard: ServerGuardArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub file: FileArgs,
 }
 
 /// `polymux forward client`.
@@ -80,11 +94,11 @@ pub struct ForwardServerArgs {
 ))]
 pub struct ForwardClientArgs {
     /// Local address to accept connections on: [NAME=]HOST:PORT. Repeatable.
-    #[arg(long, value_name = "[NAME=]ADDR", required = true, value_parser = services::parse_listen_spec)]
+    #[arg(long, value_name = "[NAME=]ADDR", required_unless_present = "config", value_parser = services::parse_listen_spec)]
     pub listen: Vec<ServiceSpec>,
     /// The forward server (HOST:PORT).
-    #[arg(long, value_name = "ADDR")]
-    pub server: String,
+    #[arg(long, value_name = "ADDR", required_unless_present = "config")]
+    pub server: Option<String>,
     /// Local connections open at once.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_connections: usize,
@@ -99,11 +113,78 @@ pub struct ForwardClientArgs {
     #[command(flatten)]
     pub tls: ClientTlsArgs,
     #[command(flatten)]
+    pub noise: ClientNoiseArgs,
+    #[command(flatten)]
     pub session: SessionArgs,
     #[command(flatten)]
     pub reconnect: ReconnectArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+/// The forward server's settings: flags over the config file over the flags' defaults.
+#[derive(Clone, Debug)]
+struct ServerSettings {
+    listen: String,
+    protocol: Protocol,
+    token: Option<Token>,
+    insecure_no_token: bool,
+    tls: ServerTlsArgs,
+    noise: ServerNoiseArgs,
+    max_clients: usize,
+    session: SessionArgs,
+    shutdown_timeout: Duration,
+    metrics: Option<String>,
+    /// The targets as specs (named and catch-all) and as services (named, with tokens).
+    targets: Vec<ServiceSpec>,
+    services: Vec<ServiceConfig>,
+}
+
+impl ServerSettings {
+    fn resolve(
+        args: &ForwardServerArgs,
+        protocol: Protocol,
+        file: Option<&FileConfig>,
+    ) -> anyhow::Result<ServerSettings> {
+        let f = file.cloned().unwrap_or_default();
+        let listen = match (&args.listen, &f.listen) {
+            (Some(flag), _) => flag.clone(),
+            (None, Some(file)) => file.clone(),
+            (None, None) => return Err(config_file::missing("--listen", "listen")),
+        };
+        let targets = config_file::merge_services(&f.services, &args.target);
+        if targets.is_empty() {
+            return Err(config_file::missing("--target", "[services.NAME] target"));
+        }
+        let (tls, noise) = config_file::server_security(&args.tls, &args.noise, &f);
+        Ok(ServerSettings {
+            listen,
+            protocol: config_file::pick("protocol", protocol, f.protocol),
+            token: args.auth.token()?.or(f.token.clone()),
+            insecure_no_token: args.auth.insecure_no_token || f.insecure_no_token == Some(true),
+            tls,
+            noise,
+            max_clients: config_file::pick("max_clients", args.max_clients, f.max_clients),
+            session: SessionArgs {
+                max_streams: config_file::pick(
+                    "max_streams",
+                    args.session.max_streams,
+                    f.max_streams,
+                ),
+                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
+            },
+            shutdown_timeout: config_file::pick(
+                "shutdown_timeout",
+                args.shutdown.shutdown_timeout,
+                f.shutdown_timeout,
+            ),
+            metrics: args.file.metrics.clone().or(f.metrics.clone()),
+            services: config_file::effective_services(file, &args.target, false),
+            targets,
+        })
+    }
 }
 
 /// Runs the forward server until shutdown.
@@ -112,28 +193,44 @@ pub async fn run_server(
     protocol: Protocol,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let targets = Targets::new(&args.target, "--target")?;
-    let token = args.auth.token()?;
-    let tls = ServerTls::from_args(&args.tls)?;
+    let (file, file_bytes) =
+        config_file::load_initial(args.file.config.as_deref(), Side::ForwardServer)?;
+    let settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
+    let protocol = settings.protocol;
+    let tls = ServerTls::from_args(&settings.tls)?;
+    let noise = ServerNoise::from_args(&settings.noise)?;
     transport::check_server_security(
-        &args.listen,
-        token.as_ref(),
-        args.auth.insecure_no_token,
-        tls.is_some(),
+        &settings.listen,
+        config_file::any_token(settings.token.as_ref(), &settings.services),
+        settings.insecure_no_token,
+        tls.is_some() || noise.is_some(),
     )
     .await?;
-    let mut tuning = args.session.tuning();
+    let table = config_file::token_table(
+        settings.token.as_ref(),
+        &settings.services,
+        settings.insecure_no_token,
+    )?;
+    // One memory pool for all the server's sessions (the guard flags hold with a config file
+    // too; `max_clients` may come from the file).
+    let mut tuning = settings.session.tuning();
     tuning.memory = Some(MemoryLimit {
         limit: args.guard.memory_limit,
-        sessions: args.max_clients,
+        sessions: settings.max_clients,
     });
     let config = session_config(protocol, &tuning)?;
+    let metrics = Metrics::new(&config);
+    if let Some(addr) = &settings.metrics {
+        metrics::serve(addr, metrics.clone(), shutdown.clone()).await?;
+    }
+    let targets = Targets::new(&settings.targets, "--target")?.with_metrics(metrics.clone());
     let listener =
-        transport::bind_with_backlog(&args.listen, "--listen", args.guard.backlog.backlog).await?;
+        transport::bind_with_backlog(&settings.listen, "--listen", args.guard.backlog.backlog)
+            .await?;
     tracing::info!(
         "forward server listening on {} ({protocol}{}); targets: {}",
         listener.local_addr()?,
-        if tls.is_some() { ", TLS" } else { "" },
+        crate::noise::security_label(tls.is_some(), noise.is_some()),
         targets.describe()
     );
     if let Some(tls) = &tls {
@@ -142,21 +239,31 @@ pub async fn run_server(
             tls.fingerprint
         );
     }
+    if let Some(noise) = &noise {
+        crate::noise::log_server_key(noise);
+    }
+    let expect = Expectation::with_table(Mode::Forward, protocol, table);
     let gate = Gate {
         tls,
-        expect: Expectation::new(Mode::Forward, protocol, token.as_ref()),
+        noise,
+        expect: expect.clone(),
     };
     let set = SessionSet::default();
     let session_tasks = TaskTracker::new();
     let relays = TaskTracker::new();
-    let max_streams = args.session.max_streams;
-    let clients = Limiter::new(args.max_clients, "forward clients", "--max-clients");
+    let max_streams = settings.session.max_streams;
+    let clients = Limiter::new(settings.max_clients, "forward clients", "--max-clients");
 
     let on_session = {
         let relays = relays.clone();
         let shutdown = shutdown.clone();
+        let targets = targets.clone();
+        let expect = expect.clone();
+        let metrics = metrics.clone();
         move |entry: crate::sessions::Entry| {
-            let targets = targets.clone();
+            metrics.track(&entry.session);
+            // Streams may use only the services whose token this client proved.
+            let targets = targets.for_session(entry.grants.clone(), expect.clone());
             // The stream limit is per session (per client).
             let streams = Limiter::new(max_streams, "streams", "--max-streams");
             let relays = relays.clone();
@@ -178,10 +285,51 @@ pub async fn run_server(
         on_session,
     ));
 
-    shutdown.requested().await;
+    let mut reloads = args
+        .file
+        .config
+        .clone()
+        .map(|path| reload::watch(path, Side::ForwardServer, file_bytes, shutdown.clone()));
+    loop {
+        let file = tokio::select! {
+            _ = shutdown.requested() => break,
+            Some(file) = next_reload(&mut reloads) => file,
+        };
+        let path = file.path.display().to_string();
+        let applied = ServerSettings::resolve(&args, protocol, Some(&file)).and_then(|next| {
+            let table = config_file::token_table(
+                next.token.as_ref(),
+                &next.services,
+                settings.insecure_no_token,
+            )?;
+            Ok((Targets::new(&next.targets, "--target")?, table, next))
+        });
+        match applied {
+            Ok((new_targets, table, next)) => {
+                if next.listen != settings.listen
+                    || next.protocol != settings.protocol
+                    || next.tls.tls_cert != settings.tls.tls_cert
+                    || next.noise.noise_key != settings.noise.noise_key
+                {
+                    tracing::warn!(
+                        "reload: listen, protocol, tls or noise_key changed in {path}; restart \
+                         the server to apply (targets and tokens are reloaded)"
+                    );
+                }
+                expect.set_tokens(table);
+                targets.replace(&new_targets);
+                tracing::info!(
+                    "configuration reloaded from {path}: targets: {}",
+                    targets.describe()
+                );
+            }
+            Err(e) => tracing::error!("reload rejected, the running configuration stays: {e:#}"),
+        }
+    }
+
     let _ = accepting.await;
     server::go_away_all(&set);
-    let clean = shutdown::drain(&relays, args.shutdown.shutdown_timeout, "streams").await;
+    let clean = shutdown::drain(&relays, settings.shutdown_timeout, "streams").await;
     server::close_all(&set, Duration::from_secs(5)).await;
     session_tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), session_tasks.wait()).await;
@@ -191,8 +339,109 @@ pub async fn run_server(
     } else {
         Err(anyhow!(
             "streams were cut off at shutdown after --shutdown-timeout {:?}",
-            args.shutdown.shutdown_timeout
+            settings.shutdown_timeout
         ))
+    }
+}
+
+/// The next configuration from the watcher, or never (no `--config`).
+async fn next_reload(
+    reloads: &mut Option<tokio::sync::mpsc::Receiver<FileConfig>>,
+) -> Option<FileConfig> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// The forward client's settings: flags over the config file over the flags' defaults.
+#[derive(Clone, Debug)]
+struct ClientSettings {
+    server: String,
+    protocol: Protocol,
+    credentials: CredentialSet,
+    tls: ClientTlsArgs,
+    noise: ClientNoiseArgs,
+    services: Vec<ServiceConfig>,
+    max_connections: usize,
+    wait_for_server: Duration,
+    session: SessionArgs,
+    reconnect: ReconnectArgs,
+    shutdown_timeout: Duration,
+    metrics: Option<String>,
+}
+
+impl ClientSettings {
+    fn resolve(
+        args: &ForwardClientArgs,
+        protocol: Protocol,
+        file: Option<&FileConfig>,
+    ) -> anyhow::Result<ClientSettings> {
+        services::check_unique(&args.listen, "--listen")?;
+        let f = file.cloned().unwrap_or_default();
+        let server = match (&args.server, &f.server) {
+            (Some(flag), _) => flag.clone(),
+            (None, Some(file)) => file.clone(),
+            (None, None) => return Err(config_file::missing("--server", "server")),
+        };
+        let services = config_file::effective_services(file, &args.listen, true);
+        if services.is_empty() {
+            return Err(config_file::missing("--listen", "[services.NAME] bind"));
+        }
+        if let Some(service) = services
+            .iter()
+            .find(|s| crate::udp::udp_target(&s.addr).is_some())
+        {
+            return Err(crate::error::config_error(format!(
+                "--listen {}: UDP services are carried by `polymux tunnel` only (--expose and \
+                 --target NAME=udp://ADDR)",
+                service.addr
+            )));
+        }
+        let service_tokens = services
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.token.clone()?)))
+            .collect();
+        let (tls, noise) = config_file::client_security(&args.tls, &args.noise, &f);
+        Ok(ClientSettings {
+            server,
+            protocol: config_file::pick("protocol", protocol, f.protocol),
+            credentials: CredentialSet {
+                token: args.auth.token()?.or(f.token.clone()),
+                services: service_tokens,
+            },
+            tls,
+            noise,
+            services,
+            max_connections: config_file::pick(
+                "max_connections",
+                args.max_connections,
+                f.max_connections,
+            ),
+            wait_for_server: config_file::pick("wait_for_server", args.wait_for_server, f.wait),
+            session: SessionArgs {
+                max_streams: config_file::pick(
+                    "max_streams",
+                    args.session.max_streams,
+                    f.max_streams,
+                ),
+                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
+            },
+            reconnect: ReconnectArgs {
+                max_backoff: config_file::pick(
+                    "max_backoff",
+                    args.reconnect.max_backoff,
+                    f.max_backoff,
+                ),
+                max_retries: args.reconnect.max_retries.or(f.max_retries),
+            },
+            shutdown_timeout: config_file::pick(
+                "shutdown_timeout",
+                args.shutdown.shutdown_timeout,
+                f.shutdown_timeout,
+            ),
+            metrics: args.file.metrics.clone().or(f.metrics.clone()),
+        })
     }
 }
 
@@ -202,49 +451,83 @@ pub async fn run_client(
     protocol: Protocol,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    services::check_unique(&args.listen, "--listen")?;
+    let (file, file_bytes) =
+        config_file::load_initial(args.file.config.as_deref(), Side::ForwardClient)?;
+    let settings = ClientSettings::resolve(&args, protocol, file.as_ref())?;
+    let protocol = settings.protocol;
+    let config = session_config(protocol, &settings.session.tuning())?;
+    let metrics = Metrics::new(&config);
+    let credentials = Credentials::new(
+        settings.credentials.token.clone(),
+        settings.credentials.services.clone(),
+    );
     let dialer = Dialer {
-        server: args.server.clone(),
-        tls: ClientTls::from_args(&args.tls, &args.server)?,
-        token: args.auth.token()?,
+        server: settings.server.clone(),
+        tls: ClientTls::from_args(&settings.tls, &settings.server)?,
+        noise: ClientNoise::from_args(&settings.noise)?,
+        credentials: credentials.clone(),
         mode: Mode::Forward,
         protocol,
-        config: session_config(protocol, &args.session.tuning())?,
+        config,
     };
-    let mut listeners = Vec::new();
-    for spec in &args.listen {
-        if !transport::is_loopback(&spec.addr).await? {
+    if let Some(addr) = &settings.metrics {
+        metrics::serve(addr, metrics.clone(), shutdown.clone()).await?;
+    }
+    for service in &settings.services {
+        if !transport::is_loopback(&service.addr).await? {
             tracing::warn!(
                 "--listen {} is not a loopback address: anyone who can reach it can use the \
                  forwarded service without a token",
-                spec.addr
+                service.addr
             );
         }
-        let listener =
-            transport::bind_with_backlog(&spec.addr, "--listen", args.backlog.backlog).await?;
-        listeners.push((spec.wire_name().to_owned(), listener));
     }
 
+    // Bumped when a reload changes the tokens: the session is renewed.
+    let (renew_tx, renew_rx) = watch::channel(0u64);
     let (current_tx, current_rx) = watch::channel::<Option<Session>>(None);
     let maintainer = {
         let dialer = dialer.clone();
-        let policy = args.reconnect.clone();
+        let policy = settings.reconnect.clone();
         let shutdown = shutdown.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
+            let mut sessions = 0u64;
             reconnect::maintain(&dialer, &policy, &shutdown, |session, driver| {
+                sessions += 1;
+                if sessions > 1 {
+                    metrics.reconnected();
+                }
+                metrics.track(&session);
                 let current_tx = current_tx.clone();
                 let shutdown = shutdown.clone();
                 let server = dialer.server.clone();
+                let mut renew = renew_rx.clone();
+                renew.borrow_and_update();
                 async move {
-                    tracing::info!("connected to forward server {server} ({protocol})");
                     current_tx.send_replace(Some(session.clone()));
+                    tracing::info!("connected to forward server {server} ({protocol})");
                     tokio::select! {
                         _ = session.closed() => {
                             current_tx.send_replace(None);
                             SessionEnd::Dropped(reconnect::end_reason(&session, driver).await)
                         }
-                        // The session stays up until the open connections are drained.
-                        _ = shutdown.requested() => SessionEnd::Shutdown { clean: true },
+                        _ = renew.changed() => {
+                            tracing::info!(
+                                "tokens changed: opening a new session; the current one \
+                                 finishes its open streams"
+                            );
+                            tokio::spawn(retire(session, driver, shutdown));
+                            SessionEnd::Renew
+                        }
+                        // The session stays up until the open connections are drained and
+                        // run_client closes it; then the driver closes the transport (TLS:
+                        // close_notify), which the process must wait for.
+                        _ = shutdown.requested() => {
+                            session.closed().await;
+                            let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+                            SessionEnd::Shutdown { clean: true }
+                        }
                     }
                 }
             })
@@ -253,42 +536,103 @@ pub async fn run_client(
     };
 
     let relays = TaskTracker::new();
-    let connections = Limiter::new(
-        args.max_connections,
-        "local connections",
-        "--max-connections",
+    let context = LocalContext {
+        current: current_rx.clone(),
+        relays: relays.clone(),
+        connections: Limiter::new(
+            settings.max_connections,
+            "local connections",
+            "--max-connections",
+        ),
+        wait: settings.wait_for_server,
+        shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+    };
+    let server_addr = settings.server.clone();
+    let mut listeners = ListenerSet::new(
+        "--listen",
+        args.backlog.backlog,
+        Box::new(move |service, bound, stop| {
+            let listener = match bound {
+                Bound::Tcp(listener) => listener,
+                // Never here: udp:// is refused when the configuration is read (tunnel only).
+                udp @ Bound::Udp(_) => return tokio::spawn(async move { udp }),
+            };
+            if let Ok(local) = listener.local_addr() {
+                tracing::info!(
+                    "forwarding {local} (service {}) to {server_addr} ({protocol})",
+                    service.name
+                );
+            }
+            let limit = service.max_connections.map(|n| {
+                Limiter::new(
+                    n,
+                    format!("connections to service {}", service.name),
+                    "max_connections of the service in the config file",
+                )
+            });
+            let looping = local_loop(listener, service.name.clone(), context.clone(), limit, stop);
+            tokio::spawn(async move { Bound::Tcp(looping.await) })
+        }),
     );
-    let mut loops = Vec::new();
-    for (name, listener) in listeners {
-        tracing::info!(
-            "forwarding {} (service {name}) to {} ({protocol})",
-            listener.local_addr()?,
-            args.server
-        );
-        loops.push(tokio::spawn(local_loop(
-            listener,
-            name,
-            current_rx.clone(),
-            relays.clone(),
-            connections.clone(),
-            args.wait_for_server,
-            shutdown.clone(),
-        )));
-    }
+    listeners.apply(&settings.services).await?;
 
+    let mut reloads = args
+        .file
+        .config
+        .clone()
+        .map(|path| reload::watch(path, Side::ForwardClient, file_bytes, shutdown.clone()));
     let mut maintainer = maintainer;
-    let ended_early = tokio::select! {
-        biased;
-        _ = shutdown.requested() => None,
-        ended = &mut maintainer => Some(ended),
+    let ended_early = loop {
+        let file = tokio::select! {
+            biased;
+            _ = shutdown.requested() => break None,
+            ended = &mut maintainer => break Some(ended),
+            Some(file) = next_reload(&mut reloads) => file,
+        };
+        let path = file.path.display().to_string();
+        let next = match ClientSettings::resolve(&args, protocol, Some(&file)) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!("reload rejected, the running configuration stays: {e:#}");
+                continue;
+            }
+        };
+        if next.server != settings.server
+            || next.protocol != settings.protocol
+            || next.noise.noise_pin != settings.noise.noise_pin
+        {
+            tracing::warn!(
+                "reload: server, protocol or noise_pin changed in {path}; restart the client \
+                 to apply (services and tokens are reloaded)"
+            );
+        }
+        match listeners.apply(&next.services).await {
+            Ok(changes) => {
+                let renewed = credentials.set(next.credentials.clone());
+                if renewed {
+                    renew_tx.send_modify(|n| *n += 1);
+                }
+                tracing::info!(
+                    "configuration reloaded from {path}: {}{}",
+                    changes.describe(),
+                    if renewed {
+                        "; tokens changed, renewing the session"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Err(e) => {
+                tracing::error!("reload rejected, the running configuration stays: {e:#}")
+            }
+        }
     };
     let maintainer = match ended_early {
         // Only a permanent error (or exhausted retries) ends it before shutdown.
         Some(ended) if !shutdown.is_requested() => {
             shutdown.token().cancel();
-            for handle in loops {
-                let _ = handle.await;
-            }
+            listeners.stop_all().await;
             return match ended {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e),
@@ -298,10 +642,8 @@ pub async fn run_client(
         Some(_) => None,
         None => Some(maintainer),
     };
-    for handle in loops {
-        let _ = handle.await;
-    }
-    let clean = shutdown::drain(&relays, args.shutdown.shutdown_timeout, "connections").await;
+    listeners.stop_all().await;
+    let clean = shutdown::drain(&relays, settings.shutdown_timeout, "connections").await;
     let session = current_rx.borrow().clone();
     if let Some(session) = session {
         let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
@@ -315,23 +657,53 @@ pub async fn run_client(
     } else {
         Err(anyhow!(
             "connections were cut off at shutdown after --shutdown-timeout {:?}",
-            args.shutdown.shutdown_timeout
+            settings.shutdown_timeout
         ))
     }
 }
 
-async fn local_loop(
-    listener: TcpListener,
-    name: String,
+/// Closes a session replaced after a token change once its streams are done (checked four
+/// times a second, after a second for the new session to take over) or at shutdown.
+async fn retire(session: Session, driver: transport::DriverHandle, shutdown: Shutdown) {
+    let idle = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while session.stats().streams > 0 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::select! {
+        _ = idle => {}
+        _ = shutdown.requested() => {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+}
+
+/// What every local service's accept loop shares.
+#[derive(Clone)]
+struct LocalContext {
     current: watch::Receiver<Option<Session>>,
     relays: TaskTracker,
     connections: Limiter,
     wait: Duration,
     shutdown: Shutdown,
-) {
+    metrics: Metrics,
+}
+
+/// Accepts local connections of one service until `stop` (a reload) or shutdown; returns
+/// the listener so that a restart can reuse it.
+async fn local_loop(
+    listener: TcpListener,
+    name: String,
+    context: LocalContext,
+    limit: Option<Limiter>,
+    stop: CancellationToken,
+) -> TcpListener {
+    let counters = context.metrics.service(&name);
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.requested() => return,
+            _ = context.shutdown.requested() => return listener,
+            _ = stop.cancelled() => return listener,
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
@@ -342,27 +714,44 @@ async fn local_loop(
                 continue;
             }
         };
-        let Some(permit) = connections.try_acquire() else {
+        let own = match &limit {
+            Some(limit) => match limit.try_acquire() {
+                Some(permit) => Some(permit),
+                None => {
+                    counters.refused();
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let Some(permit) = context.connections.try_acquire() else {
+            counters.refused();
             continue;
         };
         tcp.set_nodelay(true).ok();
         let name = name.clone();
-        let current = current.clone();
-        relays.spawn(async move {
-            carry(tcp, peer, &name, current, wait).await;
-            drop(permit);
+        let current = context.current.clone();
+        let wait = context.wait;
+        let counters = counters.clone();
+        context.relays.spawn(async move {
+            let _open = counters.opened();
+            if !carry(tcp, peer, &name, current, wait, counters.meter()).await {
+                counters.refused();
+            }
+            drop((permit, own));
         });
     }
 }
 
-/// Carries one local connection over the current session.
+/// Carries one local connection over the current session; `false` when it was not served.
 async fn carry(
     tcp: TcpStream,
     peer: SocketAddr,
     name: &str,
     mut current: watch::Receiver<Option<Session>>,
     wait: Duration,
-) {
+    meter: &relay::Meter,
+) -> bool {
     for _ in 0..3 {
         let live = |s: &Option<Session>| s.as_ref().is_some_and(|s| s.end_reason().is_none());
         let session = match tokio::time::timeout(wait, current.wait_for(live)).await {
@@ -374,13 +763,13 @@ async fn carry(
                 "{name}: no session to the forward server within {wait:?} (--wait-for-server); \
                  closing the local connection from {peer}"
             );
-            return;
+            return false;
         };
         let stream = match tokio::time::timeout(OPEN_TIMEOUT, session.open()).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e @ polymux::Error::TooManyStreams { .. })) => {
                 tracing::warn!("{name}: {e}; closing {peer}. Raise --max-streams on both sides");
-                return;
+                return false;
             }
             Ok(Err(e)) => {
                 tracing::debug!("{name}: opening a stream failed ({e}); waiting for a new session");
@@ -391,26 +780,31 @@ async fn carry(
             }
             Err(_) => {
                 tracing::warn!("{name}: the server did not take a new stream within {OPEN_TIMEOUT:?}; closing {peer}");
-                return;
+                return false;
             }
         };
         let id = stream.id();
-        match relay::relay_opened(stream, tcp, name).await {
-            Ok(moved) => tracing::debug!(
-                "{name}: connection from {peer} done on stream {id} ({} bytes out, {} bytes back)",
-                moved.into_stream,
-                moved.out_of_stream
-            ),
+        return match relay::relay_opened(stream, tcp, name, meter).await {
+            Ok(moved) => {
+                tracing::debug!(
+                    "{name}: connection from {peer} done on stream {id} ({} bytes out, {} bytes back)",
+                    moved.into_stream,
+                    moved.out_of_stream
+                );
+                true
+            }
             Err(RelayError::Refused { what, message }) => {
                 tracing::warn!(
                     "{name}: the forward server could not serve {peer}: {what}: {message}"
-                )
+                );
+                false
             }
             Err(RelayError::Io(e)) => {
-                tracing::debug!("{name}: connection from {peer} on stream {id} ended: {e}")
+                tracing::debug!("{name}: connection from {peer} on stream {id} ended: {e}");
+                true
             }
-        }
-        return;
+        };
     }
     tracing::warn!("{name}: could not open a stream for {peer}; closing it");
+    false
 }

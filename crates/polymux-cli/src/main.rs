@@ -9,6 +9,8 @@
 //! polymux forward client --listen [NAME=]ADDR... --server ADDR   # local entry points
 //! polymux echo --listen ADDR                                     # a test peer
 //! polymux bench [--connect ADDR] [--quick] [--json]              # numbers
+//! polymux keygen --out FILE                                      # Noise key pair
+//! polymux cert [--name NAME...]                                  # self-signed TLS cert
 //! ```
 //!
 //! # Layout
@@ -17,29 +19,37 @@
 //! - [`error`] — exit codes (0 ok, 1 runtime, 2 usage, 3 auth refused, 4 TLS/config, 130
 //!   second signal) and the error classification behind them.
 //! - [`auth`] — the token preamble before the multiplexer starts; [`tls`] — rustls setup;
-//!   [`transport`] — TCP + TLS + preamble on both sides, listening, the loopback policy.
+//!   [`transport`] — TCP + TLS + preamble on both sides, listening, the loopback policy;
+//!   [`noise`] — Noise instead of TLS; [`keygen`] — `keygen` and `cert`.
 //! - [`relay`] — the per-stream header/status and the byte relay; [`target`] — the side that
-//!   dials targets; [`services`] — `NAME=ADDR` specs.
+//!   dials targets; [`services`] — `NAME=ADDR` specs; [`udp`] — `udp://` services.
 //! - [`server`] / [`reconnect`] — the server's accept loop and the client's reconnect loop
 //!   shared by [`tunnel`] and [`forward`]; [`sessions`] — live sessions of a server;
 //!   [`limits`] — connection and stream limits; [`guard`] — handshake and idle timeouts,
 //!   and `--memory-limit`, for every server.
 //! - [`echo`] — the echo server; [`bench`](mod@bench) — the benchmark.
 //! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining.
+//! - [`config_file`] — `--config FILE` (TOML); [`reload`] — reloading it on change and on
+//!   SIGHUP; [`metrics`] — `--metrics ADDR` (Prometheus text).
 
 #![deny(unsafe_code)]
 
 mod args;
 mod auth;
 mod bench;
+mod config_file;
 mod echo;
 mod error;
 mod forward;
 mod guard;
+mod keygen;
 mod limits;
+mod metrics;
+mod noise;
 mod protocol;
 mod reconnect;
 mod relay;
+mod reload;
 mod server;
 mod services;
 mod sessions;
@@ -48,12 +58,13 @@ mod target;
 mod tls;
 mod transport;
 mod tunnel;
+mod udp;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::error::exit_code;
@@ -125,6 +136,10 @@ enum Command {
     /// Benchmark: in-process over loopback for every protocol next to raw TCP, or against an
     /// echo server with --connect.
     Bench(bench::BenchArgs),
+    /// Make a Noise key pair (server: --noise-key; clients: --noise-pin); prints the pin.
+    Keygen(keygen::KeygenArgs),
+    /// Make a self-signed TLS server certificate and key; prints its SHA-256 pin.
+    Cert(keygen::CertArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,7 +159,10 @@ enum ForwardSide {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(std::env::args_os());
+    let matches = Cli::command().get_matches_from(std::env::args_os());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Flags given explicitly override the --config file; defaults do not.
+    config_file::remember_matches(matches);
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,6 +208,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Echo(args) => echo::run(args, protocol, shutdown).await,
         Command::Bench(args) => bench::run(args, cli.protocol, shutdown).await,
+        Command::Keygen(args) => keygen::run_keygen(&args),
+        Command::Cert(args) => keygen::run_cert(&args),
     }
 }
 

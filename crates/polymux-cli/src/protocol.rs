@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use polymux::{Config, Dialect};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::config_error;
 
 /// A wire protocol, as spelled on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// yamux (hashicorp/yamux spec).

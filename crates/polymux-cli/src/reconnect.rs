@@ -35,6 +35,9 @@ pub enum SessionEnd {
         /// Whether every open stream finished.
         clean: bool,
     },
+    /// A reload changed what the handshake presents: connect again at once (the old session
+    /// finishes its open streams on its own).
+    Renew,
 }
 
 /// Exponential back-off with jitter.
@@ -96,6 +99,9 @@ where
                 let started = Instant::now();
                 match on_session(session, driver).await {
                     SessionEnd::Shutdown { clean } => return Ok(clean),
+                    SessionEnd::Renew => {
+                        tracing::info!("reconnecting to {} with the new tokens", dialer.server);
+                    }
                     SessionEnd::Dropped(reason) => {
                         if started.elapsed() >= STABLE_AFTER {
                             backoff.reset();

@@ -9,8 +9,12 @@
 //! opener → acceptor:  version u8 (1) | name_len u8 | name (UTF-8)
 //! acceptor → opener:  status u8 | msg_len u16 (big-endian) | message (UTF-8)
 //!                     status: 0 ok, 1 unknown service, 2 target unreachable,
-//!                             3 shutting down, 4 stream limit reached
+//!                             3 shutting down, 4 stream limit reached,
+//!                             5 not authorised (the client's token does not cover it)
 //! ```
+//!
+//! A UDP flow's stream starts with version 2 instead ([`DATAGRAM_VERSION`]) and, after status
+//! 0, carries length-prefixed datagrams (see [`crate::udp`]).
 //!
 //! After status 0 the stream carries the raw bytes of the TCP connection in both directions.
 //! The opener does not wait for the status before sending: it relays the client's first
@@ -24,14 +28,20 @@
 //! no copy into a relay buffer.
 
 use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use polymux::{ReadHalf, Stream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Header version.
 pub const STREAM_VERSION: u8 = 1;
+/// Header version of a stream that carries a UDP flow's datagrams.
+pub const DATAGRAM_VERSION: u8 = 2;
 /// How long the acceptor waits for a header, and the opener for a status.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Relay buffer per direction.
@@ -52,6 +62,8 @@ pub enum OpenStatus {
     ShuttingDown = 3,
     /// The acceptor's stream limit is reached.
     Busy = 4,
+    /// The opener did not prove this service's token (per-service tokens).
+    Unauthorised = 5,
 }
 
 impl OpenStatus {
@@ -61,6 +73,7 @@ impl OpenStatus {
             2 => "target unreachable",
             3 => "shutting down",
             4 => "stream limit reached",
+            5 => "not authorised for this service",
             _ => "unknown status",
         }
     }
@@ -106,22 +119,63 @@ impl From<io::Error> for RelayError {
     }
 }
 
+/// Live byte counters of a service's relays (for `--metrics`): bytes are added as they are
+/// read, so long-lived connections show up while they run.
+#[derive(Clone, Debug, Default)]
+pub struct Meter {
+    /// Bytes towards the service's target.
+    pub to_target: Arc<AtomicU64>,
+    /// Bytes from the target back.
+    pub from_target: Arc<AtomicU64>,
+}
+
+/// A reader that adds what it reads to a counter.
+struct Counted<'a, R> {
+    inner: R,
+    count: &'a AtomicU64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let read = buf.filled().len().saturating_sub(before);
+            self.count.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
 /// Writes the header naming `service` (at most 255 bytes).
 pub async fn write_header<W: AsyncWrite + Unpin>(w: &mut W, service: &str) -> io::Result<()> {
+    write_header_version(w, STREAM_VERSION, service).await
+}
+
+/// Writes a header of `version` ([`STREAM_VERSION`] or [`DATAGRAM_VERSION`]).
+pub async fn write_header_version<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    version: u8,
+    service: &str,
+) -> io::Result<()> {
     let name = service.as_bytes();
     let len = u8::try_from(name.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "service name over 255 bytes"))?;
     let mut out = Vec::with_capacity(2 + name.len());
-    out.extend_from_slice(&[STREAM_VERSION, len]);
+    out.extend_from_slice(&[version, len]);
     out.extend_from_slice(name);
     w.write_all(&out).await
 }
 
-/// Reads the header and returns the service name.
-pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> {
+/// Reads a header of either version: (whether it is a datagram stream, the service name).
+pub async fn read_any_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(bool, String)> {
     let mut head = [0u8; 2];
     r.read_exact(&mut head).await?;
-    if head[0] != STREAM_VERSION {
+    if head[0] != STREAM_VERSION && head[0] != DATAGRAM_VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
@@ -133,8 +187,9 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<String> 
     }
     let mut name = vec![0u8; usize::from(head[1])];
     r.read_exact(&mut name).await?;
-    String::from_utf8(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "service name is not UTF-8"))
+    let name = String::from_utf8(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "service name is not UTF-8"))?;
+    Ok((head[0] == DATAGRAM_VERSION, name))
 }
 
 /// Writes the acceptor's status.
@@ -180,10 +235,16 @@ where
 }
 
 /// Copies the stream's data to `w` as it arrived, chunk by chunk (no relay buffer), until EOF,
-/// then shuts `w` down (half-close).
-async fn pump_chunks<W: AsyncWrite + Unpin>(r: &mut ReadHalf<'_>, w: &mut W) -> io::Result<u64> {
+/// then shuts `w` down (half-close). Each chunk is added to `count` (the service's meter) as
+/// it is read.
+async fn pump_chunks<W: AsyncWrite + Unpin>(
+    r: &mut ReadHalf<'_>,
+    w: &mut W,
+    count: &AtomicU64,
+) -> io::Result<u64> {
     let mut n = 0;
     while let Some(chunk) = r.read_chunk(BUFFER).await? {
+        count.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         w.write_all(&chunk).await?;
         n += chunk.len() as u64;
     }
@@ -197,6 +258,7 @@ pub async fn relay_opened(
     mut stream: Stream,
     tcp: TcpStream,
     service: &str,
+    meter: &Meter,
 ) -> Result<Moved, RelayError> {
     if let Err(e) = write_header(&mut stream, service).await {
         stream.reset();
@@ -204,7 +266,13 @@ pub async fn relay_opened(
     }
     let (mut sr, mut sw) = stream.halves();
     let (tr, mut tw) = tcp.into_split();
-    let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
+    let upload = async {
+        let tr = Counted {
+            inner: tr,
+            count: &meter.to_target,
+        };
+        pump(tr, &mut sw).await.map_err(RelayError::from)
+    };
     let download = async {
         tokio::time::timeout(HEADER_TIMEOUT, read_status(&mut sr))
             .await
@@ -215,7 +283,7 @@ pub async fn relay_opened(
                 ))
             })?
             .map_err(refused_by_the_engine)?;
-        pump_chunks(&mut sr, &mut tw)
+        pump_chunks(&mut sr, &mut tw, &meter.from_target)
             .await
             .map_err(RelayError::from)
     };
@@ -245,12 +313,23 @@ fn refused_by_the_engine(e: RelayError) -> RelayError {
 }
 
 /// The acceptor's relay, after it wrote an ok status. On failure the stream is reset.
-pub async fn relay_accepted(mut stream: Stream, tcp: TcpStream) -> Result<Moved, RelayError> {
+/// (Here the TCP connection is the target's.)
+pub async fn relay_accepted(
+    mut stream: Stream,
+    tcp: TcpStream,
+    meter: &Meter,
+) -> Result<Moved, RelayError> {
     let (mut sr, mut sw) = stream.halves();
     let (tr, mut tw) = tcp.into_split();
-    let upload = async { pump(tr, &mut sw).await.map_err(RelayError::from) };
+    let upload = async {
+        let tr = Counted {
+            inner: tr,
+            count: &meter.from_target,
+        };
+        pump(tr, &mut sw).await.map_err(RelayError::from)
+    };
     let download = async {
-        pump_chunks(&mut sr, &mut tw)
+        pump_chunks(&mut sr, &mut tw, &meter.to_target)
             .await
             .map_err(RelayError::from)
     };
@@ -279,7 +358,17 @@ mod tests {
     async fn header_and_status_round_trip() {
         let (mut a, mut b) = tokio::io::duplex(1024);
         write_header(&mut a, "web").await.expect("write");
-        assert_eq!(read_header(&mut b).await.expect("read"), "web");
+        assert_eq!(
+            read_any_header(&mut b).await.expect("read"),
+            (false, "web".to_owned())
+        );
+        write_header_version(&mut a, DATAGRAM_VERSION, "dns")
+            .await
+            .expect("write");
+        assert_eq!(
+            read_any_header(&mut b).await.expect("read"),
+            (true, "dns".to_owned())
+        );
         write_status(&mut b, OpenStatus::Ok, "")
             .await
             .expect("write");

@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use polymux::{Config, Session};
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::args::ServerGuardArgs;
-use crate::auth::{Refusal, Status};
+use crate::auth::{self, Refusal, Status};
 use crate::guard::{self, Handshakes, Watch, Watched};
 use crate::limits::Limiter;
 use crate::sessions::{Entry, SessionSet};
@@ -35,13 +36,14 @@ pub enum Admission {
 }
 
 impl Admission {
-    async fn admit(&self, tcp: tokio::net::TcpStream) -> anyhow::Result<BoxIo> {
+    /// The connection, with the tokens it proved (echo: none, and none are needed).
+    async fn admit(&self, tcp: tokio::net::TcpStream) -> anyhow::Result<(BoxIo, auth::Admission)> {
         match self {
             Admission::Preamble(gate) => gate.authenticate(tcp).await,
             Admission::FirstBytes => {
                 crate::transport::tune_session_socket(&tcp);
                 guard::first_bytes(&tcp).await?;
-                Ok(Box::new(tcp))
+                Ok((Box::new(tcp), auth::Admission::default()))
             }
         }
     }
@@ -52,9 +54,9 @@ impl Admission {
         }
     }
 
-    async fn welcome(&self, io: &mut BoxIo) -> anyhow::Result<()> {
+    async fn welcome(&self, io: &mut BoxIo, note: &str) -> anyhow::Result<()> {
         match self {
-            Admission::Preamble(gate) => gate.welcome(io).await,
+            Admission::Preamble(gate) => gate.welcome(io, note).await,
             Admission::FirstBytes => Ok(()),
         }
     }
@@ -129,8 +131,8 @@ pub async fn accept_clients<F, Fut>(
                 .run(guard.handshake_timeout, admission.admit(tcp))
                 .await;
             drop(handshake);
-            let mut io = match admitted {
-                Ok(io) => io,
+            let (mut io, proved) = match admitted {
+                Ok(pair) => pair,
                 Err(e) => {
                     log_refusal(peer, &e, chatty);
                     return;
@@ -150,13 +152,17 @@ pub async fn accept_clients<F, Fut>(
                     .await;
                 return;
             }
-            if let Err(e) = admission.welcome(&mut io).await {
+            if !proved.note.is_empty() {
+                tracing::warn!("client {peer}: refused service tokens: {}", proved.note);
+            }
+            if let Err(e) = admission.welcome(&mut io, &proved.note).await {
                 tracing::info!("client {peer} left during the handshake: {e:#}");
                 return;
             }
             let (io, activity) = Watched::new(io);
             let (session, driver) = polymux::tokio::server(io, config);
-            let id = set.insert(peer, session.clone());
+            let grants = Arc::new(proved.grants);
+            let id = set.insert(peer, session.clone(), grants.clone());
             if chatty {
                 tracing::info!(
                     "client {peer} connected (session {id}, {})",
@@ -177,6 +183,7 @@ pub async fn accept_clients<F, Fut>(
                 id,
                 peer,
                 session: session.clone(),
+                grants,
             });
             tokio::join!(serve, guard::watch_session(&session, watch));
             set.remove(id);
@@ -200,6 +207,13 @@ async fn log_end(peer: SocketAddr, id: u64, driver: DriverHandle, chatty: bool) 
     match tokio::time::timeout(Duration::from_secs(10), driver).await {
         Ok(Ok(Ok(()))) if chatty => tracing::info!("client {peer} disconnected (session {id})"),
         Ok(Ok(Ok(()))) => tracing::debug!("session {id} from {peer} ended"),
+        // TLS without close_notify: the same as a plain TCP close (which is not a warning),
+        // e.g. a client killed or one of a release that did not send it.
+        Ok(Ok(Err(polymux::Error::Transport(e))))
+            if chatty && e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            tracing::info!("client {peer} disconnected (session {id}; {e})")
+        }
         Ok(Ok(Err(e))) if chatty => tracing::warn!("client {peer} lost (session {id}): {e}"),
         Ok(Ok(Err(e))) => tracing::info!("session {id} from {peer} ended: {e}"),
         Ok(Err(e)) if e.is_cancelled() => {

@@ -6,8 +6,11 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
+use crate::auth::{Expectation, Grants};
 use crate::error::config_error;
+use crate::metrics::Metrics;
 
 /// The service name of an unnamed listening spec.
 pub const DEFAULT_SERVICE: &str = "default";
@@ -74,7 +77,9 @@ impl FromStr for ServiceSpec {
 /// here (exit 2), with the likely slip named: `web:8080` where `web=0.0.0.0:8080` was meant.
 pub fn parse_listen_spec(s: &str) -> Result<ServiceSpec, String> {
     let spec: ServiceSpec = s.parse()?;
-    check_listen_host(&spec.addr, spec.name.is_none())?;
+    // `udp://HOST:PORT` (a tunnel server's UDP service) resolves like HOST:PORT.
+    let addr = crate::udp::udp_target(&spec.addr).unwrap_or(&spec.addr);
+    check_listen_host(addr, spec.name.is_none())?;
     Ok(spec)
 }
 
@@ -132,9 +137,18 @@ pub fn check_unique(specs: &[ServiceSpec], flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the dialling side connects each service.
+/// Where the dialling side connects each service. Clones share the map, which a reload
+/// replaces ([`Targets::replace`]); streams already relaying keep their target.
 #[derive(Clone, Debug, Default)]
 pub struct Targets {
+    map: Arc<RwLock<TargetMap>>,
+    metrics: Metrics,
+    /// On a server: what the session's client proved, checked per stream.
+    auth: Option<(Arc<Grants>, Expectation)>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct TargetMap {
     named: HashMap<String, String>,
     catch_all: Option<String>,
 }
@@ -142,7 +156,7 @@ pub struct Targets {
 impl Targets {
     /// Builds the map from `--target` specs.
     pub fn new(specs: &[ServiceSpec], flag: &str) -> anyhow::Result<Targets> {
-        let mut targets = Targets::default();
+        let mut targets = TargetMap::default();
         for spec in specs {
             match &spec.name {
                 Some(name) => {
@@ -165,22 +179,66 @@ impl Targets {
                 }
             }
         }
-        Ok(targets)
+        Ok(Targets {
+            map: Arc::new(RwLock::new(targets)),
+            ..Targets::default()
+        })
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, TargetMap> {
+        self.map
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes every clone of `self` use `other`'s targets from now on (a reload).
+    pub fn replace(&self, other: &Targets) {
+        let new = other.map().clone();
+        *self
+            .map
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = new;
+    }
+
+    /// Counts per-service numbers into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Targets {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics to count into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A view for one session of a server: streams may use only the services whose token
+    /// the client proved (checked against the tokens in force when the stream arrives).
+    pub fn for_session(&self, grants: Arc<Grants>, expect: Expectation) -> Targets {
+        Targets {
+            auth: Some((grants, expect)),
+            ..self.clone()
+        }
+    }
+
+    /// Whether streams of `service` may be served (always, on a client).
+    pub fn authorised(&self, service: &str) -> bool {
+        self.auth
+            .as_ref()
+            .is_none_or(|(grants, expect)| grants.allows(&expect.tokens(), service))
     }
 
     /// The target for `service`.
-    pub fn lookup(&self, service: &str) -> Option<&str> {
-        self.named
-            .get(service)
-            .or(self.catch_all.as_ref())
-            .map(String::as_str)
+    pub fn lookup(&self, service: &str) -> Option<String> {
+        let map = self.map();
+        map.named.get(service).or(map.catch_all.as_ref()).cloned()
     }
 
     /// The configured service names, for messages.
     pub fn describe(&self) -> String {
-        let mut names: Vec<&str> = self.named.keys().map(String::as_str).collect();
+        let map = self.map();
+        let mut names: Vec<&str> = map.named.keys().map(String::as_str).collect();
         names.sort_unstable();
-        if self.catch_all.is_some() {
+        if map.catch_all.is_some() {
             names.push("(any other)");
         }
         names.join(", ")
@@ -212,16 +270,23 @@ mod tests {
         assert!(err.contains("no-such-host.invalid=0.0.0.0:8080"), "{err}");
         assert!(parse_listen_addr("127.0.0.1:7000").is_ok());
         assert!(parse_listen_addr("7000").is_err());
+        // A UDP service resolves its HOST:PORT.
+        let udp = parse_listen_spec("dns=udp://127.0.0.1:5353").expect("udp spec");
+        assert_eq!(udp.addr, "udp://127.0.0.1:5353");
+        assert!(parse_listen_spec("dns=udp://no-such-host.invalid:53").is_err());
     }
 
     #[test]
     fn lookup_prefers_names_then_catch_all() {
         let specs = ["web=127.0.0.1:1", "127.0.0.1:2"].map(|s| s.parse().expect("valid"));
         let t = Targets::new(&specs, "--target").expect("valid");
-        assert_eq!(t.lookup("web"), Some("127.0.0.1:1"));
-        assert_eq!(t.lookup("db"), Some("127.0.0.1:2"));
+        assert_eq!(t.lookup("web").as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(t.lookup("db").as_deref(), Some("127.0.0.1:2"));
         let only_named = Targets::new(&specs[..1], "--target").expect("valid");
         assert_eq!(only_named.lookup("db"), None);
+        let view = t.clone();
+        t.replace(&only_named);
+        assert_eq!(view.lookup("db"), None, "clones see a reload");
         let dup = ["a=1.1.1.1:1", "a=1.1.1.1:2"].map(|s| s.parse().expect("valid"));
         assert!(check_unique(&dup, "--expose").is_err());
     }

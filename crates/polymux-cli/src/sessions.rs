@@ -10,6 +10,8 @@ use std::time::Duration;
 use polymux::Session;
 use tokio::sync::Notify;
 
+use crate::auth::Grants;
+
 /// One registered session.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -19,6 +21,8 @@ pub struct Entry {
     pub peer: SocketAddr,
     /// The session.
     pub session: Session,
+    /// The tokens the client proved (which services the session may carry).
+    pub grants: Arc<Grants>,
 }
 
 /// A set of live sessions. Clone it freely.
@@ -48,12 +52,17 @@ impl SessionSet {
     }
 
     /// Registers a session and returns its id.
-    pub fn insert(&self, peer: SocketAddr, session: Session) -> u64 {
+    pub fn insert(&self, peer: SocketAddr, session: Session, grants: Arc<Grants>) -> u64 {
         let id = {
             let mut state = self.state();
             let id = state.next_id;
             state.next_id += 1;
-            state.live.push(Entry { id, peer, session });
+            state.live.push(Entry {
+                id,
+                peer,
+                session,
+                grants,
+            });
             id
         };
         self.inner.changed.notify_waiters();
@@ -76,24 +85,33 @@ impl SessionSet {
         self.state().live.clone()
     }
 
-    /// The newest session that has not ended, skipping `exclude`.
-    pub fn newest(&self, exclude: &[u64]) -> Option<Entry> {
+    /// The newest session that has not ended and that `usable` accepts, skipping `exclude`.
+    pub fn newest(
+        &self,
+        exclude: &[u64],
+        usable: &(dyn Fn(&Entry) -> bool + Sync),
+    ) -> Option<Entry> {
         self.state()
             .live
             .iter()
             .rev()
-            .find(|e| !exclude.contains(&e.id) && e.session.end_reason().is_none())
+            .find(|e| !exclude.contains(&e.id) && e.session.end_reason().is_none() && usable(e))
             .cloned()
     }
 
-    /// Waits up to `patience` for a session not in `exclude`.
-    pub async fn wait_newest(&self, exclude: &[u64], patience: Duration) -> Option<Entry> {
+    /// Waits up to `patience` for a session not in `exclude` that `usable` accepts.
+    pub async fn wait_newest(
+        &self,
+        exclude: &[u64],
+        usable: &(dyn Fn(&Entry) -> bool + Sync),
+        patience: Duration,
+    ) -> Option<Entry> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let changed = self.inner.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if let Some(entry) = self.newest(exclude) {
+            if let Some(entry) = self.newest(exclude, usable) {
                 return Some(entry);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {

@@ -22,9 +22,9 @@ pub async fn serve(
     shutdown: &Shutdown,
 ) {
     let id = stream.id();
-    let service = match tokio::time::timeout(HEADER_TIMEOUT, relay::read_header(&mut stream)).await
-    {
-        Ok(Ok(name)) => name,
+    let header = tokio::time::timeout(HEADER_TIMEOUT, relay::read_any_header(&mut stream)).await;
+    let (datagram, service) = match header {
+        Ok(Ok(header)) => header,
         Ok(Err(e)) => {
             tracing::warn!(
                 "stream {id}: bad stream header ({e}); is the peer a polymux of the same release?"
@@ -42,11 +42,23 @@ pub async fn serve(
         answer(&mut stream, OpenStatus::ShuttingDown, "shutting down").await;
         return;
     }
+    let counters = targets.metrics().service(&service);
+    if !targets.authorised(&service) {
+        tracing::warn!(
+            "stream {id}: refused service {service:?}: the client did not present its token"
+        );
+        counters.refused();
+        let message = format!("the token presented does not cover service {service:?}");
+        answer(&mut stream, OpenStatus::Unauthorised, &message).await;
+        return;
+    }
     let Some(_permit) = streams.try_acquire() else {
+        counters.refused();
         answer(&mut stream, OpenStatus::Busy, &streams.refusal_message()).await;
         return;
     };
     let Some(addr) = targets.lookup(&service) else {
+        counters.refused();
         tracing::warn!(
             "stream {id}: no target for service {service:?} (configured: {}); add --target {service}=HOST:PORT",
             targets.describe()
@@ -55,9 +67,28 @@ pub async fn serve(
         answer(&mut stream, OpenStatus::UnknownService, &message).await;
         return;
     };
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    match (datagram, crate::udp::udp_target(&addr)) {
+        (true, Some(udp)) => return crate::udp::serve_flow(stream, &service, udp, &counters).await,
+        (false, None) => {}
+        (true, None) | (false, Some(_)) => {
+            let (there, here) = if datagram {
+                ("UDP", "TCP")
+            } else {
+                ("TCP", "UDP")
+            };
+            tracing::warn!(
+                "stream {id}: service {service:?} is {there} on the other side but {here} here \
+                 ({addr}); use udp:// on both sides or on neither"
+            );
+            let message = format!("service {service:?} is {here} on the other side ({addr})");
+            answer(&mut stream, OpenStatus::UnknownService, &message).await;
+            return;
+        }
+    }
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
+            counters.refused();
             tracing::warn!(
                 "{service}: cannot connect to target {addr}: {e}; is that service running?"
             );
@@ -70,6 +101,7 @@ pub async fn serve(
             return;
         }
         Err(_) => {
+            counters.refused();
             tracing::warn!(
                 "{service}: connecting to target {addr} timed out after {CONNECT_TIMEOUT:?}"
             );
@@ -88,12 +120,15 @@ pub async fn serve(
         stream.reset();
         return;
     }
-    match relay::relay_accepted(stream, tcp).await {
-        Ok(moved) => tracing::debug!(
-            "{service}: stream {id} done ({} bytes to {addr}, {} bytes back)",
-            moved.out_of_stream,
-            moved.into_stream
-        ),
+    let _open = counters.opened();
+    match relay::relay_accepted(stream, tcp, counters.meter()).await {
+        Ok(moved) => {
+            tracing::debug!(
+                "{service}: stream {id} done ({} bytes to {addr}, {} bytes back)",
+                moved.out_of_stream,
+                moved.into_stream
+            )
+        }
         Err(e) => tracing::debug!("{service}: stream {id} to {addr} ended: {e}"),
     }
 }

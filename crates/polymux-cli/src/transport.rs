@@ -1,4 +1,5 @@
-//! The connection under a session: TCP, optionally TLS, then the authentication preamble.
+//! The connection under a session: TCP, optionally TLS or Noise, then the authentication
+//! preamble.
 //!
 //! [`Dialer`] is the client side (connect, TLS, preamble, start a session);
 //! [`Gate`] is the server side (TLS, preamble; the caller bounds it in time with
@@ -8,6 +9,7 @@
 //! whether a server may run without a token, and [`tune_session_socket`].
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use polymux::{Config, Session};
@@ -17,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{self, Expectation, Mode, Token, HANDSHAKE_TIMEOUT};
 use crate::error::config_error;
+use crate::noise::{ClientNoise, ServerNoise};
 use crate::protocol::Protocol;
 use crate::tls::{self, ClientTls, ServerTls};
 
@@ -54,8 +57,10 @@ pub struct Dialer {
     pub server: String,
     /// TLS, if on.
     pub tls: Option<ClientTls>,
-    /// The token to present.
-    pub token: Option<Token>,
+    /// Noise, if on (never together with TLS).
+    pub noise: Option<ClientNoise>,
+    /// The tokens to present; a reload may change them between connections.
+    pub credentials: Credentials,
     /// The subcommand.
     pub mode: Mode,
     /// `--protocol`.
@@ -103,14 +108,26 @@ impl Dialer {
                     }
                 };
             }
-            auth::client_handshake(
+            if let Some(noise) = &self.noise {
+                io = Box::new(noise.connect(io, &self.server).await?);
+            }
+            let credentials = self.credentials.get();
+            let note = auth::client_handshake(
                 &mut io,
                 &self.server,
                 self.mode,
                 self.protocol,
-                self.token.as_ref(),
+                credentials.token.as_ref(),
+                &credentials.services,
             )
             .await?;
+            if !note.is_empty() {
+                tracing::warn!(
+                    "{} refused some service tokens ({note}); those services will not be \
+                     carried: fix their token in the config file",
+                    self.server
+                );
+            }
             Ok::<_, anyhow::Error>(io)
         };
         let io = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
@@ -127,20 +144,67 @@ impl Dialer {
     }
 }
 
+/// What a client presents in the preamble.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CredentialSet {
+    /// The connection token (the default one).
+    pub token: Option<Token>,
+    /// Per-service tokens (preamble version 2 when not empty).
+    pub services: Vec<(String, Token)>,
+}
+
+/// The client's credentials, shared so that a reload can replace them; the next connection
+/// presents the new ones.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials(Arc<RwLock<Arc<CredentialSet>>>);
+
+impl Credentials {
+    /// Credentials of one connection token and per-service tokens.
+    pub fn new(token: Option<Token>, services: Vec<(String, Token)>) -> Credentials {
+        Credentials(Arc::new(RwLock::new(Arc::new(CredentialSet {
+            token,
+            services,
+        }))))
+    }
+
+    /// The current set.
+    pub fn get(&self) -> Arc<CredentialSet> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the set; returns whether it differs from the current one.
+    pub fn set(&self, new: CredentialSet) -> bool {
+        let mut current = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if **current == new {
+            return false;
+        }
+        *current = Arc::new(new);
+        true
+    }
+}
+
 /// The server side: TLS (if on) and the preamble for each inbound connection.
 #[derive(Clone)]
 pub struct Gate {
     /// TLS, if on.
     pub tls: Option<ServerTls>,
+    /// Noise, if on (never together with TLS).
+    pub noise: Option<ServerNoise>,
     /// What clients must present.
     pub expect: Expectation,
 }
 
 impl Gate {
-    /// Runs TLS and checks the preamble on an accepted connection; the caller bounds it in
-    /// time (`--handshake-timeout`, see [`crate::guard`]). The client is authenticated but not
-    /// yet answered: follow with [`Gate::welcome`] or [`Gate::refuse`].
-    pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<BoxIo> {
+    /// Runs TLS (or Noise) and checks the preamble on an accepted connection; the caller
+    /// bounds it in time (`--handshake-timeout`, see [`crate::guard`]). The client is
+    /// authenticated but not yet answered: follow with [`Gate::welcome`] or [`Gate::refuse`].
+    pub async fn authenticate(&self, tcp: TcpStream) -> anyhow::Result<(BoxIo, auth::Admission)> {
         tune_session_socket(&tcp);
         async {
             let mut io: BoxIo = match &self.tls {
@@ -150,17 +214,21 @@ impl Gate {
                          or one that does not trust this certificate)"
                     )
                 })?),
-                None => Box::new(tcp),
+                None => match &self.noise {
+                    Some(noise) => Box::new(noise.accept(tcp).await?),
+                    None => Box::new(tcp),
+                },
             };
-            auth::authenticate_client(&mut io, &self.expect).await?;
-            Ok::<_, anyhow::Error>(io)
+            let admission = auth::authenticate_client(&mut io, &self.expect).await?;
+            Ok::<_, anyhow::Error>((io, admission))
         }
         .await
     }
 
-    /// Tells an authenticated client that its session starts now.
-    pub async fn welcome(&self, io: &mut BoxIo) -> anyhow::Result<()> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::welcome_client(io))
+    /// Tells an authenticated client that its session starts now (`note`: refused
+    /// per-service tokens, or empty).
+    pub async fn welcome(&self, io: &mut BoxIo, note: &str) -> anyhow::Result<()> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, auth::welcome_client(io, note))
             .await
             .map_err(|_| anyhow::anyhow!("the client did not take its welcome"))?
     }

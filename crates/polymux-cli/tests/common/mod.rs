@@ -135,6 +135,15 @@ impl Proc {
         assert!(status.success(), "kill -INT failed");
     }
 
+    /// Sends SIGHUP (reload the config file).
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
     /// Waits for the process to exit.
     pub async fn exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
