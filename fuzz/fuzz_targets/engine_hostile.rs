@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|input: polymux_fuzz::hostile::HostileInput| {
-    polymux_fuzz::hostile::run(&input);
+    let _ = polymux_fuzz::hostile::run(&input);
 });

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|input: polymux_fuzz::pair::PairInput| {
-    polymux_fuzz::pair::run(&input);
+    let _ = polymux_fuzz::pair::run(&input);
 });

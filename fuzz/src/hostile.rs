@@ -48,14 +48,40 @@ pub enum Kind {
 /// One frame from the peer.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub struct PeerFrame {
-    kind: Kind,
-    stream: StreamSel,
+    /// What kind of frame.
+    pub kind: Kind,
+    /// Which stream it names.
+    pub stream: StreamSel,
     /// Low four bits: SYN, ACK, FIN, RST (yamux-shaped); on smux, SYN or FIN pick those
     /// commands. Higher bits are kept on yamux-shaped frames (unknown flags).
-    flags: u16,
-    value: u32,
-    value2: u32,
-    payload: u16,
+    pub flags: u16,
+    /// Data length (`DataLie`), credit delta or smux `consumed`, ping opaque, GoAway code.
+    pub value: u32,
+    /// smux v2 UPD window.
+    pub value2: u32,
+    /// Payload bytes that follow a Data header.
+    pub payload: u16,
+}
+
+impl PeerFrame {
+    /// A frame with these fields (see the field docs).
+    pub fn new(
+        kind: Kind,
+        stream: StreamSel,
+        flags: u16,
+        value: u32,
+        value2: u32,
+        payload: u16,
+    ) -> PeerFrame {
+        PeerFrame {
+            kind,
+            stream,
+            flags,
+            value,
+            value2,
+            payload,
+        }
+    }
 }
 
 /// One step of a run.
@@ -405,13 +431,37 @@ impl Run {
     }
 }
 
+/// Figures of one run (used to pick seeds that get deep).
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Payload bytes the engine received.
+    pub received: u64,
+    /// Streams the peer opened (accepted or refused).
+    pub opened_inbound: u64,
+    /// Streams our application opened.
+    pub opened_outbound: u64,
+    /// Whether the session ended with a protocol violation before the transport closed.
+    pub violation: bool,
+}
+
 /// Runs a whole input: every op, then the transport closes.
-pub fn run(input: &HostileInput) {
+pub fn run(input: &HostileInput) -> Summary {
     let dialect = input.dialect.dialect();
     let config = engine::config(dialect, input.profile);
     let mut run = Run::new(dialect, config, input.server);
     for op in &input.ops {
         run.step(op);
     }
+    let violation = matches!(
+        run.conn.end_reason(),
+        Some(polymux_proto::Error::ProtocolViolation(_))
+    );
     run.finish();
+    let stats = run.conn.stats();
+    Summary {
+        received: stats.bytes_received,
+        opened_inbound: stats.opened_inbound,
+        opened_outbound: stats.opened_outbound,
+        violation,
+    }
 }
