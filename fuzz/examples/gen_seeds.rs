@@ -65,7 +65,7 @@ struct Enc(Vec<u8>);
 impl Enc {
     fn variant(&mut self, i: u64, n: u64) -> &mut Self {
         // The smallest u32 x with (x * n) >> 32 == i.
-        let x = ((i << 32) + n - 1) / n;
+        let x = (i << 32).div_ceil(n);
         self.0.extend_from_slice(&(x as u32).to_le_bytes());
         self
     }
