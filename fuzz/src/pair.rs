@@ -240,22 +240,24 @@ impl Pair {
         if side.closed || side.eof_seen || !side.conn.wants_input() {
             return 0;
         }
-        // Leftover bytes first.
-        if !side.rx.is_empty() {
+        // Leftover bytes first. Progress is bytes taken off the wire plus leftover bytes
+        // decoded (input that had paused on the budget resumes from `rx` alone).
+        let leftover = side.rx.len();
+        if leftover > 0 {
             side.conn.handle_input(&mut side.rx, now);
         }
+        let mut progress = leftover - side.rx.len();
         let n = max.min(wire.len());
         if n > 0 && side.conn.wants_input() {
             side.rx.extend_from_slice(&wire.split_to(n));
             side.conn.handle_input(&mut side.rx, now);
-        } else if n > 0 {
-            return 0;
+            progress += n;
         }
         if peer_closed && wire.is_empty() && side.conn.wants_input() {
             side.eof_seen = true;
             side.conn.handle_eof(side.rx.len());
         }
-        n
+        progress
     }
 
     /// The invariants after every op.
