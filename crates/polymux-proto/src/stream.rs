@@ -88,9 +88,11 @@ impl Stream {
         !self.remote_fin && (!self.reset || self.awaiting_peer_fin)
     }
 
-    /// Inbound data is thrown away (and its credit returned) instead of queued.
+    /// Inbound data is thrown away (and its credit returned) instead of queued. Also after
+    /// the peer's FIN: a read has returned (or will return) EOF, which is final, so payload
+    /// the peer sends past its FIN must never be read nor hold receive budget.
     pub(crate) fn discards_input(&self) -> bool {
-        self.released || self.reset
+        self.released || self.reset || self.remote_fin
     }
 
     pub(crate) fn wake_reader(&mut self) {
