@@ -296,7 +296,7 @@ impl Run {
                 break;
             };
             let sent = &mut self.sent;
-            for part in [&batch.control, &batch.data] {
+            for part in batch.pieces() {
                 self.parser.feed(
                     dialect,
                     part,
@@ -308,7 +308,7 @@ impl Run {
                     },
                 );
             }
-            self.conn.transmitted(&batch);
+            self.conn.transmitted(batch);
         }
     }
 

@@ -205,18 +205,20 @@ impl Pair {
             let len = batch.len();
             let n = (max - total).min(len - *done);
             let (start, end) = (*done, *done + n);
-            let control = batch.control.len();
+            // The wire bytes `start..end` of the batch, across its pieces.
             let mut piece = Vec::with_capacity(n);
-            if start < control {
-                piece.extend_from_slice(&batch.control[start..end.min(control)]);
-            }
-            if end > control {
-                piece.extend_from_slice(&batch.data[start.max(control) - control..end - control]);
+            let mut at = 0;
+            for part in batch.pieces() {
+                let (lo, hi) = (start.max(at), end.min(at + part.len()));
+                if lo < hi {
+                    piece.extend_from_slice(&part[lo - at..hi - at]);
+                }
+                at += part.len();
             }
             *done = end;
             if end == len {
                 if let Some((batch, _)) = side.sending.take() {
-                    side.conn.transmitted(&batch);
+                    side.conn.transmitted(batch);
                 }
             }
             total += n;
