@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::{Connection, State, StreamKey};
 use crate::error::Error;
 use crate::frame::{Frame, StreamId};
-use crate::stream::{register, Origin};
+use crate::stream::{register, Opening};
 
 impl Connection {
     fn ended_error(&self) -> Option<Error> {
@@ -45,12 +45,14 @@ impl Connection {
             return Poll::Ready(Err(Error::TooManyStreams { limit }));
         };
         self.next_outbound_id = next;
-        let key = self.insert_stream(id, Origin::Local);
-        let s = &mut self.streams[key.0];
-        s.acked = !self.dialect.has_ack();
-        if !s.acked {
+        let opening = if self.dialect.has_ack() {
             self.unacked_outbound += 1;
-        }
+            Opening::LocalUnacked
+        } else {
+            Opening::LocalAcked
+        };
+        let key = self.insert_stream(id, opening);
+        let s = &mut self.streams[key.0];
         let extra = s.recv.grant(self.now);
         let (open, credit) = crate::policy::open(self.dialect, id, extra);
         self.push_control(&open);
@@ -69,10 +71,10 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return Poll::Ready(Err(Error::SessionClosed));
         };
-        if s.reset {
+        if s.is_reset() {
             return Poll::Ready(Err(Error::StreamRefused));
         }
-        if s.acked {
+        if !s.is_unacked() {
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = ended {
@@ -88,8 +90,7 @@ impl Connection {
             let now = self.now;
             let dialect = self.dialect;
             let s = &mut self.streams[key.0];
-            s.acked = true;
-            if !s.reset {
+            if !s.is_reset() {
                 let extra = s.recv.grant(now);
                 let (ack, credit) = crate::policy::accept(dialect, s.id, extra);
                 for frame in [ack, credit].into_iter().flatten() {
@@ -193,10 +194,10 @@ impl Connection {
             return Poll::Ready(Err(Error::SessionClosed));
         };
         // Reset before FIN: a local reset discards unread bytes, which a clean EOF would hide.
-        if s.reset {
+        if s.is_reset() {
             return Poll::Ready(Err(Error::StreamReset));
         }
-        if s.remote_fin {
+        if s.is_remote_closed() {
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = ended {
@@ -220,10 +221,10 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return Poll::Ready(Err(Error::SessionClosed));
         };
-        if s.reset {
+        if s.is_reset() {
             return Poll::Ready(Err(Error::StreamReset));
         }
-        if s.local_fin {
+        if s.is_local_closed() {
             return Poll::Ready(Err(Error::WriteAfterClose));
         }
         if buf.is_empty() {
@@ -262,16 +263,16 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return Err(Error::SessionClosed);
         };
-        if s.reset {
+        if s.is_reset() {
             return Err(Error::StreamReset);
         }
-        if s.local_fin {
+        if s.is_local_closed() {
             return Ok(());
         }
         if let Some(e) = ended {
             return Err(e);
         }
-        s.local_fin = true;
+        s.close_local();
         let fin = crate::policy::fin(self.dialect, s.id);
         self.push_after_data(key, fin);
         self.maybe_remove(key);
@@ -289,10 +290,7 @@ impl Connection {
         if s.is_finished() {
             return;
         }
-        let send_frame = !ended && (self.dialect.has_reset() || !s.local_fin);
-        s.reset = true;
-        s.local_fin = true;
-        s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
+        let send_frame = s.reset_locally(self.dialect.has_reset(), ended);
         let id = s.id;
         let charge = s.queue.charge();
         self.retained -= s.queue.retained();
@@ -321,7 +319,7 @@ impl Connection {
         self.retained -= s.queue.retained();
         let discarded = s.queue.discard(&mut self.memory);
         s.recv.consume(discarded as u64);
-        let needs_fin = !s.local_fin && !s.reset;
+        let needs_fin = s.can_send();
         self.unbuffer(discarded, charge);
         if needs_fin && !self.is_ended() {
             let _ = self.close_write(key);

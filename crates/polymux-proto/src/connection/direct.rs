@@ -83,7 +83,7 @@ impl Connection {
         buf: &[u8],
     ) -> Poll<Result<WriteOutcome, Error>> {
         let credit = match self.streams.get(key.0) {
-            Some(s) if !s.reset && !s.local_fin => s.send.available(),
+            Some(s) if s.can_send() => s.send.available(),
             _ => 0,
         };
         if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.is_idle() {

@@ -47,7 +47,7 @@ use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
 use crate::memory::RecvMemory;
-use crate::stream::{Origin, Stream};
+use crate::stream::{Opening, Stream};
 use crate::tx::{Transmit, TxBuffers};
 use crate::waiters::Waiters;
 
@@ -658,7 +658,7 @@ impl Connection {
     }
 
     /// Inserts a new stream with the protocol's initial credit in both directions.
-    fn insert_stream(&mut self, id: StreamId, origin: Origin) -> StreamKey {
+    fn insert_stream(&mut self, id: StreamId, opening: Opening) -> StreamKey {
         let window = self.config.stream_window();
         let (recv, send) = match self.dialect {
             Dialect::SmuxV1 => (RecvCredit::unlimited(), SendCredit::new(None)),
@@ -674,7 +674,7 @@ impl Connection {
             self.streams
                 .reserve_exact((self.streams.len() / 8).max(MIN_TABLE_GROWTH));
         }
-        let key = StreamKey(self.streams.insert(Stream::new(id, origin, recv, send)));
+        let key = StreamKey(self.streams.insert(Stream::new(id, opening, recv, send)));
         self.ids.insert(id, key);
         key
     }
@@ -688,6 +688,7 @@ impl Connection {
             return;
         }
         let s = self.streams.remove(key.0);
+        let unacked = s.is_unacked();
         if let RxFrame::Payload { key: frame_key, .. } = &mut self.rx_frame {
             if *frame_key == Some(key) {
                 // The rest of a frame being received for it is discarded: the slab slot may be
@@ -702,7 +703,7 @@ impl Connection {
         self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
         self.ids.remove(&s.id);
-        if s.origin == Origin::Local && !s.acked {
+        if unacked {
             self.unacked_outbound -= 1;
             self.wake_open_waiters();
         }
