@@ -21,7 +21,7 @@ use super::{Connection, StreamKey};
 /// Data frames one direct write may carry.
 pub const DIRECT_MAX_FRAMES: usize = 4;
 /// The largest data-frame header of any dialect.
-const MAX_HEADER: usize = 12;
+const MAX_HEADER: usize = crate::codec::MAX_HEADER_LEN;
 
 /// Frames a writer may put on the transport itself: for each, a header and a piece of the
 /// caller's buffer. Obtained from [`Connection::poll_write_direct`].

@@ -534,15 +534,10 @@ impl Connection {
                 got: (len - remaining) as usize + unread,
                 needed: len as usize,
             }),
-            RxFrame::Header if unread > 0 => {
-                let header = self.dialect.header_len();
-                // A whole header left undecoded is a smux v2 UPD waiting for its 8-byte body.
-                let upd = self.dialect == Dialect::SmuxV2 && unread >= header;
-                Some(crate::Violation::TruncatedFrame {
-                    got: unread,
-                    needed: if upd { header + 8 } else { header },
-                })
-            }
+            RxFrame::Header if unread > 0 => Some(crate::Violation::TruncatedFrame {
+                got: unread,
+                needed: self.dialect.fixed_len_needed(unread),
+            }),
             RxFrame::Header => None,
         };
         let reason = match (truncated, &self.state) {
