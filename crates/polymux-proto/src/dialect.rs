@@ -41,6 +41,13 @@ impl Dialect {
         matches!(self, Dialect::Yamux | Dialect::NetMux)
     }
 
+    /// Whether the opener waits for the peer's ACK before using a new stream: net-mux peers
+    /// expect it (its own client does); yamux sends data right after the SYN, and smux has
+    /// no ACK.
+    pub const fn open_waits_for_ack(self) -> bool {
+        matches!(self, Dialect::NetMux)
+    }
+
     /// Whether the dialect has per-stream flow control.
     pub const fn has_stream_credit(self) -> bool {
         !matches!(self, Dialect::SmuxV1)

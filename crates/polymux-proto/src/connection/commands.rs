@@ -63,9 +63,22 @@ impl Connection {
         Poll::Ready(Ok(key))
     }
 
-    /// Waits until the peer acknowledged an outbound stream. Only net-mux needs this before
-    /// the stream is used (its peers expect the opener to wait for the ACK); other dialects are
-    /// ready at once.
+    /// Waits until an outbound stream from [`poll_open`](Self::poll_open) may be handed to the
+    /// application: at once, except where the dialect's opener waits for the peer's ACK
+    /// (net-mux, [`Dialect::open_waits_for_ack`](crate::Dialect::open_waits_for_ack)), which
+    /// is then [`poll_established`](Self::poll_established). Callers of `poll_open` call this
+    /// next instead of deciding per dialect.
+    pub fn poll_open_ready(&mut self, key: StreamKey, waker: &Waker) -> Poll<Result<(), Error>> {
+        if !self.dialect.open_waits_for_ack() {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_established(key, waker)
+    }
+
+    /// Waits until the peer acknowledged an outbound stream (ready at once where opens are not
+    /// acknowledged). Fails with [`Error::StreamRefused`] if the peer reset it first. Whether
+    /// the application must wait for this is the dialect's rule, applied by
+    /// [`poll_open_ready`](Self::poll_open_ready).
     pub fn poll_established(&mut self, key: StreamKey, waker: &Waker) -> Poll<Result<(), Error>> {
         let ended = self.ended_error();
         let Some(s) = self.streams.get_mut(key.0) else {
