@@ -14,6 +14,19 @@
 //! The engine never blocks, reads a clock, or touches a socket, so a test can drive two of them
 //! against each other byte by byte on a virtual clock.
 //!
+//! # Time
+//!
+//! Inputs, [`close`](Connection::close) and [`start_ping`](Connection::start_ping) take `now`
+//! from the caller. Commands and [`poll_transmit`](Connection::poll_transmit) do not: what
+//! they time (a credit grant for the RTT sample and window tuning, when spare send buffers were
+//! last used, refusal summaries) uses the engine's clock, the `now` of the latest
+//! [`handle_input`](Connection::handle_input), [`handle_timeout`](Connection::handle_timeout)
+//! or `close` (and [`handle_write_progress`](Connection::handle_write_progress), which only
+//! moves it forward). Between those calls it stands still, so a command sees the time of the
+//! last bytes received, timer fired or write completed, not the time it runs. Passing `now` to
+//! every command instead (issue 12) would change the public API of every command and what
+//! auto-tuning measures; it is left for a change of its own.
+//!
 //! # Liveness (DESIGN §3: silent sockets and never-reading peers end, with a typed error)
 //!
 //! A peer is judged dead in two ways, both on the caller's clock:
@@ -211,6 +224,8 @@ pub struct Connection {
     /// freed anywhere in the pool wakes the driver, and input resumes once they would fit.
     paused_on_pool: Option<usize>,
     keepalive: KeepAlive,
+    /// The engine's clock: the time of the latest input that carried one (see "Time" above),
+    /// read by commands, `poll_transmit` and the session's end.
     now: Instant,
     state: State,
     local_goaway: bool,
