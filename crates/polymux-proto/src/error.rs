@@ -4,9 +4,13 @@
 //! Every variant names the rule precisely enough to debug an interop problem from the message
 //! alone. They convert to `std::io::Error` only at the async crate's `AsyncRead`/`AsyncWrite`
 //! edge.
+//!
+//! The GoAway code that announces a session's end for an [`Error`] is chosen here
+//! ([`Dialect::goaway_code_for`]), above `dialect`, which only names the codes.
 
 use std::fmt;
 
+use crate::dialect::{goaway, Dialect};
 use crate::frame::StreamId;
 
 /// A rule of the wire protocol that the peer broke. Detecting one ends the session (with a
@@ -196,7 +200,7 @@ impl fmt::Display for Error {
             Error::WriteTimeout => {
                 f.write_str("peer stopped reading: no write progress within the write timeout")
             }
-            Error::GoAway(code) => match crate::codec::goaway_code_name(*code) {
+            Error::GoAway(code) => match goaway::name(*code) {
                 Some(name) => write!(f, "peer sent GoAway (code {code}: {name})"),
                 None => write!(f, "peer sent GoAway (code {code})"),
             },
@@ -290,6 +294,31 @@ impl From<Error> for std::io::Error {
             Error::Unsupported(_) => ErrorKind::Unsupported,
         };
         std::io::Error::new(kind, e)
+    }
+}
+
+impl Dialect {
+    /// The GoAway code that announces the end of a session for `reason`, where the dialect
+    /// has GoAway and a code for it: yamux has [`PROTOCOL_ERROR`](goaway::PROTOCOL_ERROR) for
+    /// every violation; net-mux names the rule more precisely (flow control, invalid version,
+    /// protocol error for any other violation) and has [`TIMEOUT`](goaway::TIMEOUT) for a
+    /// keep-alive timeout.
+    pub fn goaway_code_for(self, reason: &Error) -> Option<u32> {
+        match (self, reason) {
+            (Dialect::SmuxV1 | Dialect::SmuxV2, _) => None,
+            (
+                Dialect::NetMux,
+                Error::ProtocolViolation(
+                    Violation::DataBeyondCredit { .. } | Violation::WindowOverflow { .. },
+                ),
+            ) => Some(goaway::FLOW_CONTROL_ERROR),
+            (Dialect::NetMux, Error::ProtocolViolation(Violation::UnsupportedVersion { .. })) => {
+                Some(goaway::INVALID_VERSION)
+            }
+            (_, Error::ProtocolViolation(_)) => Some(goaway::PROTOCOL_ERROR),
+            (Dialect::NetMux, Error::KeepAliveTimeout) => Some(goaway::TIMEOUT),
+            _ => None,
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! # Layout
 //!
 //! - [`frame`] — the dialect-neutral [`Frame`] (yamux's model: id, kind, SYN/ACK/FIN/RST).
-//! - [`codec`] — bytes ⇄ frames per [`Dialect`]: yamux, smux v1, smux v2, net-mux.
+//! - [`dialect`] — the [`Dialect`]s (yamux, smux v1, smux v2, net-mux), their capabilities and
+//!   named GoAway codes; below `codec` and `error`.
+//! - [`codec`] — bytes ⇄ frames per [`Dialect`], header lengths and payload limits.
 //! - `policy` — which frames express open, accept, half-close, reset and credit per dialect.
 //! - `flow` — per-stream credit in both directions, window auto-tuning.
 //! - `inbound_ids` — which ids the peer opened (reuse vs. reordered opens).
@@ -28,6 +30,7 @@
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod dialect;
 pub mod error;
 mod flow;
 pub mod frame;
@@ -40,9 +43,9 @@ mod stream;
 mod tx;
 mod waiters;
 
-pub use codec::Dialect;
 pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_INITIAL_WINDOW};
 pub use connection::{Connection, Role, Stats, StreamKey, PAUSED_READ_AHEAD};
+pub use dialect::Dialect;
 pub use error::{Error, TransportError, Violation};
 pub use frame::{Flags, Frame, StreamId};
 pub use memory::{MemoryBudget, DEFAULT_MIN_SHARE};

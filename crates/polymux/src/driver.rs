@@ -25,6 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_timer::Delay;
+use polymux_proto::dialect::goaway;
 use polymux_proto::{Error, Transmit, PAUSED_READ_AHEAD};
 
 use crate::rx_buffers::{self, RxBuffers};
@@ -408,7 +409,7 @@ impl<T: Transport> Future for Driver<T> {
                 this.done = true;
                 return Poll::Ready(match reason {
                     None | Some(Error::SessionClosed) | Some(Error::TransportClosed) => Ok(()),
-                    Some(Error::GoAway(0)) => Ok(()),
+                    Some(Error::GoAway(goaway::NORMAL)) => Ok(()),
                     Some(other) => Err(other),
                 });
             }

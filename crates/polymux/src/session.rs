@@ -251,10 +251,10 @@ impl Session {
     /// ```
     pub async fn open(&self) -> Result<Stream, Error> {
         let key = poll_fn(|cx| self.shared.lock().poll_open(cx.waker())).await?;
+        // Made before waiting, so that dropping this future releases the stream.
         let stream = Stream::new(self.shared.clone(), key);
-        if self.dialect == Dialect::NetMux {
-            poll_fn(|cx| self.shared.lock().poll_established(key, cx.waker())).await?;
-        }
+        // Whether the opener waits for the peer's ACK (net-mux) is the engine's decision.
+        poll_fn(|cx| self.shared.lock().poll_open_ready(key, cx.waker())).await?;
         Ok(stream)
     }
 

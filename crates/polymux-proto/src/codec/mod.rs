@@ -1,4 +1,6 @@
-//! Wire codecs: bytes ⇄ [`Frame`] for each dialect.
+//! Wire codecs: bytes ⇄ [`Frame`] for each dialect, and the wire facts that follow from the
+//! encoding (header length, largest frame payload). The dialect itself and its capabilities
+//! live in [`crate::dialect`]; [`Dialect`] is re-exported here for existing paths.
 //!
 //! Decoding never panics and never reads past the slice it is given: every length is checked
 //! before it is used, and an incomplete header is `Ok(None)` ("need more bytes"). A `Data`
@@ -13,17 +15,17 @@ use bytes::BytesMut;
 use crate::error::Violation;
 use crate::frame::Frame;
 
-/// The wire protocol a session speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// yamux (hashicorp spec): 12-byte big-endian header, version 0.
-    Yamux,
-    /// smux version 1 (xtaci/smux): 8-byte little-endian header, no per-stream flow control.
-    SmuxV1,
-    /// smux version 2: v1 plus `UPD` frames for per-stream flow control.
-    SmuxV2,
-    /// net-mux 1.x: yamux-shaped 12-byte big-endian header, version 1.
-    NetMux,
+pub use crate::dialect::{goaway_code_name, Dialect};
+
+/// The longest frame header of any dialect (room for one header whatever the dialect).
+pub(crate) const MAX_HEADER_LEN: usize = max(yamux_shaped::HEADER_LEN, smux::HEADER_LEN);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
 }
 
 impl Dialect {
@@ -32,6 +34,17 @@ impl Dialect {
         match self {
             Dialect::Yamux | Dialect::NetMux => yamux_shaped::HEADER_LEN,
             Dialect::SmuxV1 | Dialect::SmuxV2 => smux::HEADER_LEN,
+        }
+    }
+
+    /// How many bytes the fixed part of a frame needs when `got` bytes of it arrived and did
+    /// not decode: the header, or on smux v2 a whole header plus the `UPD` body it announces.
+    pub(crate) const fn fixed_len_needed(self, got: usize) -> usize {
+        match self {
+            Dialect::SmuxV2 if got >= smux::HEADER_LEN => {
+                smux::HEADER_LEN + smux::UPDATE_PAYLOAD_LEN
+            }
+            _ => self.header_len(),
         }
     }
 
@@ -69,88 +82,6 @@ impl Dialect {
             Dialect::SmuxV1 => smux::encode(1, frame, out),
             Dialect::SmuxV2 => smux::encode(2, frame, out),
         }
-    }
-
-    /// Whether the dialect has RST (a stream abort the peer sees as such).
-    pub const fn has_reset(self) -> bool {
-        matches!(self, Dialect::Yamux | Dialect::NetMux)
-    }
-
-    /// Whether the dialect has GoAway.
-    pub const fn has_goaway(self) -> bool {
-        matches!(self, Dialect::Yamux | Dialect::NetMux)
-    }
-
-    /// Whether the dialect has Ping (and therefore a measurable RTT).
-    pub const fn has_ping(self) -> bool {
-        matches!(self, Dialect::Yamux | Dialect::NetMux)
-    }
-
-    /// Whether opens are acknowledged (ACK) when the peer's application accepts.
-    pub const fn has_ack(self) -> bool {
-        matches!(self, Dialect::Yamux | Dialect::NetMux)
-    }
-
-    /// Whether the dialect has per-stream flow control.
-    pub const fn has_stream_credit(self) -> bool {
-        !matches!(self, Dialect::SmuxV1)
-    }
-
-    /// The GoAway code that announces the end of a session for `reason`, where the dialect
-    /// has GoAway and a code for it: yamux has 1 (protocol error) for every violation; net-mux
-    /// names the rule more precisely (3 flow control, 5 invalid version, 1 any other
-    /// violation) and has 6 for a keep-alive timeout. See [`goaway_code_name`].
-    pub fn goaway_code_for(self, reason: &crate::Error) -> Option<u32> {
-        use crate::{Error, Violation};
-        match (self, reason) {
-            (Dialect::SmuxV1 | Dialect::SmuxV2, _) => None,
-            (
-                Dialect::NetMux,
-                Error::ProtocolViolation(
-                    Violation::DataBeyondCredit { .. } | Violation::WindowOverflow { .. },
-                ),
-            ) => Some(3),
-            (Dialect::NetMux, Error::ProtocolViolation(Violation::UnsupportedVersion { .. })) => {
-                Some(5)
-            }
-            (_, Error::ProtocolViolation(_)) => Some(1),
-            (Dialect::NetMux, Error::KeepAliveTimeout) => Some(6),
-            _ => None,
-        }
-    }
-
-    /// The GoAway code for "normal termination".
-    pub const fn goaway_normal(self) -> u32 {
-        0
-    }
-
-    /// A human-readable name ("yamux", "smux v1", ...).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Dialect::Yamux => "yamux",
-            Dialect::SmuxV1 => "smux v1",
-            Dialect::SmuxV2 => "smux v2",
-            Dialect::NetMux => "net-mux",
-        }
-    }
-}
-
-/// The meaning of a GoAway code: 0–2 are yamux's (and net-mux's), 3–6 net-mux's own.
-///
-/// ```
-/// assert_eq!(polymux_proto::codec::goaway_code_name(6), Some("timeout"));
-/// assert_eq!(polymux_proto::codec::goaway_code_name(7), None);
-/// ```
-pub const fn goaway_code_name(code: u32) -> Option<&'static str> {
-    match code {
-        0 => Some("normal"),
-        1 => Some("protocol error"),
-        2 => Some("internal error"),
-        3 => Some("flow control error"),
-        4 => Some("stream limit"),
-        5 => Some("invalid version"),
-        6 => Some("timeout"),
-        _ => None,
     }
 }
 

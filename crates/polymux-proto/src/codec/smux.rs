@@ -12,7 +12,7 @@ use crate::error::Violation;
 use crate::frame::{Flags, Frame, StreamId};
 
 pub(super) const HEADER_LEN: usize = 8;
-const UPDATE_PAYLOAD_LEN: usize = 8;
+pub(super) const UPDATE_PAYLOAD_LEN: usize = 8;
 
 const CMD_SYN: u8 = 0;
 const CMD_FIN: u8 = 1;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::{Connection, State, StreamKey};
 use crate::error::Error;
 use crate::frame::{Frame, StreamId};
-use crate::stream::{register, Origin};
+use crate::stream::{register, Opening};
 
 impl Connection {
     fn ended_error(&self) -> Option<Error> {
@@ -45,12 +45,14 @@ impl Connection {
             return Poll::Ready(Err(Error::TooManyStreams { limit }));
         };
         self.next_outbound_id = next;
-        let key = self.insert_stream(id, Origin::Local);
-        let s = &mut self.streams[key.0];
-        s.acked = !self.dialect.has_ack();
-        if !s.acked {
+        let opening = if self.dialect.has_ack() {
             self.unacked_outbound += 1;
-        }
+            Opening::LocalUnacked
+        } else {
+            Opening::LocalAcked
+        };
+        let key = self.insert_stream(id, opening);
+        let s = &mut self.streams[key.0];
         let extra = s.recv.grant(self.now);
         let (open, credit) = crate::policy::open(self.dialect, id, extra);
         self.push_control(&open);
@@ -61,18 +63,31 @@ impl Connection {
         Poll::Ready(Ok(key))
     }
 
-    /// Waits until the peer acknowledged an outbound stream. Only net-mux needs this before
-    /// the stream is used (its peers expect the opener to wait for the ACK); other dialects are
-    /// ready at once.
+    /// Waits until an outbound stream from [`poll_open`](Self::poll_open) may be handed to the
+    /// application: at once, except where the dialect's opener waits for the peer's ACK
+    /// (net-mux, [`Dialect::open_waits_for_ack`](crate::Dialect::open_waits_for_ack)), which
+    /// is then [`poll_established`](Self::poll_established). Callers of `poll_open` call this
+    /// next instead of deciding per dialect.
+    pub fn poll_open_ready(&mut self, key: StreamKey, waker: &Waker) -> Poll<Result<(), Error>> {
+        if !self.dialect.open_waits_for_ack() {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_established(key, waker)
+    }
+
+    /// Waits until the peer acknowledged an outbound stream (ready at once where opens are not
+    /// acknowledged). Fails with [`Error::StreamRefused`] if the peer reset it first. Whether
+    /// the application must wait for this is the dialect's rule, applied by
+    /// [`poll_open_ready`](Self::poll_open_ready).
     pub fn poll_established(&mut self, key: StreamKey, waker: &Waker) -> Poll<Result<(), Error>> {
         let ended = self.ended_error();
         let Some(s) = self.streams.get_mut(key.0) else {
             return Poll::Ready(Err(Error::SessionClosed));
         };
-        if s.reset {
+        if s.is_reset() {
             return Poll::Ready(Err(Error::StreamRefused));
         }
-        if s.acked {
+        if !s.is_unacked() {
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = ended {
@@ -88,8 +103,7 @@ impl Connection {
             let now = self.now;
             let dialect = self.dialect;
             let s = &mut self.streams[key.0];
-            s.acked = true;
-            if !s.reset {
+            if !s.is_reset() {
                 let extra = s.recv.grant(now);
                 let (ack, credit) = crate::policy::accept(dialect, s.id, extra);
                 for frame in [ack, credit].into_iter().flatten() {
@@ -193,10 +207,10 @@ impl Connection {
             return Poll::Ready(Err(Error::SessionClosed));
         };
         // Reset before FIN: a local reset discards unread bytes, which a clean EOF would hide.
-        if s.reset {
+        if s.is_reset() {
             return Poll::Ready(Err(Error::StreamReset));
         }
-        if s.remote_fin {
+        if s.is_remote_closed() {
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = ended {
@@ -220,10 +234,10 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return Poll::Ready(Err(Error::SessionClosed));
         };
-        if s.reset {
+        if s.is_reset() {
             return Poll::Ready(Err(Error::StreamReset));
         }
-        if s.local_fin {
+        if s.is_local_closed() {
             return Poll::Ready(Err(Error::WriteAfterClose));
         }
         if buf.is_empty() {
@@ -262,16 +276,16 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return Err(Error::SessionClosed);
         };
-        if s.reset {
+        if s.is_reset() {
             return Err(Error::StreamReset);
         }
-        if s.local_fin {
+        if s.is_local_closed() {
             return Ok(());
         }
         if let Some(e) = ended {
             return Err(e);
         }
-        s.local_fin = true;
+        s.close_local();
         let fin = crate::policy::fin(self.dialect, s.id);
         self.push_after_data(key, fin);
         self.maybe_remove(key);
@@ -289,10 +303,7 @@ impl Connection {
         if s.is_finished() {
             return;
         }
-        let send_frame = !ended && (self.dialect.has_reset() || !s.local_fin);
-        s.reset = true;
-        s.local_fin = true;
-        s.awaiting_peer_fin = !self.dialect.has_reset() && !s.remote_fin && !ended;
+        let send_frame = s.reset_locally(self.dialect.has_reset(), ended);
         let id = s.id;
         let charge = s.queue.charge();
         self.retained -= s.queue.retained();
@@ -321,7 +332,7 @@ impl Connection {
         self.retained -= s.queue.retained();
         let discarded = s.queue.discard(&mut self.memory);
         s.recv.consume(discarded as u64);
-        let needs_fin = !s.local_fin && !s.reset;
+        let needs_fin = s.can_send();
         self.unbuffer(discarded, charge);
         if needs_fin && !self.is_ended() {
             let _ = self.close_write(key);

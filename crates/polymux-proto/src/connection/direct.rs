@@ -21,7 +21,7 @@ use super::{Connection, StreamKey};
 /// Data frames one direct write may carry.
 pub const DIRECT_MAX_FRAMES: usize = 4;
 /// The largest data-frame header of any dialect.
-const MAX_HEADER: usize = 12;
+const MAX_HEADER: usize = crate::codec::MAX_HEADER_LEN;
 
 /// Frames a writer may put on the transport itself: for each, a header and a piece of the
 /// caller's buffer. Obtained from [`Connection::poll_write_direct`].
@@ -83,7 +83,7 @@ impl Connection {
         buf: &[u8],
     ) -> Poll<Result<WriteOutcome, Error>> {
         let credit = match self.streams.get(key.0) {
-            Some(s) if !s.reset && !s.local_fin => s.send.available(),
+            Some(s) if s.can_send() => s.send.available(),
             _ => 0,
         };
         if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.is_idle() {

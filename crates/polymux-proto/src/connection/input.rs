@@ -14,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use super::{Connection, Refusal, RxFrame, State, StreamKey};
 use crate::error::Violation;
 use crate::frame::{Flags, Frame, StreamId};
-use crate::stream::Origin;
+use crate::stream::Opening;
 
 /// Payload pieces smaller than this are copied into their stream's chunks (merged, so a flood
 /// of tiny frames costs no allocation per frame); larger ones are zero-copy slices, and the
@@ -319,8 +319,7 @@ impl Connection {
         };
         if flags.contains(Flags::ACK) {
             if let Some(s) = self.streams.get_mut(key.0) {
-                if s.origin == Origin::Local && !s.acked {
-                    s.acked = true;
+                if s.acknowledged() {
                     s.wake_writer();
                     self.unacked_outbound -= 1;
                     self.wake_open_waiters();
@@ -373,7 +372,7 @@ impl Connection {
             self.push_control(&crate::policy::reset(self.dialect, id));
             return Ok(None);
         }
-        let key = self.insert_stream(id, Origin::Remote);
+        let key = self.insert_stream(id, Opening::Remote);
         self.accept_queue.push_back(key);
         self.accept_waiters.wake_all();
         Ok(Some(key))
@@ -384,20 +383,16 @@ impl Connection {
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
-        if flags.contains(Flags::RST) && !s.reset {
-            s.reset = true;
-            if s.origin == Origin::Local && !s.acked {
+        if flags.contains(Flags::RST) && s.reset_by_peer() {
+            if s.acknowledged() {
                 // Refused before it was ever acknowledged.
-                s.acked = true;
                 self.unacked_outbound -= 1;
                 self.wake_open_waiters();
             }
             let s = &mut self.streams[key.0];
             s.wake_reader();
             s.wake_writer();
-        } else if flags.contains(Flags::FIN) && !s.remote_fin {
-            s.remote_fin = true;
-            s.awaiting_peer_fin = false;
+        } else if flags.contains(Flags::FIN) && s.close_remote() {
             s.wake_reader();
         }
         self.maybe_remove(key);

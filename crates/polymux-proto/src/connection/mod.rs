@@ -14,6 +14,19 @@
 //! The engine never blocks, reads a clock, or touches a socket, so a test can drive two of them
 //! against each other byte by byte on a virtual clock.
 //!
+//! # Time
+//!
+//! Inputs, [`close`](Connection::close) and [`start_ping`](Connection::start_ping) take `now`
+//! from the caller. Commands and [`poll_transmit`](Connection::poll_transmit) do not: what
+//! they time (a credit grant for the RTT sample and window tuning, when spare send buffers were
+//! last used, refusal summaries) uses the engine's clock, the `now` of the latest
+//! [`handle_input`](Connection::handle_input), [`handle_timeout`](Connection::handle_timeout)
+//! or `close` (and [`handle_write_progress`](Connection::handle_write_progress), which only
+//! moves it forward). Between those calls it stands still, so a command sees the time of the
+//! last bytes received, timer fired or write completed, not the time it runs. Passing `now` to
+//! every command instead (issue 12) would change the public API of every command and what
+//! auto-tuning measures; it is left for a change of its own.
+//!
 //! # Liveness (DESIGN §3: silent sockets and never-reading peers end, with a typed error)
 //!
 //! A peer is judged dead in two ways, both on the caller's clock:
@@ -47,7 +60,7 @@ use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
 use crate::memory::RecvMemory;
-use crate::stream::{Origin, Stream};
+use crate::stream::{Opening, Stream};
 use crate::tx::{Transmit, TxBuffers};
 use crate::waiters::Waiters;
 
@@ -211,6 +224,8 @@ pub struct Connection {
     /// freed anywhere in the pool wakes the driver, and input resumes once they would fit.
     paused_on_pool: Option<usize>,
     keepalive: KeepAlive,
+    /// The engine's clock: the time of the latest input that carried one (see "Time" above),
+    /// read by commands, `poll_transmit` and the session's end.
     now: Instant,
     state: State,
     local_goaway: bool,
@@ -534,15 +549,10 @@ impl Connection {
                 got: (len - remaining) as usize + unread,
                 needed: len as usize,
             }),
-            RxFrame::Header if unread > 0 => {
-                let header = self.dialect.header_len();
-                // A whole header left undecoded is a smux v2 UPD waiting for its 8-byte body.
-                let upd = self.dialect == Dialect::SmuxV2 && unread >= header;
-                Some(crate::Violation::TruncatedFrame {
-                    got: unread,
-                    needed: if upd { header + 8 } else { header },
-                })
-            }
+            RxFrame::Header if unread > 0 => Some(crate::Violation::TruncatedFrame {
+                got: unread,
+                needed: self.dialect.fixed_len_needed(unread),
+            }),
             RxFrame::Header => None,
         };
         let reason = match (truncated, &self.state) {
@@ -658,7 +668,7 @@ impl Connection {
     }
 
     /// Inserts a new stream with the protocol's initial credit in both directions.
-    fn insert_stream(&mut self, id: StreamId, origin: Origin) -> StreamKey {
+    fn insert_stream(&mut self, id: StreamId, opening: Opening) -> StreamKey {
         let window = self.config.stream_window();
         let (recv, send) = match self.dialect {
             Dialect::SmuxV1 => (RecvCredit::unlimited(), SendCredit::new(None)),
@@ -674,7 +684,7 @@ impl Connection {
             self.streams
                 .reserve_exact((self.streams.len() / 8).max(MIN_TABLE_GROWTH));
         }
-        let key = StreamKey(self.streams.insert(Stream::new(id, origin, recv, send)));
+        let key = StreamKey(self.streams.insert(Stream::new(id, opening, recv, send)));
         self.ids.insert(id, key);
         key
     }
@@ -688,6 +698,7 @@ impl Connection {
             return;
         }
         let s = self.streams.remove(key.0);
+        let unacked = s.is_unacked();
         if let RxFrame::Payload { key: frame_key, .. } = &mut self.rx_frame {
             if *frame_key == Some(key) {
                 // The rest of a frame being received for it is discarded: the slab slot may be
@@ -702,7 +713,7 @@ impl Connection {
         self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
         self.ids.remove(&s.id);
-        if s.origin == Origin::Local && !s.acked {
+        if unacked {
             self.unacked_outbound -= 1;
             self.wake_open_waiters();
         }

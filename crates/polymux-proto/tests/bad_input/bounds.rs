@@ -113,6 +113,53 @@ fn syn_after_our_goaway_is_refused() {
     }
 }
 
+/// Whether a new stream is handed out before the peer's ACK is the dialect's rule, applied by
+/// the engine: only net-mux openers wait (yamux sends data after the SYN, smux has no ACK).
+#[test]
+fn only_net_mux_opens_wait_for_the_ack_before_use() {
+    for d in ALL {
+        let ctx = d.name();
+        let mut s = Session::new(d, Role::Client);
+        let a = s.open();
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        if d != Dialect::NetMux {
+            assert_eq!(
+                s.conn.poll_open_ready(a, &waker),
+                Poll::Ready(Ok(())),
+                "{ctx}: usable at once"
+            );
+            let acked = !d.has_ack();
+            assert_eq!(
+                s.conn.poll_established(a, Waker::noop()).is_ready(),
+                acked,
+                "{ctx}: established only once acknowledged, where opens are"
+            );
+            continue;
+        }
+        assert_eq!(s.conn.poll_open_ready(a, &waker), Poll::Pending, "{ctx}");
+        s.feed_ok(&ack(d, 1));
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "{ctx}: the ACK wakes the opener"
+        );
+        assert_eq!(
+            s.conn.poll_open_ready(a, &waker),
+            Poll::Ready(Ok(())),
+            "{ctx}"
+        );
+        // Refused (RST before ACK): the opener learns it instead of waiting.
+        let b = s.open();
+        assert_eq!(s.conn.poll_open_ready(b, &waker), Poll::Pending, "{ctx}");
+        s.feed_ok(&rst(d, 3));
+        assert_eq!(
+            s.conn.poll_open_ready(b, &waker),
+            Poll::Ready(Err(Error::StreamRefused)),
+            "{ctx}"
+        );
+    }
+}
+
 #[test]
 fn max_unacked_outbound_holds_the_third_open() {
     for d in YAMUX_SHAPED {

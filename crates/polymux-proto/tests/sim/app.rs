@@ -65,7 +65,7 @@ impl Sim {
 
     pub(crate) fn add_stream(&mut self, s: usize, key: StreamKey, local: bool) -> u32 {
         let id = self.sides[s].conn.stream_id(key).0;
-        let established = !(local && self.dialect == Dialect::NetMux);
+        let established = !(local && self.dialect.open_waits_for_ack());
         let target = self.target_len();
         let side = &mut self.sides[s];
         let ours = (id % 2 == 1) == (side.role == Role::Client);

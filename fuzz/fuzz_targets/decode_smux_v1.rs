@@ -1,0 +1,6 @@
+//! Fuzz target: arbitrary bytes through the smux_v1 decode loop (see `polymux_fuzz::codec`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    polymux_fuzz::codec::decode_loop(polymux_proto::Dialect::SmuxV1, data);
+});
