@@ -1,8 +1,9 @@
 //! End to end, against the real binary: the CLI servers under hostile load (issue 9, item 6,
 //! and the CLI rows of its attack table; the operations slips of issue 11).
 //!
-//! - Silent connections cannot lock a real client out (echo, tunnel server), and a connection
-//!   that goes silent after its first bytes is cut by `--idle-timeout`.
+//! - Silent connections cannot lock a real client out (echo, tunnel server, and a tunnel
+//!   server started from a config file), and a connection that goes silent after its first
+//!   bytes is cut by `--idle-timeout`.
 //! - Echo memory per idle stream is given back (RSS from /proc).
 //! - `--max-streams N` admits exactly N streams, and the refusals are logged at info.
 //! - The echo server on smux refuses new streams during its shutdown drain.
@@ -189,6 +190,64 @@ async fn silent_connections_cannot_lock_a_tunnel_client_out() {
         "a silent connection was not closed; logs:\n{}",
         server.logs()
     );
+}
+
+/// A server started from a config file keeps the guard: the file's `max_clients = 1` is not
+/// taken by silent sockets, which `--handshake-timeout` (a flag) closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_server_keeps_the_guard() {
+    let target = common::echo_server().await;
+    let dir = std::env::temp_dir().join(format!("polymux-hardening-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\nmax_clients = 1\n\n\
+             [services.web]\nbind = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .expect("write config");
+    let server = Proc::spawn(
+        "tunnel server",
+        &[
+            "tunnel",
+            "server",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--handshake-timeout",
+            "2s",
+        ],
+        &[],
+    );
+    let control = server.addr_after("listening on ").await;
+    let exposed = server.addr_after("exposing service web on ").await;
+    let mut silent = silent_connections(control, 50).await;
+    let client = Proc::spawn(
+        "tunnel client",
+        &[
+            "tunnel",
+            "client",
+            "--server",
+            &control.to_string(),
+            "--target",
+            &format!("web={target}"),
+        ],
+        &[("POLYMUX_TOKEN", TOKEN)],
+    );
+    client.wait_for("tunnel up", WAIT).await;
+    let data = common::payload(3, 50_000);
+    let echoed = common::echo_roundtrip(exposed, data.clone())
+        .await
+        .expect("through the tunnel");
+    assert!(echoed == data, "the tunnel corrupted the data");
+    assert!(
+        closed_by_peer(&mut silent[0], WAIT).await,
+        "a silent connection was not closed; logs:\n{}",
+        server.logs()
+    );
+    server.wait_for("--handshake-timeout", WAIT).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The issue's "2000 streams each echo 256 B and stay open: +131 MB": now each idle stream
