@@ -145,6 +145,9 @@ impl Bottleneck {
         LinkStats {
             rate: self.shape.rate,
             bytes: s.total,
+            busy: s.first.map_or(Duration::ZERO, |first| {
+                s.free_at.saturating_duration_since(first)
+            }),
             windows: s.windows.clone(),
         }
     }
@@ -157,6 +160,8 @@ pub struct LinkStats {
     pub rate: u64,
     /// Bytes that went through.
     pub bytes: u64,
+    /// From the first byte admitted until the last one left the bottleneck.
+    pub busy: Duration,
     /// Bytes that left the bottleneck per [`WINDOW`], from the first byte admitted.
     pub windows: Vec<u64>,
 }
@@ -176,6 +181,21 @@ impl LinkStats {
     /// [`time_to`](Self::time_to) 90 % of the link rate: the t90.
     pub fn t90(&self) -> Option<Duration> {
         self.time_to(0.9)
+    }
+
+    /// The mean rate in bytes/s over the whole windows from `skip` after the first byte to
+    /// the last complete window; `None` if there is no such window.
+    pub fn rate_after(&self, skip: Duration) -> Option<f64> {
+        let from = (skip.as_nanos() / WINDOW.as_nanos()) as usize;
+        // The last window is still filling (or was cut short): leave it out.
+        let whole = self
+            .windows
+            .get(from..self.windows.len().saturating_sub(1))?;
+        if whole.is_empty() {
+            return None;
+        }
+        let bytes: u64 = whole.iter().sum();
+        Some(bytes as f64 / (WINDOW.as_secs_f64() * whole.len() as f64))
     }
 }
 
@@ -265,9 +285,17 @@ async fn accept_loop(
                 active.fetch_add(1, Relaxed);
                 let (up, down, active) = (up.clone(), down.clone(), active.clone());
                 conns.spawn(async move {
-                    if let Err(e) = relay_one(client, upstream, up, down).await {
-                        // The benchmark reports the failure from the client's side.
-                        eprintln!("link relay: {e}");
+                    match relay_one(client, upstream, up, down).await {
+                        // A side that goes away abruptly (a client stopped mid-transfer) is
+                        // normal; anything else is worth a line (the benchmark reports the
+                        // failure from the client's side).
+                        Err(e) if !matches!(
+                            e.kind(),
+                            io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::BrokenPipe
+                                | io::ErrorKind::UnexpectedEof
+                        ) => eprintln!("link relay: {e}"),
+                        _ => {}
                     }
                     active.fetch_sub(1, Relaxed);
                 });
@@ -380,6 +408,7 @@ mod tests {
         // Bytes are counted in the window they leave in.
         let stats = b.stats();
         assert_eq!(stats.bytes, 111_000);
+        assert_eq!(stats.busy, Duration::from_millis(1001));
         assert_eq!(stats.windows[0], 110_000);
         assert_eq!(stats.windows[5], 1000);
     }
@@ -390,6 +419,7 @@ mod tests {
         let stats = |windows: Vec<u64>| LinkStats {
             rate: MB,
             bytes: windows.iter().sum(),
+            busy: WINDOW * windows.len() as u32,
             windows,
         };
         assert_eq!(
@@ -402,6 +432,14 @@ mod tests {
         );
         assert_eq!(stats(vec![per_window / 2; 10]).t90(), None);
         assert_eq!(stats(Vec::new()).t90(), None);
+        // The rate over whole windows after a lead, the last (partial) one left out.
+        let ramp = stats(vec![1, 2, per_window, per_window / 2, 7]);
+        let rate = |w: u64| w as f64 / WINDOW.as_secs_f64();
+        assert_eq!(
+            ramp.rate_after(Duration::from_millis(400)),
+            Some(rate(per_window * 3 / 4))
+        );
+        assert_eq!(ramp.rate_after(Duration::from_secs(1)), None);
     }
 
     /// An echo server that also closes when its client does.

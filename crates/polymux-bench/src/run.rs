@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::args::RunArgs;
+use crate::client::WAN_RPC_LEAD;
 use crate::impls::{Impl, Scenario};
 use crate::link::Relay;
 use crate::report::{Report, RunInfo};
@@ -28,6 +29,10 @@ use crate::{go, sys};
 const LISTEN_LIMIT: Duration = Duration::from_secs(30);
 /// How long a server may take to exit after its stdin closes.
 const EXIT_LIMIT: Duration = Duration::from_secs(5);
+/// A WAN measurement stops after this long: a bulk slower than 64 MiB in 15 s (0.36× the
+/// link) is reported with the link's mean rate until then, which keeps the WAN section of a
+/// run with every implementation to a few minutes.
+pub const WAN_LIMIT: Duration = Duration::from_secs(15);
 /// Bytes of a child's stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
 
@@ -195,7 +200,7 @@ fn summary(scenario: Scenario, f: &Figures) -> String {
             format!("{:.2} MB/s, t90 {:.0} ms", g("mbps"), g("t90_ms"))
         }
         Scenario::WanRpc => format!(
-            "rpc p50 {:.1} ms, p99 {:.1} ms ({} samples; idle {:.1} ms), bulk {:.2} MB/s",
+            "rpc p50 {:.1} ms, p99 {:.1} ms ({} samples; idle {:.1} ms), link {:.2} MB/s",
             g("p50_ms"),
             g("p99_ms"),
             g("samples"),
@@ -274,7 +279,12 @@ async fn measure(
         let client_err = tail(client.stderr.take());
         let mut out = String::new();
         let stdout = client.stdout.take();
-        let waited = tokio::time::timeout(args.timeout, async {
+        let limit = if relay.is_some() {
+            WAN_LIMIT.min(args.timeout)
+        } else {
+            args.timeout
+        };
+        let waited = tokio::time::timeout(limit, async {
             if let Some(mut s) = stdout {
                 let _ = s.read_to_string(&mut out).await;
             }
@@ -283,11 +293,20 @@ async fn measure(
         .await;
         let status = match waited {
             Ok(status) => status?,
+            Err(_) if relay.is_some() && client_scenario == Scenario::Bulk => {
+                // A WAN bulk too slow to finish in time: the link's own figures.
+                let _ = client.kill().await;
+                let mut figures = Figures::new();
+                figures.insert("capped".into(), limit.as_secs_f64());
+                if let Some(relay) = &relay {
+                    add_link_figures(&mut figures, relay, scenario, sizes.size);
+                }
+                return Ok(figures);
+            }
             Err(_) => {
                 let _ = client.kill().await;
                 bail!(
-                    "the client did not finish within {:?}; stderr: {}",
-                    args.timeout,
+                    "the client did not finish within {limit:?}; stderr: {}",
                     client_err.await.unwrap_or_default()
                 );
             }
@@ -329,17 +348,26 @@ async fn measure(
 }
 
 /// A WAN measurement's link figures: `t90_ms` (NaN if the upload never reached 90 % of the
-/// link rate in any window) and, for a WAN bulk, `mbps` (decimal MB/s, as the link is quoted).
+/// link rate in any window) and `mbps` (decimal MB/s, as the link is quoted): for a WAN bulk,
+/// the size over the client's time, or, when it was stopped at [`WAN_LIMIT`], the link's mean
+/// rate until then; for wan-rpc, the link's mean rate while the round trips ran (from
+/// [`WAN_RPC_LEAD`] after the first byte).
 fn add_link_figures(figures: &mut Figures, relay: &Relay, scenario: Scenario, size: u64) {
     let up = relay.upstream();
     let t90 = up.t90().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
     figures.insert("t90_ms".into(), t90);
     figures.insert("link_up_bytes".into(), up.bytes as f64);
     figures.insert("link_down_bytes".into(), relay.downstream().bytes as f64);
-    if scenario.client_scenario() == Scenario::Bulk {
-        if let Some(secs) = figures.get("secs").copied() {
-            figures.insert("mbps".into(), size as f64 / secs / 1e6);
+    let mbps = if scenario.client_scenario() == Scenario::Bulk {
+        match figures.get("secs").copied() {
+            Some(secs) => Some(size as f64 / secs),
+            None => Some(up.bytes as f64 / up.busy.as_secs_f64().max(1e-3)),
         }
+    } else {
+        up.rate_after(WAN_RPC_LEAD)
+    };
+    if let Some(bps) = mbps {
+        figures.insert("mbps".into(), bps / 1e6);
     }
 }
 
