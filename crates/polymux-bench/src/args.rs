@@ -37,7 +37,7 @@ into the section of --out for this machine's CPU vendor (AMD, Intel, ...), keepi
   --burst N            burst streams (1000; --quick 200)
   --idle N             idle streams (10000; --quick 1000)
   --rpc N              rpc round trips (10000; --quick 1000)
-  --wan-size BYTES     WAN bulk bytes (64MiB; --quick 8MiB)
+  --wan-size BYTES     WAN bulk bytes (64MiB; --quick 16MiB)
   --wan-rpc N          wan-rpc round trips at most (500; they stop when the bulk ends)
   --reps N             repetitions, median reported (5; --quick 1)
   --threads N          tokio worker threads per process, 0 = current-thread runtime (2)
@@ -92,7 +92,7 @@ impl Sizes {
             burst: 200,
             idle: 1000,
             rpc: 1000,
-            wan_size: 8 << 20,
+            wan_size: 16 << 20,
             wan_rpc: 500,
         }
     }

@@ -13,8 +13,10 @@
 //! - a chunk is delivered `delay` (one way) after it leaves the bottleneck, in order.
 //!
 //! The relay's sockets get small receive buffers ([`RELAY_RCVBUF`]): a large, autotuned one
-//! would be a second, unbounded-looking queue in front of the bottleneck that the sender's
-//! `TCP_NOTSENT_LOWAT` cannot see (on loopback everything written is "sent" at once).
+//! would be a second queue in front of the bottleneck, one per connection, that the sender's
+//! `TCP_NOTSENT_LOWAT` cannot see (on loopback everything written is "sent" at once), and
+//! that a multiplexed connection's small frames would wait in while a raw TCP connection
+//! beside it has its own.
 //!
 //! Memory per direction and connection is bounded by construction: bytes read but not yet
 //! delivered are at most `queue + rate × delay + READ_CHUNK` (the queue cap is checked before
@@ -40,8 +42,8 @@ use tokio::time::Instant;
 
 /// Largest single read from a source socket (a chunk on the link).
 pub const READ_CHUNK: usize = 16 * 1024;
-/// Receive buffer asked for on the relay's sockets (the kernel doubles it).
-pub const RELAY_RCVBUF: usize = 64 * 1024;
+/// Receive buffer asked for on the relay's sockets (the kernel doubles it): one read's worth.
+pub const RELAY_RCVBUF: usize = READ_CHUNK;
 /// The width of the windows the delivered rate is counted in.
 pub const WINDOW: Duration = Duration::from_millis(200);
 /// Windows counted at most (10 minutes' worth); later bytes are not counted.

@@ -413,7 +413,7 @@ impl Report {
              the orchestrator between the server and client processes: each direction paced at \
              {rate:.1} MB/s (100 Mbit/s), a fixed one-way delay of half the RTT, and a queue of \
              one bandwidth-delay product in front of the bottleneck with back-pressure (the \
-             relay stops reading while it is full; its sockets have 64 KiB receive buffers). \
+             relay stops reading while it is full; its sockets have 16 KiB receive buffers). \
              wan-bulk50/200: {bulk} MiB on one stream at 50/200 ms RTT; MB/s is decimal, from \
              the first open to the sink's acknowledgement; t90 is the time from the first byte \
              through the link until the end of the first 200 ms window in which at least 90 % \
