@@ -29,7 +29,9 @@ into the section of --out for this machine's CPU vendor (AMD, Intel, ...), keepi
                        wan-bulk200 (--wan-size bytes on one stream at 50/200 ms RTT: MB/s and
                        t90, the time to 90 % of the link rate in 200 ms windows) and wan-rpc
                        (64-byte echoes beside a bulk of 2 × --wan-size on one session at 50 ms);
-                       `wan` = all three. WAN results go to their own section of --out.
+                       `wan` = all three. A WAN measurement stops after 15 s (a slower
+                       bulk is reported with the link's rate until then). WAN results go to
+                       their own section of --out (`<kind> WAN`).
   --size BYTES         bulk bytes, and multi bytes in total (default 1GiB, the issue's size;
                        --quick 16MiB). Suffixes KiB, MiB, GiB.
   --streams N          multi streams (64)
