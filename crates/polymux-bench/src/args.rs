@@ -23,7 +23,15 @@ into the section of --out for this machine's CPU vendor (AMD, Intel, ...), keepi
                        polymux-smux1, polymux-smux2, polymux-netmux, yamux-0.14, tokio-yamux-0.3,
                        net-mux-1, async_smux-0.4, smux-0.2, go-yamux, go-smux1, go-smux2
                        (raw-tcp-large: raw TCP with 1 MiB writes and reads, the physical limit)
-  --scenarios A,B,..   bulk, multi, open-rate, burst, idle, rpc (default: all)
+  --scenarios A,B,..   bulk, multi, open-rate, burst, idle, rpc (default: all of these), and
+                       the WAN ones, through an emulated link (a relay in this process:
+                       100 Mbit/s, queue of one bandwidth-delay product): wan-bulk50,
+                       wan-bulk200 (--wan-size bytes on one stream at 50/200 ms RTT: MB/s and
+                       t90, the time to 90 % of the link rate in 200 ms windows) and wan-rpc
+                       (64-byte echoes beside a bulk of 2 × --wan-size on one session at 50 ms);
+                       `wan` = all three. A WAN measurement stops after 15 s (a slower
+                       bulk is reported with the link's rate until then). WAN results go to
+                       their own section of --out (`<kind> WAN`).
   --size BYTES         bulk bytes, and multi bytes in total (default 1GiB, the issue's size;
                        --quick 16MiB). Suffixes KiB, MiB, GiB.
   --streams N          multi streams (64)
@@ -31,6 +39,8 @@ into the section of --out for this machine's CPU vendor (AMD, Intel, ...), keepi
   --burst N            burst streams (1000; --quick 200)
   --idle N             idle streams (10000; --quick 1000)
   --rpc N              rpc round trips (10000; --quick 1000)
+  --wan-size BYTES     WAN bulk bytes (64MiB; --quick 16MiB)
+  --wan-rpc N          wan-rpc round trips at most (500; they stop when the bulk ends)
   --reps N             repetitions, median reported (5; --quick 1)
   --threads N          tokio worker threads per process, 0 = current-thread runtime (2)
   --timeout S          per-measurement limit in seconds (120)
@@ -56,6 +66,10 @@ pub struct Sizes {
     pub burst: usize,
     pub idle: usize,
     pub rpc: usize,
+    /// wan-bulk bytes; wan-rpc's bulk sends twice as much.
+    pub wan_size: u64,
+    /// wan-rpc round trips at most.
+    pub wan_rpc: usize,
 }
 
 impl Sizes {
@@ -67,6 +81,8 @@ impl Sizes {
             burst: 1000,
             idle: 10_000,
             rpc: 10_000,
+            wan_size: 64 << 20,
+            wan_rpc: 500,
         }
     }
 
@@ -78,6 +94,8 @@ impl Sizes {
             burst: 200,
             idle: 1000,
             rpc: 1000,
+            wan_size: 16 << 20,
+            wan_rpc: 500,
         }
     }
 
@@ -96,6 +114,10 @@ impl Sizes {
             self.idle.to_string(),
             "--rpc".into(),
             self.rpc.to_string(),
+            "--wan-size".into(),
+            self.wan_size.to_string(),
+            "--wan-rpc".into(),
+            self.wan_rpc.to_string(),
         ]
     }
 
@@ -114,6 +136,8 @@ impl Sizes {
             "--burst" => self.burst = parse_count(flag, value)?,
             "--idle" => self.idle = parse_count(flag, value)?,
             "--rpc" => self.rpc = parse_count(flag, value)?,
+            "--wan-size" => self.wan_size = parse_size(value)?,
+            "--wan-rpc" => self.wan_rpc = parse_count(flag, value)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -235,10 +259,14 @@ fn parse_run(pairs: &[(String, String)], raw: &[String]) -> anyhow::Result<Comma
                     .collect::<anyhow::Result<_>>()?
             }
             "--scenarios" => {
-                run.scenarios = value
-                    .split(',')
-                    .map(Scenario::parse)
-                    .collect::<anyhow::Result<_>>()?
+                run.scenarios = Vec::new();
+                for name in value.split(',') {
+                    if name == "wan" {
+                        run.scenarios.extend(Scenario::WAN);
+                    } else {
+                        run.scenarios.push(Scenario::parse(name)?);
+                    }
+                }
             }
             "--reps" => run.reps = parse_count(flag, value)?,
             "--threads" => run.threads = parse_threads(value)?,

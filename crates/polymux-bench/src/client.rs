@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::args::{ClientArgs, Sizes};
-use crate::impls::{with_peer, Scenario, LARGE_CHUNK};
+use crate::impls::{with_peer, Scenario, LARGE_CHUNK, TAG_ECHO, TAG_SINK};
 use crate::{alloc, sys};
 
 /// The payload written, in pieces of the implementation's write size
@@ -41,6 +41,12 @@ const RPC_WARMUP: usize = 200;
 const OPEN_MSG: usize = 16;
 const BURST_MSG: usize = 1024;
 const RPC_MSG: usize = 64;
+/// wan-rpc's round trips start this long after the bulk, once it fills the link.
+pub const WAN_RPC_LEAD: Duration = Duration::from_secs(1);
+/// How long wan-rpc's round trips go on (at most) once started.
+pub const WAN_RPC_SECS: Duration = Duration::from_secs(6);
+/// wan-rpc's gaps between round trips are uniform in 0 up to this, in µs.
+const WAN_RPC_MAX_GAP_US: u64 = 50_000;
 /// How long the idle scenario waits for the server to hold every stream.
 const IDLE_SETTLE_LIMIT: Duration = Duration::from_secs(20);
 /// The idle scenario opens this many streams, then waits until the server holds them all.
@@ -153,6 +159,10 @@ async fn scenario<O: Opener>(
         Scenario::Burst => burst(opener, s.burst).await,
         Scenario::Idle => idle(opener, control, s.idle).await,
         Scenario::Rpc => rpc(opener, s.rpc).await,
+        Scenario::WanBulk50 | Scenario::WanBulk200 => {
+            transfer(opener, control, s.wan_size, 1, chunk).await
+        }
+        Scenario::WanRpc => wan_rpc(opener, s, chunk).await,
     }
 }
 
@@ -305,6 +315,69 @@ async fn rpc<O: Opener>(opener: O, n: usize) -> anyhow::Result<Figures> {
         ("p50_us", format!("{:.2}", pick(0.50))),
         ("p99_us", format!("{:.2}", pick(0.99))),
         ("mean_us", format!("{mean:.2}")),
+    ])
+}
+
+/// wan-rpc: a bulk stream of 2 × `wan_size` bytes and, on a second stream of the same
+/// session (raw TCP: a second connection), 64-byte echoes with random gaps of 0–50 ms, from
+/// [`WAN_RPC_LEAD`] after the bulk starts, for [`WAN_RPC_SECS`] or until the bulk ends or
+/// `wan_rpc` round trips are done. The bulk is not waited for: the orchestrator takes the
+/// link's rate over the same time from the relay. Streams start with a
+/// [`TAG_SINK`]/[`TAG_ECHO`] byte (the server runs in `mixed` mode). Figures: round-trip
+/// p50/p99/max in ms, their count, and the idle round trip before the bulk.
+async fn wan_rpc<O: Opener>(opener: O, sizes: &Sizes, chunk: usize) -> anyhow::Result<Figures> {
+    let msg = [0x3Cu8; RPC_MSG];
+    let mut back = [0u8; RPC_MSG];
+    let mut rpc = opener.open().await.context("open the rpc stream")?;
+    rpc.write_all(&[TAG_ECHO]).await?;
+    // The first echo also carries the open; the second is the idle round trip.
+    echo_once(&mut rpc, &msg, &mut back).await?;
+    let t = Instant::now();
+    echo_once(&mut rpc, &msg, &mut back).await?;
+    let idle_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let size = 2 * sizes.wan_size;
+    let start = Instant::now();
+    let bulk = tokio::spawn({
+        let opener = opener.clone();
+        async move {
+            let mut s = opener.open().await.context("open the bulk stream")?;
+            s.write_all(&[TAG_SINK]).await?;
+            push(s, size, chunk).await
+        }
+    });
+    tokio::time::sleep(WAN_RPC_LEAD).await;
+    let mut lat = Vec::with_capacity(sizes.wan_rpc);
+    // xorshift64: reproducible gaps without a dependency.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    while !bulk.is_finished()
+        && lat.len() < sizes.wan_rpc
+        && start.elapsed() < WAN_RPC_LEAD + WAN_RPC_SECS
+    {
+        let t = Instant::now();
+        echo_once(&mut rpc, &msg, &mut back).await?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_micros(seed % WAN_RPC_MAX_GAP_US)).await;
+    }
+    if bulk.is_finished() {
+        // Surface a failed bulk rather than latencies measured beside nothing.
+        bulk.await.context("bulk task")??;
+    }
+    ensure!(
+        !lat.is_empty(),
+        "the bulk ended before any round trip beside it"
+    );
+    lat.sort_by(f64::total_cmp);
+    let pick = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    Ok(vec![
+        ("p50_ms", format!("{:.2}", pick(0.50))),
+        ("p99_ms", format!("{:.2}", pick(0.99))),
+        ("max_ms", format!("{:.2}", lat[lat.len() - 1])),
+        ("samples", lat.len().to_string()),
+        ("idle_ms", format!("{idle_ms:.2}")),
     ])
 }
 

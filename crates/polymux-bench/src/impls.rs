@@ -9,9 +9,12 @@
 //! same cores, which coalescing multiplexers can approach but not beat.
 
 use std::fmt;
+use std::time::Duration;
 
 use anyhow::bail;
 use polymux::Dialect;
+
+use crate::link::LinkShape;
 
 /// `raw-tcp-large`'s write and read size.
 pub const LARGE_CHUNK: usize = 1 << 20;
@@ -173,7 +176,8 @@ impl fmt::Display for Impl {
     }
 }
 
-/// The scenarios. CPU per GiB is measured within `Bulk` and `Multi`.
+/// The scenarios. CPU per GiB is measured within `Bulk` and `Multi`. The `Wan*` ones run
+/// through the link relay ([`crate::link`]), the others over plain loopback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scenario {
     /// One stream sends `size` bytes to a sink.
@@ -188,9 +192,18 @@ pub enum Scenario {
     Idle,
     /// Sequential 64-byte ping-pongs on one stream.
     Rpc,
+    /// `wan_size` bytes on one stream over the emulated WAN at 50 ms RTT: MB/s, and t90.
+    WanBulk50,
+    /// The same at 200 ms RTT.
+    WanBulk200,
+    /// At 50 ms RTT, 64-byte echoes (random gaps) on a second stream beside a bulk stream of
+    /// 2 × `wan_size` bytes on the same session (raw TCP: a second connection through the
+    /// same link): latency p50/p99 while the link is saturated.
+    WanRpc,
 }
 
 impl Scenario {
+    /// The loopback scenarios: the default set.
     pub const ALL: [Scenario; 6] = [
         Scenario::Bulk,
         Scenario::Multi,
@@ -200,6 +213,9 @@ impl Scenario {
         Scenario::Rpc,
     ];
 
+    /// The WAN scenarios (`--scenarios wan` selects them all).
+    pub const WAN: [Scenario; 3] = [Scenario::WanBulk50, Scenario::WanBulk200, Scenario::WanRpc];
+
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Bulk => "bulk",
@@ -208,16 +224,38 @@ impl Scenario {
             Scenario::Burst => "burst",
             Scenario::Idle => "idle",
             Scenario::Rpc => "rpc",
+            Scenario::WanBulk50 => "wan-bulk50",
+            Scenario::WanBulk200 => "wan-bulk200",
+            Scenario::WanRpc => "wan-rpc",
         }
     }
 
     pub fn parse(s: &str) -> anyhow::Result<Scenario> {
-        match Scenario::ALL.into_iter().find(|x| x.name() == s) {
+        let all = Scenario::ALL.into_iter().chain(Scenario::WAN);
+        match all.clone().find(|x| x.name() == s) {
             Some(x) => Ok(x),
             None => bail!(
                 "unknown scenario {s:?}; known: {}",
-                Scenario::ALL.map(Scenario::name).join(", ")
+                all.map(Scenario::name).collect::<Vec<_>>().join(", ")
             ),
+        }
+    }
+
+    /// The emulated path the scenario runs over; `None` for loopback.
+    pub fn link(self) -> Option<LinkShape> {
+        let rtt = match self {
+            Scenario::WanBulk50 | Scenario::WanRpc => 50,
+            Scenario::WanBulk200 => 200,
+            _ => return None,
+        };
+        Some(LinkShape::new(WAN_RATE, Duration::from_millis(rtt)))
+    }
+
+    /// What the client child runs: the WAN bulks are `bulk` (of `wan_size`) over the relay.
+    pub fn client_scenario(self) -> Scenario {
+        match self {
+            Scenario::WanBulk50 | Scenario::WanBulk200 => Scenario::Bulk,
+            other => other,
         }
     }
 
@@ -227,9 +265,14 @@ impl Scenario {
             Scenario::Bulk | Scenario::Multi => Mode::Sink,
             Scenario::OpenRate | Scenario::Burst | Scenario::Rpc => Mode::Echo,
             Scenario::Idle => Mode::Hold,
+            Scenario::WanBulk50 | Scenario::WanBulk200 => Mode::Sink,
+            Scenario::WanRpc => Mode::Mixed,
         }
     }
 }
+
+/// The WAN scenarios' bottleneck rate: 100 Mbit/s, the link.
+pub const WAN_RATE: u64 = 12_500_000;
 
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -248,7 +291,15 @@ pub enum Mode {
     /// Keep the stream open and untouched (after an empty write, which makes yamux 0.14 send
     /// its lazy ACK).
     Hold,
+    /// The stream's first byte says: [`TAG_SINK`] → `Sink`, [`TAG_ECHO`] → `Echo` (wan-rpc's
+    /// bulk and echo streams on one session).
+    Mixed,
 }
+
+/// A `Mixed`-mode stream that is a sink starts with this byte.
+pub const TAG_SINK: u8 = b'S';
+/// A `Mixed`-mode stream that echoes starts with this byte (not echoed).
+pub const TAG_ECHO: u8 = b'E';
 
 impl Mode {
     pub fn name(self) -> &'static str {
@@ -256,6 +307,7 @@ impl Mode {
             Mode::Sink => "sink",
             Mode::Echo => "echo",
             Mode::Hold => "hold",
+            Mode::Mixed => "mixed",
         }
     }
 
@@ -264,7 +316,8 @@ impl Mode {
             "sink" => Ok(Mode::Sink),
             "echo" => Ok(Mode::Echo),
             "hold" => Ok(Mode::Hold),
-            _ => bail!("unknown mode {s:?}; known: sink, echo, hold"),
+            "mixed" => Ok(Mode::Mixed),
+            _ => bail!("unknown mode {s:?}; known: sink, echo, hold, mixed"),
         }
     }
 }

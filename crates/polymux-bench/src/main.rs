@@ -11,13 +11,15 @@
 //! - `server` / `client` — the two child processes (`serve`, `client` subcommands);
 //! - `report` — the markdown table, ratios, footnotes, target checks;
 //! - `go` — building the Go bench peer (`go/src/polymux-bench-go`);
-//! - `sys` — rusage, RSS, limits, machine facts; `alloc` — the counting allocator.
+//! - `sys` — rusage, RSS, limits, machine facts; `alloc` — the counting allocator;
+//! - `link` — the WAN link relay the `wan-*` scenarios run through.
 
 mod alloc;
 mod args;
 mod client;
 mod go;
 mod impls;
+mod link;
 mod report;
 mod run;
 mod server;

@@ -44,7 +44,7 @@ struct Column {
     higher_is_better: bool,
 }
 
-const COLUMNS: [Column; 14] = [
+const COLUMNS: [Column; 22] = [
     col(Scenario::Bulk, "mibps", "bulk MiB/s", true),
     col(Scenario::Multi, "mibps", "multi MiB/s", true),
     col(Scenario::OpenRate, "per_sec", "open-rate streams/s", true),
@@ -99,6 +99,15 @@ const COLUMNS: [Column; 14] = [
         "multi CPU s/GiB server",
         false,
     ),
+    // The WAN table.
+    col(Scenario::WanBulk50, "mbps", "bulk MB/s @ 50 ms", true),
+    col(Scenario::WanBulk50, "t90_ms", "t90 ms @ 50 ms", false),
+    col(Scenario::WanBulk200, "mbps", "bulk MB/s @ 200 ms", true),
+    col(Scenario::WanBulk200, "t90_ms", "t90 ms @ 200 ms", false),
+    col(Scenario::WanRpc, "p50_ms", "rpc p50 ms beside bulk", false),
+    col(Scenario::WanRpc, "p99_ms", "rpc p99 ms beside bulk", false),
+    col(Scenario::WanRpc, "max_ms", "rpc max ms beside bulk", false),
+    col(Scenario::WanRpc, "mbps", "link MB/s beside rpc", true),
 ];
 
 const fn col(
@@ -220,10 +229,12 @@ fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
-/// Three significant digits, no exponent.
+/// Three significant digits, no exponent; NaN (a t90 never reached) is "never".
 fn fmt_value(v: f64) -> String {
     let a = v.abs();
-    if a >= 100.0 {
+    if v.is_nan() {
+        "never".into()
+    } else if a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.1}")
@@ -330,17 +341,34 @@ impl Report {
             .map_or(0, Vec::len)
     }
 
-    /// This run's section of the results file, markers included (see [`merge`]).
-    pub fn render(&self, info: &RunInfo) -> String {
-        let mut notes = Notes::new(&info.kind);
+    /// The results-file section a table goes to: the machine kind, with " WAN" for the WAN
+    /// table, so a WAN run leaves the loopback table of the same machine alone.
+    pub fn section_kind(info: &RunInfo, wan: bool) -> String {
+        if wan {
+            format!("{} WAN", info.kind)
+        } else {
+            info.kind.clone()
+        }
+    }
+
+    /// Whether this run measured any loopback (`wan` = false) or WAN (true) scenario.
+    pub fn has_table(&self, wan: bool) -> bool {
+        self.scenarios.iter().any(|s| s.link().is_some() == wan)
+    }
+
+    /// This run's section of the results file for the loopback or the WAN table, markers
+    /// included (see [`merge`]; the section is named by [`Report::section_kind`]).
+    pub fn render(&self, info: &RunInfo, wan: bool) -> String {
+        let kind = Self::section_kind(info, wan);
+        let mut notes = Notes::new(&kind);
         let columns: Vec<&Column> = COLUMNS
             .iter()
             .filter(|c| self.scenarios.contains(&c.scenario))
+            .filter(|c| c.scenario.link().is_some() == wan)
             .collect();
         let mut out = String::new();
-        let s = &info.sizes;
-        let _ = writeln!(out, "{}", begin_marker(&info.kind));
-        let _ = writeln!(out, "## {}: {}\n", info.kind, info.cpu);
+        let _ = writeln!(out, "{}", begin_marker(&kind));
+        let _ = writeln!(out, "## {kind}: {}\n", info.cpu);
         let _ = writeln!(out, "Command: `{}`\n", info.command);
         let _ = writeln!(
             out,
@@ -355,6 +383,68 @@ impl Report {
             info.load_start,
             info.load_end
         );
+        if wan {
+            out.push_str(&self.wan_header(info));
+        } else {
+            self.loopback_header(&mut out, info);
+        }
+        self.table(&mut out, &columns, &mut notes);
+        if !wan {
+            out.push_str(&self.general_notes(&mut notes));
+        }
+        for (n, text) in notes.texts.iter().enumerate() {
+            let _ = writeln!(out, "{}: {}", notes.label(n), text.replace('\n', " "));
+        }
+        out.push('\n');
+        out.push_str(&if wan {
+            self.wan_targets()
+        } else {
+            self.targets()
+        });
+        let _ = writeln!(out, "{}", end_marker(&kind));
+        out
+    }
+
+    /// The WAN table's description of the link and the sizes.
+    fn wan_header(&self, info: &RunInfo) -> String {
+        let s = &info.sizes;
+        format!(
+            "WAN scenarios through the link relay of `crates/polymux-bench/src/link.rs`, run by \
+             the orchestrator between the server and client processes: each direction paced at \
+             {rate:.1} MB/s (100 Mbit/s), a fixed one-way delay of half the RTT, and a queue of \
+             one bandwidth-delay product in front of the bottleneck with back-pressure (the \
+             relay stops reading while it is full; its sockets have 16 KiB receive buffers). \
+             wan-bulk50/200: {bulk} MiB on one stream at 50/200 ms RTT; MB/s is decimal, from \
+             the first open to the sink's acknowledgement; t90 is the time from the first byte \
+             through the link until the end of the first 200 ms window in which at least 90 % \
+             of the link rate left the bottleneck (200 ms at best; \"never\" if no window \
+             reached it). A bulk slower than {bulk} MiB in {limit} s is stopped then, and its \
+             MB/s is the link's mean rate until then (footnoted). wan-rpc (50 ms RTT): a bulk \
+             of up to {rpc_bulk} MiB on one stream and 64-byte echoes on a second stream of \
+             the same session (raw TCP: a second connection through the same bottleneck), \
+             with random gaps of 0–50 ms, from 1 s after the bulk starts for {rpc_secs} s (at \
+             most {rpc_n} round trips); \"link MB/s\" is the link's mean rate over the same \
+             time (whole 200 ms windows from 1 s after the first byte); the round trips are \
+             only \"beside a saturating bulk\" where that column is near the link rate. \
+             Median of {reps} \
+             repetition(s); tokio runtimes with {threads} worker thread(s) per process. The \
+             machine's cores are shared with other work (see the load averages): the ratios \
+             within this run are what counts.\n\n\
+             Each cell: median (× raw TCP / × raw-tcp-large / × best peer); higher is better \
+             for MB/s, lower for the rest.\n\n",
+            rate = crate::impls::WAN_RATE as f64 / 1e6,
+            bulk = s.wan_size >> 20,
+            rpc_bulk = (2 * s.wan_size) >> 20,
+            rpc_n = s.wan_rpc,
+            limit = crate::run::WAN_LIMIT.as_secs(),
+            rpc_secs = crate::client::WAN_RPC_SECS.as_secs(),
+            reps = info.reps,
+            threads = info.threads,
+        )
+    }
+
+    fn loopback_header(&self, out: &mut String, info: &RunInfo) {
+        let s = &info.sizes;
         let _ = writeln!(
             out,
             "Sizes: bulk {} MiB on one stream; multi {} MiB over {} streams; open-rate {} s; \
@@ -384,36 +474,31 @@ impl Report {
              limit on these cores); \"best peer\" is the best non-polymux multiplexer in the \
              column (Rust and Go).\n"
         );
+    }
 
+    /// The table of `columns`, one row per implementation, and the best-peer line.
+    fn table(&self, out: &mut String, columns: &[&Column], notes: &mut Notes) {
         // Header.
         out.push_str("| implementation | protocol |");
-        for c in &columns {
+        for c in columns {
             let _ = write!(out, " {} |", c.title);
         }
         out.push_str("\n|---|---|");
-        for _ in &columns {
+        for _ in columns {
             out.push_str("---:|");
         }
         out.push('\n');
 
         for (i, imp) in self.impls.iter().enumerate() {
             let _ = write!(out, "| {} | {} |", imp.name(), imp.protocol());
-            for c in &columns {
-                let cell = self.cell(i, *imp, c, &mut notes);
+            for c in columns {
+                let cell = self.cell(i, *imp, c, notes);
                 let _ = write!(out, " {cell} |");
             }
             out.push('\n');
         }
         out.push('\n');
-        out.push_str(&self.best_peer_line(&columns));
-        out.push_str(&self.general_notes(&mut notes));
-        for (n, text) in notes.texts.iter().enumerate() {
-            let _ = writeln!(out, "{}: {}", notes.label(n), text.replace('\n', " "));
-        }
-        out.push('\n');
-        out.push_str(&self.targets());
-        let _ = writeln!(out, "{}", end_marker(&info.kind));
-        out
+        out.push_str(&self.best_peer_line(columns));
     }
 
     fn cell(&self, i: usize, imp: Impl, c: &Column, notes: &mut Notes) -> String {
@@ -460,6 +545,20 @@ impl Report {
             }
         }
         let s = self.scenario_index(c.scenario);
+        let capped = s
+            .and_then(|s| self.results.get(&(i, s)))
+            .and_then(|reps| reps.iter().find_map(|f| f.get("capped")));
+        if let (Some(limit), "mbps") = (capped, c.key) {
+            let _ = write!(
+                cell,
+                "{}",
+                notes.mark(&format!(
+                    "{imp} {}: did not finish within {limit} s (in at least one repetition); \
+                     MB/s is the link's mean rate until it was stopped.",
+                    c.scenario
+                ))
+            );
+        }
         if let Some(fails) = s.and_then(|s| self.failures.get(&(i, s))) {
             let _ = write!(
                 cell,
@@ -540,7 +639,6 @@ impl Report {
                 .iter()
                 .find(|c| c.scenario == scenario && c.key == key)
         };
-        type Check<'a> = (&'a str, Vec<(&'a Column, Target)>);
         let checks: Vec<Check> = vec![
             (
                 "bulk ≥ 0.8× raw TCP and ahead of every peer",
@@ -624,12 +722,98 @@ impl Report {
                 ],
             ),
         ];
-        let mut out = String::from("### Targets (issue), per polymux dialect\n\n| target |");
-        for (_, imp) in &dialects {
+        self.targets_table(
+            "### Targets (issue), per polymux dialect",
+            &dialects,
+            checks,
+            "✅ met, ❌ missed, – not measurable. Ratios are × raw TCP for raw-TCP targets and \
+             × best peer for peer targets; absolute figures for the memory target.",
+        )
+    }
+
+    /// The issue's WAN targets (issue 13) for each polymux dialect.
+    fn wan_targets(&self) -> String {
+        let dialects = self.dialects();
+        if dialects.is_empty() {
+            return String::new();
+        }
+        let find = |scenario: Scenario, key: &str| {
+            COLUMNS
+                .iter()
+                .find(|c| c.scenario == scenario && c.key == key)
+                .expect("column")
+        };
+        let link_rate = crate::impls::WAN_RATE as f64 / 1e6;
+        let checks: Vec<Check> = vec![
+            (
+                "bulk ≥ 0.95× raw TCP @ 50 ms",
+                vec![(find(Scenario::WanBulk50, "mbps"), Target::RawAtLeast(0.95))],
+            ),
+            (
+                "t90 ≤ 2× raw TCP's @ 50 ms",
+                vec![(find(Scenario::WanBulk50, "t90_ms"), Target::RawAtMost(2.0))],
+            ),
+            (
+                "bulk ≥ 0.95× raw TCP @ 200 ms",
+                vec![(find(Scenario::WanBulk200, "mbps"), Target::RawAtLeast(0.95))],
+            ),
+            (
+                "t90 ≤ 2× raw TCP's @ 200 ms",
+                vec![(find(Scenario::WanBulk200, "t90_ms"), Target::RawAtMost(2.0))],
+            ),
+            (
+                "rpc beside bulk: p50 ≤ 1.2× raw TCP's p50",
+                vec![(find(Scenario::WanRpc, "p50_ms"), Target::RawAtMost(1.2))],
+            ),
+            (
+                "rpc beside bulk: p99 ≤ 1.5× raw TCP's p50",
+                vec![(
+                    find(Scenario::WanRpc, "p99_ms"),
+                    Target::RawKeyAtMost("p50_ms", 1.5),
+                )],
+            ),
+            (
+                "link beside rpc ≥ 0.95× its rate (bulk saturates it)",
+                vec![(
+                    find(Scenario::WanRpc, "mbps"),
+                    Target::AtLeast(0.95 * link_rate, "MB/s"),
+                )],
+            ),
+        ];
+        self.targets_table(
+            "### WAN targets (issue 13), per polymux dialect",
+            &dialects,
+            checks,
+            "✅ met, ❌ missed, – not measurable. Ratios are × raw TCP (its median in this run); \
+             smux v1 has no per-stream flow control, so its bulk is bounded only by the session \
+             budget.",
+        )
+    }
+
+    /// The polymux rows: (row index, implementation).
+    fn dialects(&self) -> Vec<(usize, Impl)> {
+        self.impls
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.kind() == Kind::Polymux)
+            .map(|(i, imp)| (i, *imp))
+            .collect()
+    }
+
+    /// A targets table: one row per check whose scenarios were run, one column per dialect.
+    fn targets_table(
+        &self,
+        title: &str,
+        dialects: &[(usize, Impl)],
+        checks: Vec<Check>,
+        footer: &str,
+    ) -> String {
+        let mut out = format!("{title}\n\n| target |");
+        for (_, imp) in dialects {
             let _ = write!(out, " {imp} |");
         }
         out.push_str("\n|---|");
-        for _ in &dialects {
+        for _ in dialects {
             out.push_str("---|");
         }
         out.push('\n');
@@ -641,16 +825,13 @@ impl Report {
                 continue;
             }
             let _ = write!(out, "| {title} |");
-            for (i, _) in &dialects {
+            for (i, _) in dialects {
                 let cells: Vec<String> = parts.iter().map(|(c, t)| self.check(*i, c, *t)).collect();
                 let _ = write!(out, " {} |", cells.join(", "));
             }
             out.push('\n');
         }
-        out.push_str(
-            "\n✅ met, ❌ missed, – not measurable. Ratios are × raw TCP for raw-TCP targets and \
-             × best peer for peer targets; absolute figures for the memory target.\n",
-        );
+        let _ = writeln!(out, "\n{footer}");
         out
     }
 
@@ -658,6 +839,10 @@ impl Report {
         let Some(v) = self.value(i, c) else {
             return "–".into();
         };
+        if v.is_nan() {
+            // A t90 never reached.
+            return "never ❌".into();
+        }
         let raw = Self::ratio(v, self.baseline(c));
         let peer = Self::ratio(v, self.best_peer(c).map(|(_, b)| b));
         let mark = |ok: bool| if ok { "✅" } else { "❌" };
@@ -681,7 +866,16 @@ impl Report {
             Target::RawAtMost(x) => {
                 raw.map_or("–".into(), |r| format!("{r:.2}× {}", mark(r <= x)))
             }
+            Target::RawAtLeast(x) => {
+                raw.map_or("–".into(), |r| format!("{r:.2}× {}", mark(r >= x)))
+            }
+            Target::RawKeyAtMost(key, x) => {
+                let other = Column { key, ..*c };
+                Self::ratio(v, self.baseline(&other))
+                    .map_or("–".into(), |r| format!("{r:.2}× {}", mark(r <= x)))
+            }
             Target::AtMost(x) => format!("{} B {}", fmt_value(v), mark(v <= x)),
+            Target::AtLeast(x, unit) => format!("{} {unit} {}", fmt_value(v), mark(v >= x)),
         }
     }
 
@@ -720,6 +914,9 @@ impl Report {
     }
 }
 
+/// A target row: its title, and the columns checked with their targets.
+type Check = (&'static str, Vec<(&'static Column, Target)>);
+
 #[derive(Clone, Copy)]
 enum Target {
     Throughput,
@@ -727,7 +924,12 @@ enum Target {
     PeerAtMost(f64),
     PeerBelow,
     RawAtMost(f64),
+    RawAtLeast(f64),
+    /// The value over raw TCP's median of another figure of the same scenario.
+    RawKeyAtMost(&'static str, f64),
     AtMost(f64),
+    /// An absolute floor, with its unit.
+    AtLeast(f64, &'static str),
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //! peer's), reads its `LISTENING` line, runs a fresh client child (`client`) against it, and
 //! parses the client's `RESULT` line. Each child is bounded by `--timeout` and killed (by its
 //! own pid, through its handle) when it overruns; a server exits by itself when its stdin closes.
-//! The orchestrator itself does no measuring work, so it perturbs neither side.
+//! The orchestrator itself does no measuring work, so it perturbs neither side, except in the
+//! WAN scenarios: there it also runs the link relay ([`crate::link`]) between the two children,
+//! and adds the link's figures (t90) to the client's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::args::RunArgs;
+use crate::client::WAN_RPC_LEAD;
 use crate::impls::{Impl, Scenario};
+use crate::link::Relay;
 use crate::report::{Report, RunInfo};
 use crate::{go, sys};
 
@@ -25,6 +29,10 @@ use crate::{go, sys};
 const LISTEN_LIMIT: Duration = Duration::from_secs(30);
 /// How long a server may take to exit after its stdin closes.
 const EXIT_LIMIT: Duration = Duration::from_secs(5);
+/// A WAN measurement stops after this long: a bulk slower than 64 MiB in 15 s (0.36× the
+/// link) is reported with the link's mean rate until then, which keeps the WAN section of a
+/// run with every implementation to a few minutes.
+pub const WAN_LIMIT: Duration = Duration::from_secs(15);
 /// Bytes of a child's stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
 
@@ -127,19 +135,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info.load_end = sys::loadavg();
     info.elapsed = start.elapsed();
 
-    let section = report.render(&info);
-    println!("{section}");
-    let existing = std::fs::read_to_string(&args.out).ok();
-    let markdown = crate::report::merge(existing.as_deref(), &info.kind, &section);
-    write(&args.out, &markdown)?;
+    // The loopback and the WAN table go to sections of their own.
+    for wan in [false, true] {
+        if !report.has_table(wan) {
+            continue;
+        }
+        let kind = Report::section_kind(&info, wan);
+        let section = report.render(&info, wan);
+        println!("{section}");
+        let existing = std::fs::read_to_string(&args.out).ok();
+        let markdown = crate::report::merge(existing.as_deref(), &kind, &section);
+        write(&args.out, &markdown)?;
+        eprintln!(
+            "polymux-bench: wrote the {kind} section of {} ({:.0} s)",
+            args.out.display(),
+            info.elapsed.as_secs_f64()
+        );
+    }
     write(&args.raw, &report.raw_tsv())?;
-    eprintln!(
-        "polymux-bench: wrote the {} section of {} and {} ({:.0} s)",
-        info.kind,
-        args.out.display(),
-        args.raw.display(),
-        info.elapsed.as_secs_f64()
-    );
+    eprintln!("polymux-bench: wrote {}", args.raw.display());
     Ok(())
 }
 
@@ -182,6 +196,17 @@ fn summary(scenario: Scenario, f: &Figures) -> String {
             g("server_heap_b")
         ),
         Scenario::Rpc => format!("p50 {:.1} µs, p99 {:.1} µs", g("p50_us"), g("p99_us")),
+        Scenario::WanBulk50 | Scenario::WanBulk200 => {
+            format!("{:.2} MB/s, t90 {:.0} ms", g("mbps"), g("t90_ms"))
+        }
+        Scenario::WanRpc => format!(
+            "rpc p50 {:.1} ms, p99 {:.1} ms ({} samples; idle {:.1} ms), link {:.2} MB/s",
+            g("p50_ms"),
+            g("p99_ms"),
+            g("samples"),
+            g("idle_ms"),
+            g("mbps")
+        ),
     }
 }
 
@@ -206,10 +231,27 @@ async fn measure(
         .with_context(|| format!("start the {imp} server"))?;
     let server_err = tail(server.stderr.take());
     let result = async {
-        let (data, control) = listening(&mut server).await?;
+        let (mut data, control) = listening(&mut server).await?;
         let mut sizes = args.sizes.clone();
         if scenario == Scenario::Idle {
             sizes.idle = idle_streams;
+        }
+        // WAN: the client connects to the relay, which dials the server.
+        let relay = match scenario.link() {
+            Some(shape) => {
+                let upstream = data.parse().context("the server's data address")?;
+                let relay = Relay::start(shape, upstream)
+                    .await
+                    .context("start the link relay")?;
+                data = relay.addr().to_string();
+                Some(relay)
+            }
+            None => None,
+        };
+        let client_scenario = scenario.client_scenario();
+        if client_scenario != scenario {
+            // A WAN bulk is a plain bulk of the WAN size through the relay.
+            sizes.size = sizes.wan_size;
         }
         let mut client = Command::new(bin)
             .args([
@@ -217,7 +259,7 @@ async fn measure(
                 "--impl",
                 imp.name(),
                 "--scenario",
-                scenario.name(),
+                client_scenario.name(),
             ])
             .args([
                 "--connect",
@@ -237,7 +279,12 @@ async fn measure(
         let client_err = tail(client.stderr.take());
         let mut out = String::new();
         let stdout = client.stdout.take();
-        let waited = tokio::time::timeout(args.timeout, async {
+        let limit = if relay.is_some() {
+            WAN_LIMIT.min(args.timeout)
+        } else {
+            args.timeout
+        };
+        let waited = tokio::time::timeout(limit, async {
             if let Some(mut s) = stdout {
                 let _ = s.read_to_string(&mut out).await;
             }
@@ -246,11 +293,20 @@ async fn measure(
         .await;
         let status = match waited {
             Ok(status) => status?,
+            Err(_) if relay.is_some() && client_scenario == Scenario::Bulk => {
+                // A WAN bulk too slow to finish in time: the link's own figures.
+                let _ = client.kill().await;
+                let mut figures = Figures::new();
+                figures.insert("capped".into(), limit.as_secs_f64());
+                if let Some(relay) = &relay {
+                    add_link_figures(&mut figures, relay, scenario, sizes.size);
+                }
+                return Ok(figures);
+            }
             Err(_) => {
                 let _ = client.kill().await;
                 bail!(
-                    "the client did not finish within {:?}; stderr: {}",
-                    args.timeout,
+                    "the client did not finish within {limit:?}; stderr: {}",
                     client_err.await.unwrap_or_default()
                 );
             }
@@ -261,7 +317,11 @@ async fn measure(
                 client_err.await.unwrap_or_default().trim()
             );
         };
-        parse_result(line)
+        let mut figures = parse_result(line)?;
+        if let Some(relay) = relay {
+            add_link_figures(&mut figures, &relay, scenario, sizes.size);
+        }
+        Ok(figures)
     }
     .await;
     // Closing stdin tells the server to exit.
@@ -285,6 +345,30 @@ async fn measure(
             e.context(format!("server stderr: {err}"))
         }
     })
+}
+
+/// A WAN measurement's link figures: `t90_ms` (NaN if the upload never reached 90 % of the
+/// link rate in any window) and `mbps` (decimal MB/s, as the link is quoted): for a WAN bulk,
+/// the size over the client's time, or, when it was stopped at [`WAN_LIMIT`], the link's mean
+/// rate until then; for wan-rpc, the link's mean rate while the round trips ran (from
+/// [`WAN_RPC_LEAD`] after the first byte).
+fn add_link_figures(figures: &mut Figures, relay: &Relay, scenario: Scenario, size: u64) {
+    let up = relay.upstream();
+    let t90 = up.t90().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    figures.insert("t90_ms".into(), t90);
+    figures.insert("link_up_bytes".into(), up.bytes as f64);
+    figures.insert("link_down_bytes".into(), relay.downstream().bytes as f64);
+    let mbps = if scenario.client_scenario() == Scenario::Bulk {
+        match figures.get("secs").copied() {
+            Some(secs) => Some(size as f64 / secs),
+            None => Some(up.bytes as f64 / up.busy.as_secs_f64().max(1e-3)),
+        }
+    } else {
+        up.rate_after(WAN_RPC_LEAD)
+    };
+    if let Some(bps) = mbps {
+        figures.insert("mbps".into(), bps / 1e6);
+    }
 }
 
 /// Reads the server's `LISTENING <data> <control>` line.

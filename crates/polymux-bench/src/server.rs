@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::args::{ServeArgs, SinkRead};
-use crate::impls::{with_peer, Mode};
+use crate::impls::{with_peer, Mode, TAG_ECHO, TAG_SINK};
 use crate::{alloc, sys};
 
 /// Read buffer of a sink stream (at least the client's write size: 1 MiB for raw-tcp-large).
@@ -182,6 +182,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Any>(stream: S, mode: Mode, 
         Mode::Sink => sink(stream, how).await,
         Mode::Echo => echo(stream).await,
         Mode::Hold => Ok(()),
+        Mode::Mixed => mixed(stream, how).await,
     };
     if let Err(e) = result {
         // Clients close right after their last read; errors at that point are expected noise,
@@ -240,6 +241,20 @@ async fn drain_chunks(s: &mut polymux::Stream, len: u64) -> io::Result<u64> {
         }
     }
     Ok(got)
+}
+
+/// A `mixed`-mode stream: its first byte says whether it is a sink or an echo.
+async fn mixed<S: AsyncRead + AsyncWrite + Unpin + Any>(mut s: S, how: How) -> io::Result<()> {
+    let mut tag = [0u8; 1];
+    s.read_exact(&mut tag).await?;
+    match tag[0] {
+        TAG_SINK => sink(s, how).await,
+        TAG_ECHO => echo(s).await,
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown stream tag {other:#04x}"),
+        )),
+    }
 }
 
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> io::Result<()> {

@@ -36,9 +36,9 @@ pub(crate) const CONTROL_LIMIT: usize = 64 * 1024;
 /// frame queued while a batch is being written waits only briefly; large enough that a batch
 /// costs one vectored write for many frames.
 pub(crate) const BATCH_TARGET: usize = 128 * 1024;
-/// Outboxes kept for reuse: each holds at most one stream's cap (a quarter of the write
-/// budget), so the spares hold at most the write budget.
-const SPARE_OUTBOXES: usize = 4;
+/// Outboxes kept for reuse, at most: enough for every busy stream of a session with many
+/// writers (their buffers together are also kept within the write budget, below).
+const SPARE_OUTBOXES: usize = 256;
 /// Spare outboxes unused for this long are dropped: a quiet session keeps no send memory.
 const SPARES_KEPT_FOR: Duration = Duration::from_secs(1);
 
@@ -134,10 +134,13 @@ pub(crate) struct TxBuffers {
     /// doing so does not allocate).
     spare: BytesMut,
     /// Outboxes of streams that wrote everything, kept for the next writer so a busy stream
-    /// does not allocate per batch; at most [`SPARE_OUTBOXES`], dropped after a quiet second.
+    /// does not allocate per batch; at most [`SPARE_OUTBOXES`] holding at most the write budget,
+    /// dropped after a quiet second.
     // Boxed on purpose: a spare moves into a stream's 8-byte `Outbox` slot as it is.
     #[allow(clippy::vec_box)]
     spare_outboxes: Vec<Box<OutboxInner>>,
+    /// The spares' buffer capacity, summed: kept within the write budget.
+    spare_bytes: usize,
     /// When an outbox last went to or came from the spares.
     spares_used_at: Option<Instant>,
     /// The piece list of the last batch written, kept for the next.
@@ -158,6 +161,7 @@ impl TxBuffers {
             headers: BytesMut::new(),
             spare: BytesMut::new(),
             spare_outboxes: Vec::new(),
+            spare_bytes: 0,
             spares_used_at: None,
             pieces: Vec::new(),
             budget,
@@ -212,6 +216,7 @@ impl TxBuffers {
             outbox.inner = Some(match self.spare_outboxes.pop() {
                 Some(spare) => {
                     self.spares_used_at = Some(now);
+                    self.spare_bytes -= spare.payload.capacity();
                     spare
                 }
                 None => Box::default(),
@@ -241,6 +246,7 @@ impl TxBuffers {
     pub(crate) fn trim_spares(&mut self, now: Instant) {
         if self.spares_deadline().is_some_and(|t| t <= now) {
             self.spare_outboxes = Vec::new();
+            self.spare_bytes = 0;
             self.spares_used_at = None;
         }
     }
@@ -298,8 +304,12 @@ impl TxBuffers {
             // buffer go to the spares (the batch holds what it still needs of the buffer; once
             // the batch is dropped, the next writer reuses the whole allocation).
             if let Some(mut spare) = outbox.inner.take() {
-                if self.spare_outboxes.len() < SPARE_OUTBOXES {
+                let capacity = spare.payload.capacity();
+                if self.spare_outboxes.len() < SPARE_OUTBOXES
+                    && self.spare_bytes + capacity <= self.budget
+                {
                     spare.ready = false;
+                    self.spare_bytes += capacity;
                     self.spare_outboxes.push(spare);
                     self.spares_used_at = Some(now);
                 }

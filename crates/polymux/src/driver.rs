@@ -47,7 +47,12 @@ const _: () = assert!(PAUSED_READ_AHEAD <= RX_LIMIT);
 /// Receive buffers kept for reuse are dropped once nothing arrived for this long.
 const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Pieces of a batch passed to one vectored write (the rest goes in the next).
-const MAX_SLICES: usize = 64;
+const MAX_SLICES: usize = 128;
+/// Data bytes asked for per batch while the transport makes writes wait (the engine's own
+/// default, which bounds how long a new frame waits behind the batch being written).
+const MIN_BATCH: usize = 128 * 1024;
+/// Data bytes asked for per batch at most, while the transport takes whole batches at once.
+const MAX_BATCH: usize = 1024 * 1024;
 /// Loop turns before yielding to the executor.
 const TURNS_PER_POLL: usize = 64;
 /// After the session ends, how long the driver tries to write what is queued (a final GoAway,
@@ -66,6 +71,9 @@ pub struct Driver<T> {
     /// When a read last returned data (for trimming `rx`).
     last_read: Instant,
     batch: Option<Transmit>,
+    /// Data bytes to ask for in the next batch: [`MIN_BATCH`], doubling up to [`MAX_BATCH`]
+    /// while batches go out whole in one write.
+    batch_limit: usize,
     /// Bytes of `batch` already written.
     written: usize,
     needs_flush: bool,
@@ -110,6 +118,7 @@ impl<T: Transport> Driver<T> {
             rx: RxBuffers::new(recv_budget),
             last_read: Instant::now(),
             batch: None,
+            batch_limit: MIN_BATCH,
             written: 0,
             needs_flush: false,
             write_blocked: false,
@@ -127,7 +136,7 @@ impl<T: Transport> Driver<T> {
         let mut progress = false;
         loop {
             if self.batch.is_none() {
-                self.batch = self.shared.lock().poll_transmit();
+                self.batch = self.shared.lock().poll_transmit_within(self.batch_limit);
                 self.written = 0;
             }
             let Some(batch) = &self.batch else { break };
@@ -150,8 +159,17 @@ impl<T: Transport> Driver<T> {
                     if std::mem::take(&mut self.write_blocked) {
                         self.shared.lock().handle_write_progress(Instant::now());
                     }
+                    let whole = self.written == 0 && n >= batch.len();
                     self.written += n;
                     self.needs_flush = true;
+                    // A batch the transport took in one write delayed nothing: the next may be
+                    // larger (fewer writes for bulk). One it took in parts made later frames
+                    // wait: back to the default, which bounds that wait.
+                    self.batch_limit = if whole {
+                        (self.batch_limit * 2).min(MAX_BATCH)
+                    } else {
+                        MIN_BATCH
+                    };
                     if self.written >= batch.len() {
                         if let Some(batch) = self.batch.take() {
                             self.shared.lock().transmitted(batch);

@@ -351,11 +351,19 @@ impl Connection {
     /// per turn, up to about 128 KiB per batch (see `tx.rs`), so a small frame never waits
     /// behind a long run of another stream's data.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.poll_transmit_within(crate::tx::BATCH_TARGET)
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), with up to about `limit` data bytes. A
+    /// driver whose transport took whole batches at once may ask for more per batch (fewer
+    /// writes): a batch only delays the frames queued after it while the transport makes it
+    /// wait, which is when it should ask for the default again.
+    pub fn poll_transmit_within(&mut self, limit: usize) -> Option<Transmit> {
         let control = self.tx.take_control()?;
         let frame_payload = self.config.max_frame_payload() as usize;
         let mut data = self.tx.piece_list();
         let mut data_len = 0;
-        while data_len < crate::tx::BATCH_TARGET {
+        while data_len < limit.max(1) {
             let Some(key) = self.tx.next_ready() else {
                 break;
             };

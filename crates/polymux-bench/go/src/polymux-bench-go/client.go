@@ -35,6 +35,11 @@ const (
 	idleQuiet = 300 * time.Millisecond
 	// ifaceSize: the interface value the application keeps per idle stream.
 	ifaceSize = 16
+	// wan-rpc (see wan_rpc in src/client.rs): round trips start wanRpcLead after the bulk,
+	// go on for wanRpcSecs at most, with gaps uniform in [0, wanRpcMaxGapUs) µs.
+	wanRpcLead     = time.Second
+	wanRpcSecs     = 6 * time.Second
+	wanRpcMaxGapUs = 50000
 )
 
 type figure struct {
@@ -70,6 +75,8 @@ func client(l lib, scenario, connect, control string, sz sizes) error {
 		figs, err = idle(sess, ctl, sz.idle)
 	case "rpc":
 		figs, err = rpc(sess, sz.rpc)
+	case "wan-rpc":
+		figs, err = wanRpc(sess, sz)
 	default:
 		err = fmt.Errorf("unknown scenario %q", scenario)
 	}
@@ -260,6 +267,88 @@ func rpc(sess session, n int) ([]figure, error) {
 		f("p50_us", "%.2f", pick(0.50)),
 		f("p99_us", "%.2f", pick(0.99)),
 		f("mean_us", "%.2f", sum/float64(len(lat))),
+	}, nil
+}
+
+// wanRpc: a bulk stream of 2 × wanSize bytes and 64-byte echoes on a second stream of the same
+// session, from wanRpcLead after the bulk starts for wanRpcSecs or until it ends; the bulk is
+// not waited for (the orchestrator takes its rate from the relay). As wan_rpc in src/client.rs.
+func wanRpc(sess session, sz sizes) ([]figure, error) {
+	msg := bytes.Repeat([]byte{0x3C}, rpcMsg)
+	back := make([]byte, rpcMsg)
+	st, err := sess.Open()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Write([]byte{tagEcho}); err != nil {
+		return nil, err
+	}
+	if err := echoOnce(st, msg, back); err != nil {
+		return nil, err
+	}
+	t := time.Now()
+	if err := echoOnce(st, msg, back); err != nil {
+		return nil, err
+	}
+	idleMs := float64(time.Since(t).Nanoseconds()) / 1e6
+
+	size := 2 * sz.wanSize
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		b, err := sess.Open()
+		if err == nil {
+			_, err = b.Write([]byte{tagSink})
+		}
+		if err == nil {
+			err = push(b, size)
+		}
+		done <- err
+	}()
+	finished := false
+	var bulkErr error
+	select {
+	case bulkErr = <-done:
+		finished = true
+	case <-time.After(wanRpcLead):
+	}
+	lat := make([]float64, 0, sz.wanRpc)
+	seed := uint64(0x9E3779B97F4A7C15)
+	for !finished && len(lat) < sz.wanRpc && time.Since(start) < wanRpcLead+wanRpcSecs {
+		t := time.Now()
+		if err := echoOnce(st, msg, back); err != nil {
+			return nil, err
+		}
+		lat = append(lat, float64(time.Since(t).Nanoseconds())/1e6)
+		seed ^= seed << 13
+		seed ^= seed >> 7
+		seed ^= seed << 17
+		select {
+		case bulkErr = <-done:
+			finished = true
+		case <-time.After(time.Duration(seed%wanRpcMaxGapUs) * time.Microsecond):
+		}
+	}
+	if bulkErr != nil {
+		return nil, bulkErr
+	}
+	if len(lat) == 0 {
+		return nil, fmt.Errorf("the bulk ended before any round trip beside it")
+	}
+	sort.Float64s(lat)
+	pick := func(q float64) float64 {
+		i := int(float64(len(lat)) * q)
+		if i >= len(lat) {
+			i = len(lat) - 1
+		}
+		return lat[i]
+	}
+	return []figure{
+		f("p50_ms", "%.2f", pick(0.50)),
+		f("p99_ms", "%.2f", pick(0.99)),
+		f("max_ms", "%.2f", lat[len(lat)-1]),
+		f("samples", "%d", len(lat)),
+		f("idle_ms", "%.2f", idleMs),
 	}, nil
 }
 

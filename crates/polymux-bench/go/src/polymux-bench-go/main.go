@@ -29,10 +29,10 @@ func main() {
 	impl := fs.String("impl", "", "go-yamux, go-smux1 or go-smux2")
 	threads := fs.Int("threads", 2, "GOMAXPROCS (0 means 1)")
 	// serve
-	mode := fs.String("mode", "", "sink, echo or hold")
+	mode := fs.String("mode", "", "sink, echo, hold or mixed")
 	listen := fs.String("listen", "127.0.0.1:0", "data address")
 	// client
-	scenario := fs.String("scenario", "", "bulk, multi, open-rate, burst, idle, rpc")
+	scenario := fs.String("scenario", "", "bulk, multi, open-rate, burst, idle, rpc, wan-rpc")
 	connect := fs.String("connect", "", "the server's data address")
 	control := fs.String("control", "", "the server's control address")
 	var sz sizes
@@ -42,6 +42,8 @@ func main() {
 	fs.IntVar(&sz.burst, "burst", 1000, "burst streams")
 	fs.IntVar(&sz.idle, "idle", 10000, "idle streams")
 	fs.IntVar(&sz.rpc, "rpc", 10000, "rpc round trips")
+	fs.Uint64Var(&sz.wanSize, "wan-size", 64<<20, "WAN bulk bytes (wan-rpc sends twice this)")
+	fs.IntVar(&sz.wanRpc, "wan-rpc", 500, "wan-rpc round trips at most")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		fail(err.Error())
 	}
@@ -79,6 +81,8 @@ type sizes struct {
 	burst    int
 	idle     int
 	rpc      int
+	wanSize  uint64
+	wanRpc   int
 }
 
 // mustLoopback: the suite never talks to anything but 127.0.0.1.

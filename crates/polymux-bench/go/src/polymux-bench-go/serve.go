@@ -20,11 +20,13 @@ const (
 	sinkBuf   = 128 * 1024
 	echoBuf   = 16 * 1024
 	closeWait = 30 * time.Second
+	tagSink   = 'S'
+	tagEcho   = 'E'
 )
 
 func serve(l lib, mode, listen string) error {
 	switch mode {
-	case "sink", "echo", "hold":
+	case "sink", "echo", "hold", "mixed":
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -70,6 +72,8 @@ func serve(l lib, mode, listen string) error {
 					go sink(st)
 				case "echo":
 					go echo(st)
+				case "mixed":
+					go mixed(st)
 				case "hold":
 					mu.Lock()
 					keep = append(keep, st)
@@ -111,6 +115,24 @@ func sink(st io.ReadWriteCloser) {
 	select {
 	case <-done:
 	case <-time.After(closeWait):
+	}
+}
+
+// mixed: the stream's first byte says what it is: 'S' a sink, 'E' an echo (impls::Mode::Mixed).
+func mixed(st io.ReadWriteCloser) {
+	var tag [1]byte
+	if _, err := io.ReadFull(st, tag[:]); err != nil {
+		st.Close()
+		return
+	}
+	switch tag[0] {
+	case tagSink:
+		sink(st)
+	case tagEcho:
+		echo(st)
+	default:
+		fmt.Fprintf(os.Stderr, "serve: unknown stream tag %#x\n", tag[0])
+		st.Close()
 	}
 }
 
