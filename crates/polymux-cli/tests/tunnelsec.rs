@@ -423,6 +423,10 @@ async fn tls_and_noise_mismatches_are_configuration_errors() {
             "127.0.0.1:0",
             "--expose",
             "127.0.0.1:0",
+            // Far beyond the client's 20 s below: an exit within it is the server saying no
+            // at once, not the handshake timing out.
+            "--handshake-timeout",
+            "300s",
         ];
         args.extend(extra);
         Proc::spawn("tunnel server", &args, &[("POLYMUX_TOKEN", TOKEN)])
@@ -446,7 +450,6 @@ async fn tls_and_noise_mismatches_are_configuration_errors() {
         ),
     ];
     for (server, flag, pin, needle) in cases {
-        let started = Instant::now();
         let mut client = Proc::spawn(
             "tunnel client",
             &[
@@ -463,8 +466,6 @@ async fn tls_and_noise_mismatches_are_configuration_errors() {
         );
         assert_eq!(client.exit_code(SECS(20)).await, 4, "{}", client.logs());
         assert!(client.logs().contains(needle), "{}", client.logs());
-        // Well inside the 10 s handshake timeout: the server said no at once.
-        assert!(started.elapsed() < SECS(8), "took {:?}", started.elapsed());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
