@@ -9,6 +9,16 @@
 //! the application (`received - consumed`) never exceed the credit granted (`limit - consumed`,
 //! at most the current window). Credit is returned when the application *reads*, never when
 //! bytes merely arrive.
+//!
+//! Window sizing (issue 13, "windows sized to the path"): a stream's first window tells how
+//! fast the path delivers when it arrives whole, faster than a round trip. With the round trip
+//! known, the window is set at once to that rate × round trip × [`RAMP_HEADROOM`]; without
+//! it, credit is paced out at that rate until a round trip is measured (at most one round trip
+//! later, since the paced credit itself yields a sample), so the sender never idles for want of
+//! credit while the receiver learns the path, and what was granted then is about one
+//! bandwidth-delay product. After that, [`RecvCredit::retune`] keeps the window within
+//! [`BDP_HEADROOM`] bandwidth-delay products of what is delivered, shrinking it when the reader
+//! or the path slows.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +44,42 @@ pub(crate) struct RecvCredit {
     /// at least a round trip (so a window that arrives in one burst is measured over the
     /// round trip it took, not over the burst).
     rate_mark: Option<(Instant, u64)>,
+    /// How the first window arrived, and the sizing from it.
+    ramp: Ramp,
 }
+
+/// The first window's progress (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ramp {
+    /// No payload yet.
+    Waiting,
+    /// The first window is arriving: its first payload came at `since`, when `received` became
+    /// `from`; it is whole once `received` reaches `upto` (the credit at that moment).
+    Arriving {
+        since: Instant,
+        from: u64,
+        upto: u64,
+    },
+    /// The whole first window had arrived at `at`, at `rate` bytes/s; sized once the reader
+    /// has it all.
+    Arrived { at: Instant, rate: u64 },
+    /// Round trip unknown: credit beyond `base` is granted at `rate` from `at`.
+    Pacing { at: Instant, rate: u64, base: u64 },
+    /// Sized (or the stream has no flow control): [`RecvCredit::retune`] alone from here.
+    Done,
+}
+
+/// Window per bandwidth-delay product when the first window sizes the stream: one to keep the
+/// path busy, one for the rate estimate's error; `retune` takes over from there.
+const RAMP_HEADROOM: u64 = 2;
+
+/// Longest credit pacing without a round trip (a paced grant normally yields one after one round
+/// trip; this bounds what a stream that then sends nothing more is granted).
+pub(crate) const PACE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Shortest interval the first window's arrival rate is measured over: a window that arrived in
+/// one read says only that the path is at least this fast.
+const MIN_ARRIVAL_SPAN: Duration = Duration::from_millis(1);
 
 /// Window per delivered bandwidth-delay product. While a window ramps up, the rate delivered
 /// over a round trip is about the window of the round trip before, half the current one: a
@@ -54,6 +99,7 @@ impl RecvCredit {
             last_grant: None,
             rtt_probe: None,
             rate_mark: None,
+            ramp: Ramp::Waiting,
         }
     }
 
@@ -63,6 +109,7 @@ impl RecvCredit {
     pub(crate) fn unlimited() -> Self {
         RecvCredit {
             limit: u64::MAX,
+            ramp: Ramp::Done,
             ..RecvCredit::new(0, 0)
         }
     }
@@ -91,6 +138,109 @@ impl RecvCredit {
         }
         self.rtt_probe = None;
         Some(now.saturating_duration_since(granted_at))
+    }
+
+    /// Notes when payload arrived (call after [`receive`](Self::receive)): the first window's
+    /// arrival rate is measured from its first to its last bytes.
+    pub(crate) fn note_arrival(&mut self, now: Instant) {
+        if self.ramp == Ramp::Waiting {
+            // The rate counts the bytes after the first payload, which took no time to arrive.
+            self.ramp = Ramp::Arriving {
+                since: now,
+                from: self.received,
+                upto: self.limit,
+            };
+        }
+        match self.ramp {
+            Ramp::Arriving { since, from, upto } if self.received >= upto => {
+                let span = now.saturating_duration_since(since).max(MIN_ARRIVAL_SPAN);
+                // A window that came in one payload: all of it in the shortest span.
+                let bytes = match self.received - from {
+                    0 => self.received,
+                    n => n,
+                };
+                let rate = u128::from(bytes) * 1_000_000_000 / span.as_nanos();
+                self.ramp = Ramp::Arrived {
+                    at: now,
+                    rate: rate.min(u128::from(u64::MAX)) as u64,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the whole first window arrived and was read: time to size the window from it
+    /// ([`ramp`](Self::ramp)).
+    pub(crate) fn wants_ramp(&self) -> bool {
+        matches!(self.ramp, Ramp::Arrived { .. }) && self.received == self.consumed
+    }
+
+    /// Sizes the window from the first window's arrival rate (see the module doc); returns
+    /// whether credit is to be paced ([`pace`](Self::pace) until it returns `false`). Within
+    /// `max` and growth within `budget_left`; call [`grant`](Self::grant) after it.
+    pub(crate) fn ramp(
+        &mut self,
+        now: Instant,
+        rtt: Option<Duration>,
+        max: u32,
+        budget_left: u64,
+    ) -> bool {
+        let Ramp::Arrived { at, rate } = self.ramp else {
+            return false;
+        };
+        match rtt {
+            Some(rtt) => {
+                self.ramp = Ramp::Done;
+                self.grow_to(bdp(rate, rtt) * RAMP_HEADROOM, max, budget_left);
+                false
+            }
+            None => {
+                // On top of the credit the current window gives anyway.
+                let base = self.limit.max(self.consumed + u64::from(self.window));
+                self.ramp = Ramp::Pacing { at, rate, base };
+                self.pace(now, None, max, budget_left)
+            }
+        }
+    }
+
+    /// One step of credit pacing at `now`: the window grows so that the credit is `base` plus
+    /// the first window's rate × the time since it arrived, while the reader keeps up. Ends
+    /// (returns `false`) once a round trip is known, sizing the window from it as
+    /// [`ramp`](Self::ramp) does, or after [`PACE_LIMIT`]. Call [`grant`](Self::grant) after it.
+    pub(crate) fn pace(
+        &mut self,
+        now: Instant,
+        rtt: Option<Duration>,
+        max: u32,
+        budget_left: u64,
+    ) -> bool {
+        let Ramp::Pacing { at, rate, base } = self.ramp else {
+            return false;
+        };
+        if let Some(rtt) = rtt {
+            self.ramp = Ramp::Done;
+            self.grow_to(bdp(rate, rtt) * RAMP_HEADROOM, max, budget_left);
+            return false;
+        }
+        let elapsed = now.saturating_duration_since(at);
+        if elapsed > PACE_LIMIT {
+            self.ramp = Ramp::Done;
+            return false;
+        }
+        if self.received == self.consumed {
+            let credit = base.saturating_add(bdp(rate, elapsed));
+            self.grow_to(credit.saturating_sub(self.consumed), max, budget_left);
+        }
+        true
+    }
+
+    /// Grows the window towards `target` (never shrinks it), within `max` and `budget_left`.
+    fn grow_to(&mut self, target: u64, max: u32, budget_left: u64) {
+        let target = target.min(u64::from(max));
+        let window = u64::from(self.window);
+        if target > window {
+            self.window += (target - window).min(budget_left) as u32;
+        }
     }
 
     /// Records `n` bytes read by the application.
@@ -191,6 +341,11 @@ impl RecvCredit {
         self.last_grant = Some(now);
         delta as u32
     }
+}
+
+/// Bytes delivered at `rate` bytes/s over `span`.
+fn bdp(rate: u64, span: Duration) -> u64 {
+    (u128::from(rate) * span.as_nanos() / 1_000_000_000).min(u128::from(u64::MAX)) as u64
 }
 
 /// What the sending side of one stream may still send.
@@ -377,6 +532,68 @@ mod tests {
         c.grant(t0 + ms(60));
         assert!(c.receive(50));
         assert_eq!(c.take_rtt_sample(t0 + ms(90)), Some(ms(40)));
+    }
+
+    #[test]
+    fn a_first_window_faster_than_a_round_trip_sizes_the_window_at_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // 1000 bytes arrive over 10 ms (100 bytes/ms after the first 100); the round trip is
+        // known: the window becomes 2 × rate × round trip at once.
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(100));
+        c.note_arrival(t0);
+        assert!(c.receive(900));
+        c.note_arrival(t0 + ms(9));
+        assert!(!c.wants_ramp(), "not read yet");
+        c.consume(1000);
+        assert!(c.wants_ramp());
+        assert!(!c.ramp(t0 + ms(10), Some(ms(50)), 1 << 20, 1 << 20));
+        assert_eq!(c.window(), 10_000);
+        assert!(!c.wants_ramp());
+        // Within the maximum and the budget.
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(100));
+        c.note_arrival(t0);
+        assert!(c.receive(900));
+        c.note_arrival(t0 + ms(9));
+        c.consume(1000);
+        assert!(!c.ramp(t0 + ms(10), Some(ms(50)), 1 << 20, 500));
+        assert_eq!(c.window(), 1500);
+    }
+
+    #[test]
+    fn without_a_round_trip_credit_is_paced_at_the_first_windows_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(100));
+        c.note_arrival(t0);
+        assert!(c.receive(900));
+        c.note_arrival(t0 + ms(9));
+        c.consume(1000);
+        // At once: nothing beyond the limit (1000) yet.
+        assert!(c.ramp(t0 + ms(9), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(9)), 1000);
+        // 20 ms later: 2000 more bytes of credit (100 bytes/ms).
+        assert!(c.pace(t0 + ms(29), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(29)), 2000);
+        // A reader that falls behind gets nothing more while behind.
+        assert!(c.receive(500));
+        assert!(c.pace(t0 + ms(39), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(39)), 0);
+        // A round trip is known: pacing ends with the window at 2 × rate × round trip.
+        c.consume(500);
+        assert!(!c.pace(t0 + ms(49), Some(ms(40)), 1 << 20, 1 << 20));
+        assert_eq!(c.window(), 8000);
+        assert!(!c.pace(t0 + ms(59), None, 1 << 20, 1 << 20));
+        // Without one, pacing stops after PACE_LIMIT.
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(1000));
+        c.note_arrival(t0);
+        c.consume(1000);
+        assert!(c.ramp(t0, None, 1 << 30, 1 << 30));
+        assert!(!c.pace(t0 + PACE_LIMIT + ms(1), None, 1 << 30, 1 << 30));
     }
 
     #[test]

@@ -230,6 +230,7 @@ impl Connection {
                                 credit: s.recv.available(),
                             });
                         }
+                        s.recv.note_arrival(self.now);
                         if let Some(rtt) = s.recv.take_rtt_sample(self.now) {
                             self.keepalive.on_rtt_sample(rtt);
                         }

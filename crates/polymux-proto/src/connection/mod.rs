@@ -79,6 +79,10 @@ pub const PAUSED_READ_AHEAD: usize = 32 * 1024;
 /// info, the rest are counted and summarised once the burst is over.
 const REFUSAL_BURST: Duration = Duration::from_secs(1);
 
+/// How often credit is paced out to streams whose first window arrived before any round trip
+/// was known (`flow.rs`): fine enough that the sender's credit arrives as a steady stream.
+const PACE_TICK: Duration = Duration::from_millis(5);
+
 /// Which end of the transport this session is. The client allocates odd stream ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -218,6 +222,11 @@ pub struct Connection {
     retained: usize,
     /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
+    /// Streams whose credit is paced while no round trip is known (each key at most once; a
+    /// key whose stream is gone or done pacing drops out at the next tick).
+    pacing: Vec<StreamKey>,
+    /// When the paced streams get their next credit.
+    next_pace: Option<Instant>,
     /// Decoding stopped because the receive budget was full; an application read resumes it.
     paused_on_budget: bool,
     /// Decoding stopped because the shared memory budget refused `n` more bytes; memory
@@ -280,6 +289,8 @@ impl Connection {
             memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
             retained: 0,
             window_sum: 0,
+            pacing: Vec::new(),
+            next_pace: None,
             paused_on_budget: false,
             paused_on_pool: None,
             keepalive,
@@ -423,6 +434,7 @@ impl Connection {
             self.write_deadline(),
             summary,
             self.tx.spares_deadline(),
+            self.next_pace,
         ]
         .into_iter()
         .flatten()
@@ -528,6 +540,9 @@ impl Connection {
             self.keepalive.on_receive(now);
         }
         self.summarise_refusals(now, false);
+        if self.next_pace.is_some_and(|at| now >= at) {
+            self.pace_credit();
+        }
         match self.keepalive.poll(now) {
             Err(()) => {
                 tracing::debug!(dialect = self.dialect.name(), "keep-alive timed out");
@@ -784,6 +799,43 @@ impl Connection {
         }
     }
 
+    /// A pacing tick: every paced stream's window grows with the time since its first window
+    /// arrived, and the credit goes out (`flow.rs`); streams done pacing drop out.
+    fn pace_credit(&mut self) {
+        let now = self.now;
+        let rtt = self.keepalive.min_rtt();
+        let max_window = self.config.max_stream_window();
+        let mut keys = std::mem::take(&mut self.pacing);
+        keys.retain(|&key| {
+            let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
+            let Some(s) = self.streams.get_mut(key.0) else {
+                return false;
+            };
+            if !s.peer_may_send() {
+                return false;
+            }
+            let before = s.recv.window();
+            let more = s.recv.pace(now, rtt, max_window, budget_left);
+            self.window_sum = self.window_sum - u64::from(before) + u64::from(s.recv.window());
+            let delta = s.recv.grant(now);
+            if delta > 0 {
+                let frame = crate::policy::credit(
+                    self.dialect,
+                    s.id,
+                    delta,
+                    s.recv.consumed(),
+                    s.recv.window(),
+                );
+                if let Some(frame) = frame {
+                    self.push_control(&frame);
+                }
+            }
+            more
+        });
+        self.pacing = keys;
+        self.next_pace = (!self.pacing.is_empty()).then(|| now + PACE_TICK);
+    }
+
     /// Returns credit for `key` if enough was consumed, growing its window when the window is
     /// what limits throughput (and the session budget allows).
     fn maybe_return_credit(&mut self, key: StreamKey) {
@@ -814,13 +866,22 @@ impl Connection {
             return;
         }
         let due = s.recv.wants_update();
-        if !due && !announce {
+        let ramp = s.recv.wants_ramp();
+        if !due && !announce && !ramp {
             return;
         }
         // Only credit that fell due says anything about the pace; an announcement does not.
         let before = s.recv.window();
         if due {
             s.recv.retune(now, rtt, floor, max_window, budget_left);
+        }
+        if ramp {
+            let grown = u64::from(s.recv.window().saturating_sub(before));
+            let budget_left = budget_left.saturating_sub(grown);
+            if s.recv.ramp(now, rtt, max_window, budget_left) && !self.pacing.contains(&key) {
+                self.pacing.push(key);
+                self.next_pace.get_or_insert(now + PACE_TICK);
+            }
         }
         let after = s.recv.window();
         let delta = s.recv.grant(now);

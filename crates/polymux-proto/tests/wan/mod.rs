@@ -237,7 +237,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
             // The RPC task runs first when both can write: a 64-byte request waits for room
             // in the engine's buffers like any task woken in turn, not behind the bulk writer.
             if let Some(r) = rpc.as_mut() {
-                let ready = client.conn.poll_established(r.key, waker).is_ready();
+                let ready = client.conn.poll_open_ready(r.key, waker).is_ready();
                 if ready && r.next_at.is_some_and(|t| t <= now) {
                     match client.conn.poll_write(r.key, waker, &[7u8; RPC_BYTES]) {
                         Poll::Ready(Ok(RPC_BYTES)) => {
@@ -264,7 +264,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 }
             }
 
-            let established = client.conn.poll_established(bulk, waker).is_ready();
+            let established = client.conn.poll_open_ready(bulk, waker).is_ready();
             while established && bulk_written < scenario.bulk_bytes {
                 let want = (scenario.bulk_bytes - bulk_written).min(chunk.len() as u64) as usize;
                 match client.conn.poll_write(bulk, waker, &chunk[..want]) {
