@@ -44,30 +44,14 @@ pub(crate) struct RecvCredit {
     /// at least a round trip (so a window that arrives in one burst is measured over the
     /// round trip it took, not over the burst).
     rate_mark: Option<(Instant, u64)>,
-    /// How the first window arrived, and the sizing from it.
-    ramp: Ramp,
+    /// While the first window arrives: when its first payload did, in microseconds since the
+    /// session began (wrapping; [`FIRST_RX_DONE`] once measured). Four bytes in what would
+    /// otherwise be padding: idle streams must stay small (`tests/idle_memory.rs`).
+    first_rx: u32,
 }
 
-/// The first window's progress (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ramp {
-    /// No payload yet.
-    Waiting,
-    /// The first window is arriving: its first payload came at `since`, when `received` became
-    /// `from`; it is whole once `received` reaches `upto` (the credit at that moment).
-    Arriving {
-        since: Instant,
-        from: u64,
-        upto: u64,
-    },
-    /// The whole first window had arrived at `at`, at `rate` bytes/s; sized once the reader
-    /// has it all.
-    Arrived { at: Instant, rate: u64 },
-    /// Round trip unknown: credit beyond `base` is granted at `rate` from `at`.
-    Pacing { at: Instant, rate: u64, base: u64 },
-    /// Sized (or the stream has no flow control): [`RecvCredit::retune`] alone from here.
-    Done,
-}
+/// [`RecvCredit::first_rx`] once the first window was measured (or cannot be).
+const FIRST_RX_DONE: u32 = u32::MAX;
 
 /// Window per bandwidth-delay product when the first window sizes the stream: one to keep the
 /// path busy, one for the rate estimate's error; `retune` takes over from there.
@@ -77,9 +61,70 @@ const RAMP_HEADROOM: u64 = 2;
 /// trip; this bounds what a stream that then sends nothing more is granted).
 pub(crate) const PACE_LIMIT: Duration = Duration::from_secs(1);
 
-/// Shortest interval the first window's arrival rate is measured over: a window that arrived in
-/// one read says only that the path is at least this fast.
-const MIN_ARRIVAL_SPAN: Duration = Duration::from_millis(1);
+/// Shortest interval, in µs, the first window's arrival rate is measured over: a window that
+/// arrived in one read says only that the path is at least this fast.
+const MIN_ARRIVAL_SPAN_US: u64 = 1000;
+
+/// The window sizing of one stream from its first window, once that arrived whole: held by
+/// the session for the few streams in that phase (see the module doc), dropped when done.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ramp {
+    /// When the first window had arrived.
+    at: Instant,
+    /// Its arrival rate, bytes/s.
+    rate: u64,
+    /// While pacing: the credit beyond which paced credit is counted.
+    base: Option<u64>,
+}
+
+impl Ramp {
+    /// The first window arrived whole at `at`, at `rate` bytes/s.
+    pub(crate) fn new(at: Instant, rate: u64) -> Ramp {
+        Ramp {
+            at,
+            rate,
+            base: None,
+        }
+    }
+
+    /// Sizes `c`'s window at `now` (call [`RecvCredit::grant`] after it); returns whether the
+    /// ramp goes on. Once the reader has the whole first window: with a round trip known, the
+    /// window becomes rate × round trip × [`RAMP_HEADROOM`] at once and the ramp ends; without
+    /// one, the credit grows by the rate × the time since the first window arrived (while the
+    /// reader keeps up) until a round trip is known (then sized as above) or for at most
+    /// [`PACE_LIMIT`]. The window never shrinks here; within `max`, growth within
+    /// `budget_left`.
+    pub(crate) fn step(
+        &mut self,
+        c: &mut RecvCredit,
+        now: Instant,
+        rtt: Option<Duration>,
+        max: u32,
+        budget_left: u64,
+    ) -> bool {
+        let elapsed = now.saturating_duration_since(self.at);
+        if elapsed > PACE_LIMIT {
+            return false;
+        }
+        let drained = c.received == c.consumed;
+        if self.base.is_none() && !drained {
+            return true;
+        }
+        if let Some(rtt) = rtt {
+            c.grow_to(bdp(self.rate, rtt) * RAMP_HEADROOM, max, budget_left);
+            return false;
+        }
+        // On top of the credit the current window gives anyway.
+        let base = *self
+            .base
+            .get_or_insert(c.limit.max(c.consumed + u64::from(c.window)));
+        if drained {
+            let credit = base.saturating_add(bdp(self.rate, elapsed));
+            c.grow_to(credit.saturating_sub(c.consumed), max, budget_left);
+        }
+        true
+    }
+}
 
 /// Window per delivered bandwidth-delay product. While a window ramps up, the rate delivered
 /// over a round trip is about the window of the round trip before, half the current one: a
@@ -99,7 +144,7 @@ impl RecvCredit {
             last_grant: None,
             rtt_probe: None,
             rate_mark: None,
-            ramp: Ramp::Waiting,
+            first_rx: 0,
         }
     }
 
@@ -109,7 +154,7 @@ impl RecvCredit {
     pub(crate) fn unlimited() -> Self {
         RecvCredit {
             limit: u64::MAX,
-            ramp: Ramp::Done,
+            first_rx: FIRST_RX_DONE,
             ..RecvCredit::new(0, 0)
         }
     }
@@ -140,98 +185,29 @@ impl RecvCredit {
         Some(now.saturating_duration_since(granted_at))
     }
 
-    /// Notes when payload arrived (call after [`receive`](Self::receive)): the first window's
-    /// arrival rate is measured from its first to its last bytes.
-    pub(crate) fn note_arrival(&mut self, now: Instant) {
-        if self.ramp == Ramp::Waiting {
-            // The rate counts the bytes after the first payload, which took no time to arrive.
-            self.ramp = Ramp::Arriving {
-                since: now,
-                from: self.received,
-                upto: self.limit,
-            };
+    /// A payload of `n` bytes was announced at `now_us` (µs since the session began, wrapping;
+    /// call after [`receive`](Self::receive)). Returns the first window's arrival rate, in
+    /// bytes/s, once `first_window` bytes (the credit a stream starts with) have arrived: the
+    /// bytes before this payload over the time since the first payload, so each byte counted
+    /// arrived within the span measured.
+    pub(crate) fn note_arrival(&mut self, now_us: u32, n: u64, first_window: u64) -> Option<u64> {
+        if self.first_rx == FIRST_RX_DONE {
+            return None;
         }
-        match self.ramp {
-            Ramp::Arriving { since, from, upto } if self.received >= upto => {
-                let span = now.saturating_duration_since(since).max(MIN_ARRIVAL_SPAN);
-                // A window that came in one payload: all of it in the shortest span.
-                let bytes = match self.received - from {
-                    0 => self.received,
-                    n => n,
-                };
-                let rate = u128::from(bytes) * 1_000_000_000 / span.as_nanos();
-                self.ramp = Ramp::Arrived {
-                    at: now,
-                    rate: rate.min(u128::from(u64::MAX)) as u64,
-                };
-            }
-            _ => {}
+        if self.received == n {
+            self.first_rx = now_us.min(FIRST_RX_DONE - 1);
         }
-    }
-
-    /// Whether the whole first window arrived and was read: time to size the window from it
-    /// ([`ramp`](Self::ramp)).
-    pub(crate) fn wants_ramp(&self) -> bool {
-        matches!(self.ramp, Ramp::Arrived { .. }) && self.received == self.consumed
-    }
-
-    /// Sizes the window from the first window's arrival rate (see the module doc); returns
-    /// whether credit is to be paced ([`pace`](Self::pace) until it returns `false`). Within
-    /// `max` and growth within `budget_left`; call [`grant`](Self::grant) after it.
-    pub(crate) fn ramp(
-        &mut self,
-        now: Instant,
-        rtt: Option<Duration>,
-        max: u32,
-        budget_left: u64,
-    ) -> bool {
-        let Ramp::Arrived { at, rate } = self.ramp else {
-            return false;
+        if self.received < first_window {
+            return None;
+        }
+        let span = u64::from(now_us.wrapping_sub(self.first_rx)).max(MIN_ARRIVAL_SPAN_US);
+        // A window in one payload: all of it in the shortest span.
+        let bytes = match self.received - n {
+            0 => self.received,
+            b => b,
         };
-        match rtt {
-            Some(rtt) => {
-                self.ramp = Ramp::Done;
-                self.grow_to(bdp(rate, rtt) * RAMP_HEADROOM, max, budget_left);
-                false
-            }
-            None => {
-                // On top of the credit the current window gives anyway.
-                let base = self.limit.max(self.consumed + u64::from(self.window));
-                self.ramp = Ramp::Pacing { at, rate, base };
-                self.pace(now, None, max, budget_left)
-            }
-        }
-    }
-
-    /// One step of credit pacing at `now`: the window grows so that the credit is `base` plus
-    /// the first window's rate × the time since it arrived, while the reader keeps up. Ends
-    /// (returns `false`) once a round trip is known, sizing the window from it as
-    /// [`ramp`](Self::ramp) does, or after [`PACE_LIMIT`]. Call [`grant`](Self::grant) after it.
-    pub(crate) fn pace(
-        &mut self,
-        now: Instant,
-        rtt: Option<Duration>,
-        max: u32,
-        budget_left: u64,
-    ) -> bool {
-        let Ramp::Pacing { at, rate, base } = self.ramp else {
-            return false;
-        };
-        if let Some(rtt) = rtt {
-            self.ramp = Ramp::Done;
-            self.grow_to(bdp(rate, rtt) * RAMP_HEADROOM, max, budget_left);
-            return false;
-        }
-        let elapsed = now.saturating_duration_since(at);
-        if elapsed > PACE_LIMIT {
-            self.ramp = Ramp::Done;
-            return false;
-        }
-        if self.received == self.consumed {
-            let credit = base.saturating_add(bdp(rate, elapsed));
-            self.grow_to(credit.saturating_sub(self.consumed), max, budget_left);
-        }
-        true
+        self.first_rx = FIRST_RX_DONE;
+        Some((u128::from(bytes) * 1_000_000 / u128::from(span)).min(u128::from(u64::MAX)) as u64)
     }
 
     /// Grows the window towards `target` (never shrinks it), within `max` and `budget_left`.
@@ -271,7 +247,8 @@ impl RecvCredit {
         self.consumed + u64::from(self.window) >= self.limit
     }
 
-    fn grantable(&self) -> u64 {
+    /// Credit a [`grant`](Self::grant) would return now.
+    pub(crate) fn grantable(&self) -> u64 {
         (self.consumed + u64::from(self.window)).saturating_sub(self.limit)
     }
 
@@ -534,32 +511,45 @@ mod tests {
         assert_eq!(c.take_rtt_sample(t0 + ms(90)), Some(ms(40)));
     }
 
+    /// 1000 bytes of first window in 100-byte payloads, one every ms from `t0`: the rate
+    /// counted is 900 bytes over 9 ms, 100 bytes/ms.
+    fn first_window(c: &mut RecvCredit) -> Option<u64> {
+        let mut rate = None;
+        for i in 0..10u32 {
+            assert!(c.receive(100));
+            let r = c.note_arrival(5_000 + i * 1000, 100, 1000);
+            assert!(r.is_none() || i == 9, "measured early");
+            rate = r;
+        }
+        rate
+    }
+
     #[test]
     fn a_first_window_faster_than_a_round_trip_sizes_the_window_at_once() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        // 1000 bytes arrive over 10 ms (100 bytes/ms after the first 100); the round trip is
-        // known: the window becomes 2 × rate × round trip at once.
         let mut c = RecvCredit::new(1000, 1000);
-        assert!(c.receive(100));
-        c.note_arrival(t0);
-        assert!(c.receive(900));
-        c.note_arrival(t0 + ms(9));
-        assert!(!c.wants_ramp(), "not read yet");
+        let rate = first_window(&mut c).expect("measured");
+        assert_eq!(rate, 100_000);
+        // Measured once.
+        assert_eq!(c.note_arrival(20_000, 100, 1000), None);
+        // Not before the reader has it all; then 2 × rate × round trip at once.
+        let mut ramp = Ramp::new(t0, rate);
+        assert!(ramp.step(&mut c, t0 + ms(1), Some(ms(50)), 1 << 20, 1 << 20));
+        assert_eq!(c.window(), 1000);
         c.consume(1000);
-        assert!(c.wants_ramp());
-        assert!(!c.ramp(t0 + ms(10), Some(ms(50)), 1 << 20, 1 << 20));
+        assert!(!ramp.step(&mut c, t0 + ms(1), Some(ms(50)), 1 << 20, 1 << 20));
         assert_eq!(c.window(), 10_000);
-        assert!(!c.wants_ramp());
-        // Within the maximum and the budget.
+        // Within the budget (and the maximum).
         let mut c = RecvCredit::new(1000, 1000);
-        assert!(c.receive(100));
-        c.note_arrival(t0);
-        assert!(c.receive(900));
-        c.note_arrival(t0 + ms(9));
+        first_window(&mut c);
         c.consume(1000);
-        assert!(!c.ramp(t0 + ms(10), Some(ms(50)), 1 << 20, 500));
+        assert!(!Ramp::new(t0, rate).step(&mut c, t0, Some(ms(50)), 1 << 20, 500));
         assert_eq!(c.window(), 1500);
+        // A window that came in one payload: as if in a millisecond.
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(1000));
+        assert_eq!(c.note_arrival(7, 1000, 1000), Some(1_000_000));
     }
 
     #[test]
@@ -567,33 +557,27 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut c = RecvCredit::new(1000, 1000);
-        assert!(c.receive(100));
-        c.note_arrival(t0);
-        assert!(c.receive(900));
-        c.note_arrival(t0 + ms(9));
+        let rate = first_window(&mut c).expect("measured");
         c.consume(1000);
-        // At once: nothing beyond the limit (1000) yet.
-        assert!(c.ramp(t0 + ms(9), None, 1 << 20, 1 << 20));
-        assert_eq!(c.grant(t0 + ms(9)), 1000);
+        let mut ramp = Ramp::new(t0, rate);
+        // At once: only the window's own credit.
+        assert!(ramp.step(&mut c, t0, None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0), 1000);
         // 20 ms later: 2000 more bytes of credit (100 bytes/ms).
-        assert!(c.pace(t0 + ms(29), None, 1 << 20, 1 << 20));
-        assert_eq!(c.grant(t0 + ms(29)), 2000);
+        assert!(ramp.step(&mut c, t0 + ms(20), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(20)), 2000);
         // A reader that falls behind gets nothing more while behind.
         assert!(c.receive(500));
-        assert!(c.pace(t0 + ms(39), None, 1 << 20, 1 << 20));
-        assert_eq!(c.grant(t0 + ms(39)), 0);
+        assert!(ramp.step(&mut c, t0 + ms(30), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(30)), 0);
         // A round trip is known: pacing ends with the window at 2 × rate × round trip.
         c.consume(500);
-        assert!(!c.pace(t0 + ms(49), Some(ms(40)), 1 << 20, 1 << 20));
+        assert!(!ramp.step(&mut c, t0 + ms(40), Some(ms(40)), 1 << 20, 1 << 20));
         assert_eq!(c.window(), 8000);
-        assert!(!c.pace(t0 + ms(59), None, 1 << 20, 1 << 20));
         // Without one, pacing stops after PACE_LIMIT.
-        let mut c = RecvCredit::new(1000, 1000);
-        assert!(c.receive(1000));
-        c.note_arrival(t0);
-        c.consume(1000);
-        assert!(c.ramp(t0, None, 1 << 30, 1 << 30));
-        assert!(!c.pace(t0 + PACE_LIMIT + ms(1), None, 1 << 30, 1 << 30));
+        let mut ramp = Ramp::new(t0, rate);
+        assert!(ramp.step(&mut c, t0, None, 1 << 30, 1 << 30));
+        assert!(!ramp.step(&mut c, t0 + PACE_LIMIT + ms(1), None, 1 << 30, 1 << 30));
     }
 
     #[test]

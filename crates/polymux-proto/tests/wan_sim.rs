@@ -92,6 +92,8 @@ fn windows_are_sized_to_the_path() {
                 limit: Duration::from_secs(120),
                 seed: 1,
                 notsent_lowat: Some(128 * 1024),
+                slow_reader: None,
+                ping_at: None,
             });
             let name = format!("{} at {rtt} ms", dialect.name());
             let (raw_goodput, raw_t90) = raw_tcp_bulk(shape, bytes);
@@ -141,6 +143,8 @@ fn bulk_crosses_a_50ms_path_in_every_dialect() {
             limit: Duration::from_secs(60),
             seed: 1,
             notsent_lowat: None,
+            slow_reader: None,
+            ping_at: None,
         });
         let finished = out
             .finished
@@ -193,6 +197,8 @@ fn rpc_beside_bulk_waits_for_no_other_stream() {
             limit: Duration::from_secs(60),
             seed: 7,
             notsent_lowat: Some(128 * 1024),
+            slow_reader: None,
+            ping_at: None,
         });
         let name = dialect.name();
         assert!(out.finished.is_some(), "{name}: bulk did not finish");
@@ -221,6 +227,125 @@ fn rpc_beside_bulk_waits_for_no_other_stream() {
             out.goodput() >= 0.9 * shape.rate as f64,
             "{name}: bulk at {:.2}× the link",
             out.goodput() / shape.rate as f64
+        );
+    }
+}
+
+/// A reader that slows down gets a smaller window: the stream's window follows what the
+/// application reads, not what the path could carry, so the bytes the sender may park at a
+/// slow reader shrink with it. At 1 MB/s (a twelfth of the link) the window, 4 path BDPs
+/// (10 MB) at full speed, shrinks to at most 7 of the reader's bandwidth-delay products
+/// (1.4 MB) and hovers around 4 of them on average: grants that come quickly double it, the
+/// rate delivered over a round trip bounds it.
+#[test]
+fn a_reader_that_slows_down_shrinks_the_window() {
+    for dialect in [Dialect::Yamux, Dialect::SmuxV2, Dialect::NetMux] {
+        let shape = path(200);
+        let slow_from = Duration::from_secs(4);
+        let limit = Duration::from_secs(24);
+        let reader_rate = 1_000_000;
+        let out = wan::run(&Scenario {
+            config: Config::for_dialect(dialect),
+            shape,
+            bulk_bytes: 1 << 30,
+            rpc: false,
+            limit,
+            seed: 1,
+            notsent_lowat: Some(128 * 1024),
+            slow_reader: Some((slow_from, reader_rate)),
+            ping_at: None,
+        });
+        let name = dialect.name();
+        let before = out.window_at(slow_from);
+        let settled: Vec<u64> = out
+            .windows
+            .iter()
+            .filter(|&&(t, _)| t + Duration::from_secs(10) >= limit)
+            .map(|&(_, w)| w)
+            .collect();
+        let max = settled.iter().copied().max().unwrap_or(u64::MAX);
+        let mean = settled.iter().sum::<u64>() as f64 / settled.len() as f64;
+        let reader_bdp = reader_rate as f64 * 2.0 * shape.delay.as_secs_f64();
+        eprintln!(
+            "{name}: window {} KiB at full speed; over the last 10 s at 1 MB/s mean {:.0} KiB \
+             ({:.2} of the reader's BDP), max {} KiB",
+            before / 1024,
+            mean / 1024.0,
+            mean / reader_bdp,
+            max / 1024,
+        );
+        assert!(
+            before as f64 >= 2.0 * shape.bdp() as f64,
+            "{name}: {before} at full speed"
+        );
+        assert!(
+            max as f64 <= 7.0 * reader_bdp,
+            "{name}: the window went up to {max}"
+        );
+        assert!(
+            mean <= 4.5 * reader_bdp,
+            "{name}: the window averaged {mean:.0} for a reader of {reader_rate} B/s"
+        );
+    }
+}
+
+/// The round trip a session reports is the path's, not the queues' (issue 13, "a keep-alive
+/// that does not lie"). A bulk upload keeps the bottleneck queue full, and the kernel's send
+/// buffer could hold 1.5 MB more; keep-alives go out every 500 ms all through the transfer.
+/// - The receiver's answers travel behind the bulk data, so its pings then take the path plus
+///   a full bottleneck queue (an explicit ping shows it); `Stats::rtt` keeps the path's own,
+///   measured before the queue filled.
+/// - The sender's pings go out ahead of its own data and the driver keeps at most 128 KiB
+///   unsent in the kernel, so its `Stats::rtt` is at most what a raw TCP connection of its own
+///   sees through the same full bottleneck (plus those 128 KiB and the batch being written),
+///   not the seconds of data queued in our buffers; it has no sample from before the bulk.
+#[test]
+fn a_bulk_transfer_does_not_inflate_the_reported_round_trip() {
+    for dialect in [Dialect::Yamux, Dialect::NetMux] {
+        let mut shape = path(50);
+        shape.sndbuf = 1_500_000;
+        let config = Config::for_dialect(dialect)
+            .to_builder()
+            .keepalive_interval(Some(Duration::from_millis(500)))
+            .build()
+            .expect("config");
+        let lowat = 128 * 1024;
+        let out = wan::run(&Scenario {
+            config,
+            shape,
+            bulk_bytes: 64 << 20,
+            rpc: false,
+            limit: Duration::from_secs(60),
+            seed: 1,
+            notsent_lowat: Some(lowat),
+            slow_reader: None,
+            ping_at: Some(Duration::from_secs(3)),
+        });
+        let name = dialect.name();
+        let rtt = 2 * shape.delay;
+        eprintln!(
+            "{name}: the receiver's ping during the bulk {:?}; Stats::rtt receiver {:?}, sender {:?}",
+            out.ping_rtt, out.server_rtt, out.client_rtt
+        );
+        assert!(out.finished.is_some(), "{name}: the bulk did not finish");
+        let ping = out.ping_rtt.expect("the ping was answered");
+        assert!(
+            ping >= rtt + rtt / 2,
+            "{name}: the ping took {ping:?}, no queue to show"
+        );
+        let server = out.server_rtt.expect("the receiver has a round trip");
+        assert!(
+            server >= rtt && server <= rtt + rtt / 20,
+            "{name}: the receiver's Stats::rtt {server:?} on a {rtt:?} path"
+        );
+        let client = out.client_rtt.expect("the sender has a round trip");
+        // What the driver may keep unsent: up to the low-water mark, plus the batch (at most
+        // twice the engine's 128 KiB target) it was writing when the ping was queued.
+        let own_queue = Duration::from_secs_f64((lowat + 256 * 1024) as f64 / shape.rate as f64);
+        let bound = raw_tcp_rpc_rtt(shape) + own_queue;
+        assert!(
+            client >= rtt && client <= bound,
+            "{name}: the sender's Stats::rtt {client:?} > {bound:?}"
         );
     }
 }

@@ -55,7 +55,7 @@ use slab::Slab;
 use crate::codec::Dialect;
 use crate::config::{Config, PROTOCOL_INITIAL_WINDOW};
 use crate::error::Error;
-use crate::flow::{RecvCredit, SendCredit};
+use crate::flow::{Ramp, RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
@@ -79,9 +79,13 @@ pub const PAUSED_READ_AHEAD: usize = 32 * 1024;
 /// info, the rest are counted and summarised once the burst is over.
 const REFUSAL_BURST: Duration = Duration::from_secs(1);
 
-/// How often credit is paced out to streams whose first window arrived before any round trip
-/// was known (`flow.rs`): fine enough that the sender's credit arrives as a steady stream.
+/// How often streams whose first window arrived are sized (`flow.rs`'s `Ramp`): paced credit
+/// goes out this often, fine enough that the sender's credit arrives as a steady stream.
 const PACE_TICK: Duration = Duration::from_millis(5);
+
+/// Paced credit goes out once this much is due (or pacing ends), so a slow path is not sent a
+/// frame per tick.
+const PACE_MIN_GRANT: u64 = 16 * 1024;
 
 /// Which end of the transport this session is. The client allocates odd stream ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +133,10 @@ pub struct Stats {
     pub shared_memory_in_use: Option<usize>,
     /// Inbound streams waiting for `accept()`.
     pub pending_accept: usize,
-    /// The most recent Ping round trip.
+    /// The path's round trip: the smallest sample (Ping, and on dialects with flow control the
+    /// round trip of a credit grant) of the last one to two minutes, so that answers waiting
+    /// behind bulk data in queues below us do not inflate it. `None` until a sample arrived.
+    /// (An explicit [`start_ping`](Connection::start_ping) reports its own round trip.)
     pub rtt: Option<Duration>,
     /// Receive windows of all streams, summed: the credit this side may have outstanding.
     pub recv_windows: u64,
@@ -222,11 +229,14 @@ pub struct Connection {
     retained: usize,
     /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
-    /// Streams whose credit is paced while no round trip is known (each key at most once; a
-    /// key whose stream is gone or done pacing drops out at the next tick).
-    pacing: Vec<StreamKey>,
-    /// When the paced streams get their next credit.
+    /// Streams whose first window arrived and whose window is being sized from it (each key
+    /// at most once; a few at a time, each for at most `flow::PACE_LIMIT`; an entry whose
+    /// stream is gone or done drops out at the next tick).
+    ramps: Vec<(StreamKey, Ramp)>,
+    /// When the ramps are next stepped (`None`: no ramps).
     next_pace: Option<Instant>,
+    /// When the session began: the time base of `RecvCredit::note_arrival`.
+    epoch: Instant,
     /// Decoding stopped because the receive budget was full; an application read resumes it.
     paused_on_budget: bool,
     /// Decoding stopped because the shared memory budget refused `n` more bytes; memory
@@ -289,8 +299,9 @@ impl Connection {
             memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
             retained: 0,
             window_sum: 0,
-            pacing: Vec::new(),
+            ramps: Vec::new(),
             next_pace: None,
+            epoch: now,
             paused_on_budget: false,
             paused_on_pool: None,
             keepalive,
@@ -799,41 +810,73 @@ impl Connection {
         }
     }
 
-    /// A pacing tick: every paced stream's window grows with the time since its first window
-    /// arrived, and the credit goes out (`flow.rs`); streams done pacing drop out.
+    /// The first window of `key` arrived whole at `rate` bytes/s: size its window from it
+    /// (now if the reader already has it all, else as it reads or at the next tick).
+    fn start_ramp(&mut self, key: StreamKey, rate: u64) {
+        if self.ramps.iter().any(|&(k, _)| k == key) {
+            return;
+        }
+        self.ramps.push((key, Ramp::new(self.now, rate)));
+        self.next_pace.get_or_insert(self.now + PACE_TICK);
+    }
+
+    /// The application read from `key`: if its window is being sized from its first window,
+    /// that may proceed now (the reader has it all).
+    fn ramp_on_read(&mut self, key: StreamKey) {
+        let Some(i) = self.ramps.iter().position(|&(k, _)| k == key) else {
+            return;
+        };
+        let mut ramp = self.ramps[i].1;
+        if self.step_ramp(key, &mut ramp) {
+            self.ramps[i].1 = ramp;
+        } else {
+            self.ramps.swap_remove(i);
+        }
+    }
+
+    /// A ramp tick: every ramping stream is sized (`Ramp::step`) and paced credit goes out;
+    /// streams done drop out.
     fn pace_credit(&mut self) {
+        let now = self.now;
+        let mut ramps = std::mem::take(&mut self.ramps);
+        ramps.retain_mut(|(key, ramp)| self.step_ramp(*key, ramp));
+        self.ramps = ramps;
+        self.next_pace = (!self.ramps.is_empty()).then(|| now + PACE_TICK);
+    }
+
+    /// Steps `key`'s ramp and sends the credit due (paced credit once [`PACE_MIN_GRANT`] is
+    /// due); returns whether the ramp goes on.
+    fn step_ramp(&mut self, key: StreamKey, ramp: &mut Ramp) -> bool {
         let now = self.now;
         let rtt = self.keepalive.min_rtt();
         let max_window = self.config.max_stream_window();
-        let mut keys = std::mem::take(&mut self.pacing);
-        keys.retain(|&key| {
-            let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
-            let Some(s) = self.streams.get_mut(key.0) else {
-                return false;
-            };
-            if !s.peer_may_send() {
-                return false;
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return false;
+        };
+        if !s.peer_may_send() {
+            return false;
+        }
+        let before = s.recv.window();
+        let more = ramp.step(&mut s.recv, now, rtt, max_window, budget_left);
+        self.window_sum = self.window_sum - u64::from(before) + u64::from(s.recv.window());
+        if more && s.recv.grantable() < PACE_MIN_GRANT {
+            return true;
+        }
+        let delta = s.recv.grant(now);
+        if delta > 0 {
+            let frame = crate::policy::credit(
+                self.dialect,
+                s.id,
+                delta,
+                s.recv.consumed(),
+                s.recv.window(),
+            );
+            if let Some(frame) = frame {
+                self.push_control(&frame);
             }
-            let before = s.recv.window();
-            let more = s.recv.pace(now, rtt, max_window, budget_left);
-            self.window_sum = self.window_sum - u64::from(before) + u64::from(s.recv.window());
-            let delta = s.recv.grant(now);
-            if delta > 0 {
-                let frame = crate::policy::credit(
-                    self.dialect,
-                    s.id,
-                    delta,
-                    s.recv.consumed(),
-                    s.recv.window(),
-                );
-                if let Some(frame) = frame {
-                    self.push_control(&frame);
-                }
-            }
-            more
-        });
-        self.pacing = keys;
-        self.next_pace = (!self.pacing.is_empty()).then(|| now + PACE_TICK);
+        }
+        more
     }
 
     /// Returns credit for `key` if enough was consumed, growing its window when the window is
@@ -847,11 +890,6 @@ impl Connection {
     /// window early instead of after half of it — unless our window is below the 256 KiB the
     /// peer assumed, where an early announcement would shrink the credit it already used).
     fn return_credit(&mut self, key: StreamKey, first_read: bool) {
-        // Windows grow within half the budget (and of the shared pool's minimum share): the
-        // memory charged for a window's worth of payload includes slots, chunk slack and the
-        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
-        // session paused by that overhead.
-        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.min_rtt();
         let floor = self.config.stream_window();
@@ -866,22 +904,22 @@ impl Connection {
             return;
         }
         let due = s.recv.wants_update();
-        let ramp = s.recv.wants_ramp();
-        if !due && !announce && !ramp {
+        if !due && !announce {
+            self.ramp_on_read(key);
             return;
         }
+        // Windows grow within half the budget (and of the shared pool's minimum share): the
+        // memory charged for a window's worth of payload includes slots, chunk slack and the
+        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
+        // session paused by that overhead.
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
         // Only credit that fell due says anything about the pace; an announcement does not.
         let before = s.recv.window();
         if due {
             s.recv.retune(now, rtt, floor, max_window, budget_left);
-        }
-        if ramp {
-            let grown = u64::from(s.recv.window().saturating_sub(before));
-            let budget_left = budget_left.saturating_sub(grown);
-            if s.recv.ramp(now, rtt, max_window, budget_left) && !self.pacing.contains(&key) {
-                self.pacing.push(key);
-                self.next_pace.get_or_insert(now + PACE_TICK);
-            }
         }
         let after = s.recv.window();
         let delta = s.recv.grant(now);
@@ -898,5 +936,6 @@ impl Connection {
                 self.push_control(&probe);
             }
         }
+        self.ramp_on_read(key);
     }
 }
