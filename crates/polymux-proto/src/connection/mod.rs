@@ -746,6 +746,8 @@ impl Connection {
         let n = queue.discard(&mut self.memory);
         self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
+        // A ramp must not carry over to a new stream in the reused slot (few entries).
+        self.ramps.retain(|&(k, _)| k != key);
         self.ids.remove(&s.id);
         if unacked {
             self.unacked_outbound -= 1;
