@@ -94,6 +94,7 @@ fn windows_are_sized_to_the_path() {
                 notsent_lowat: Some(128 * 1024),
                 slow_reader: None,
                 ping_at: None,
+                bulk_at: Duration::ZERO,
             });
             let name = format!("{} at {rtt} ms", dialect.name());
             let (raw_goodput, raw_t90) = raw_tcp_bulk(shape, bytes);
@@ -145,6 +146,7 @@ fn bulk_crosses_a_50ms_path_in_every_dialect() {
             notsent_lowat: None,
             slow_reader: None,
             ping_at: None,
+            bulk_at: Duration::ZERO,
         });
         let finished = out
             .finished
@@ -199,6 +201,7 @@ fn rpc_beside_bulk_waits_for_no_other_stream() {
             notsent_lowat: Some(128 * 1024),
             slow_reader: None,
             ping_at: None,
+            bulk_at: Duration::ZERO,
         });
         let name = dialect.name();
         assert!(out.finished.is_some(), "{name}: bulk did not finish");
@@ -254,6 +257,7 @@ fn a_reader_that_slows_down_shrinks_the_window() {
             notsent_lowat: Some(128 * 1024),
             slow_reader: Some((slow_from, reader_rate)),
             ping_at: None,
+            bulk_at: Duration::ZERO,
         });
         let name = dialect.name();
         let before = out.window_at(slow_from);
@@ -320,6 +324,7 @@ fn a_bulk_transfer_does_not_inflate_the_reported_round_trip() {
             notsent_lowat: Some(lowat),
             slow_reader: None,
             ping_at: Some(Duration::from_secs(3)),
+            bulk_at: Duration::ZERO,
         });
         let name = dialect.name();
         let rtt = 2 * shape.delay;
@@ -347,5 +352,51 @@ fn a_bulk_transfer_does_not_inflate_the_reported_round_trip() {
             client >= rtt && client <= bound,
             "{name}: the sender's Stats::rtt {client:?} > {bound:?}"
         );
+    }
+}
+
+/// On a session whose round trip is already known (keep-alives measured it before the stream
+/// carried anything, as on any long-lived session), the first window's arrival rate sizes the
+/// window at once (rate × round trip × 2): at 200 ms, the bulk reaches 90 % of the link within
+/// twice raw TCP's time from its start, as on a fresh session, and the window still settles
+/// within 4 bandwidth-delay products.
+#[test]
+fn a_known_round_trip_sizes_the_first_window_at_once() {
+    for dialect in [Dialect::Yamux, Dialect::NetMux] {
+        let shape = path(200);
+        let config = Config::for_dialect(dialect)
+            .to_builder()
+            .keepalive_interval(Some(Duration::from_millis(100)))
+            .build()
+            .expect("config");
+        let bulk_at = Duration::from_secs(2);
+        let bytes = 64 << 20;
+        let out = wan::run(&Scenario {
+            config,
+            shape,
+            bulk_bytes: bytes,
+            rpc: false,
+            limit: Duration::from_secs(120),
+            seed: 1,
+            notsent_lowat: Some(128 * 1024),
+            slow_reader: None,
+            ping_at: None,
+            bulk_at,
+        });
+        let name = dialect.name();
+        let (_, raw_t90) = raw_tcp_bulk(shape, bytes);
+        let t90 = out.time_to(0.9, shape.rate).map(|t| t - bulk_at);
+        let bdps = out.final_window as f64 / shape.bdp() as f64;
+        eprintln!(
+            "{name}: rtt {:?} known before the bulk; t90 {t90:?} after it started (raw TCP {raw_t90:?}), window {bdps:.2} BDP",
+            out.server_rtt
+        );
+        let rtt = out.server_rtt.expect("a round trip");
+        assert!(rtt >= 2 * shape.delay && rtt <= 2 * shape.delay + Duration::from_millis(1));
+        assert!(
+            t90.is_some_and(|t| t <= raw_t90 + Duration::from_millis(200)),
+            "{name}: t90 {t90:?}"
+        );
+        assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.2} BDP");
     }
 }

@@ -50,6 +50,8 @@ pub struct Scenario {
     pub slow_reader: Option<(Duration, u64)>,
     /// At this time the server starts an explicit ping ([`Outcome::ping_rtt`]).
     pub ping_at: Option<Duration>,
+    /// The client writes bulk data from this time on (the stream is opened at the start).
+    pub bulk_at: Duration,
 }
 
 /// What a run measured.
@@ -288,7 +290,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 }
             }
 
-            let established = client.conn.poll_open_ready(bulk, waker).is_ready();
+            let established =
+                now >= scenario.bulk_at && client.conn.poll_open_ready(bulk, waker).is_ready();
             while established && bulk_written < scenario.bulk_bytes {
                 let want = (scenario.bulk_bytes - bulk_written).min(chunk.len() as u64) as usize;
                 match client.conn.poll_write(bulk, waker, &chunk[..want]) {
@@ -396,6 +399,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
             timer(&server),
             rpc.as_ref().and_then(|r| r.next_at),
             scenario.ping_at,
+            Some(scenario.bulk_at),
             Some(next_sample),
         ]
         .into_iter()
