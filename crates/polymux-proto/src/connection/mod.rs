@@ -46,7 +46,7 @@ mod commands;
 mod direct;
 mod input;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -229,10 +229,12 @@ pub struct Connection {
     retained: usize,
     /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
-    /// Streams whose first window arrived and whose window is being sized from it (each key
-    /// at most once; a few at a time, each for at most `flow::PACE_LIMIT`; an entry whose
-    /// stream is gone or done drops out at the next tick).
-    ramps: Vec<(StreamKey, Ramp)>,
+    /// Streams whose first window arrived and whose window is being sized from it, by stream
+    /// key: an entry lasts until the reader has the window and a round trip is known, at most
+    /// `flow::PACE_LIMIT` (a tick drops it), and goes with its stream. A map, not a list: a
+    /// peer can make many streams ramp at once, and every read looks its stream up; ordered, so
+    /// that ticks send their credit in the same order every run.
+    ramps: BTreeMap<usize, Ramp>,
     /// When the ramps are next stepped (`None`: no ramps).
     next_pace: Option<Instant>,
     /// When the session began: the time base of `RecvCredit::note_arrival`.
@@ -299,7 +301,7 @@ impl Connection {
             memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
             retained: 0,
             window_sum: 0,
-            ramps: Vec::new(),
+            ramps: BTreeMap::new(),
             next_pace: None,
             epoch: now,
             paused_on_budget: false,
@@ -747,7 +749,7 @@ impl Connection {
         self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
         // A ramp must not carry over to a new stream in the reused slot (few entries).
-        self.ramps.retain(|&(k, _)| k != key);
+        self.ramps.remove(&key.0);
         self.ids.remove(&s.id);
         if unacked {
             self.unacked_outbound -= 1;
@@ -815,24 +817,22 @@ impl Connection {
     /// The first window of `key` arrived whole at `rate` bytes/s: size its window from it
     /// (now if the reader already has it all, else as it reads or at the next tick).
     fn start_ramp(&mut self, key: StreamKey, rate: u64) {
-        if self.ramps.iter().any(|&(k, _)| k == key) {
-            return;
-        }
-        self.ramps.push((key, Ramp::new(self.now, rate)));
+        self.ramps
+            .entry(key.0)
+            .or_insert_with(|| Ramp::new(self.now, rate));
         self.next_pace.get_or_insert(self.now + PACE_TICK);
     }
 
     /// The application read from `key`: if its window is being sized from its first window,
     /// that may proceed now (the reader has it all).
     fn ramp_on_read(&mut self, key: StreamKey) {
-        let Some(i) = self.ramps.iter().position(|&(k, _)| k == key) else {
+        let Some(mut ramp) = self.ramps.get(&key.0).copied() else {
             return;
         };
-        let mut ramp = self.ramps[i].1;
         if self.step_ramp(key, &mut ramp) {
-            self.ramps[i].1 = ramp;
+            self.ramps.insert(key.0, ramp);
         } else {
-            self.ramps.swap_remove(i);
+            self.ramps.remove(&key.0);
         }
     }
 
@@ -841,7 +841,7 @@ impl Connection {
     fn pace_credit(&mut self) {
         let now = self.now;
         let mut ramps = std::mem::take(&mut self.ramps);
-        ramps.retain_mut(|(key, ramp)| self.step_ramp(*key, ramp));
+        ramps.retain(|&key, ramp| self.step_ramp(StreamKey(key), ramp));
         self.ramps = ramps;
         self.next_pace = (!self.ramps.is_empty()).then(|| now + PACE_TICK);
     }
