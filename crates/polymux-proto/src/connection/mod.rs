@@ -136,7 +136,8 @@ pub struct Stats {
     /// The path's round trip: the smallest sample (Ping, and on dialects with flow control the
     /// round trip of a credit grant) of the last one to two minutes, so that answers waiting
     /// behind bulk data in queues below us do not inflate it. `None` until a sample arrived.
-    /// (An explicit [`start_ping`](Connection::start_ping) reports its own round trip.)
+    /// (An explicit ping, [`start_ping`](Connection::start_ping) then
+    /// [`poll_ping`](Connection::poll_ping), returns its own round trip.)
     pub rtt: Option<Duration>,
     /// Receive windows of all streams, summed: the credit this side may have outstanding.
     pub recv_windows: u64,
