@@ -15,7 +15,7 @@
 //! | `polymux_streams_opened_total{direction}` | counter | `outbound` (this side opened) / `inbound` |
 //! | `polymux_streams_refused_total` | counter | inbound streams the engines refused |
 //! | `polymux_session_bytes_total{direction}` | counter | stream payload `sent` / `received` |
-//! | `polymux_rtt_seconds{session}` | gauge | latest keep-alive round trip per live session |
+//! | `polymux_rtt_seconds{session}` | gauge | the path's round trip per live session (`Stats::rtt`: smallest recent sample) |
 //! | `polymux_recv_buffered_bytes` | gauge | received bytes not yet read (memory budget in use) |
 //! | `polymux_recv_budget_bytes` | gauge | the receive memory budget of the live sessions |
 //! | `polymux_service_connections_total{service}` | counter | connections carried per service |
@@ -268,7 +268,7 @@ impl Collector for Metrics {
             let g = ConstGauge::new(0.0f64);
             let mut family = encoder.encode_descriptor(
                 "polymux_rtt_seconds",
-                "Latest keep-alive round trip of each live session",
+                "Round trip of each live session's path (smallest sample of the last 1-2 minutes)",
                 None,
                 g.metric_type(),
             )?;

@@ -9,6 +9,16 @@
 //! the application (`received - consumed`) never exceed the credit granted (`limit - consumed`,
 //! at most the current window). Credit is returned when the application *reads*, never when
 //! bytes merely arrive.
+//!
+//! Window sizing (issue 13, "windows sized to the path"): a stream's first window tells how
+//! fast the path delivers when it arrives whole, faster than a round trip. With the round trip
+//! known, the window is set at once to that rate × round trip × [`RAMP_HEADROOM`]; without
+//! it, credit is paced out at that rate until a round trip is measured (at most one round trip
+//! later, since the paced credit itself yields a sample), so the sender never idles for want of
+//! credit while the receiver learns the path, and what was granted then is about one
+//! bandwidth-delay product. After that, [`RecvCredit::retune`] keeps the window within
+//! [`BDP_HEADROOM`] bandwidth-delay products of what is delivered, shrinking it when the reader
+//! or the path slows.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +44,86 @@ pub(crate) struct RecvCredit {
     /// at least a round trip (so a window that arrives in one burst is measured over the
     /// round trip it took, not over the burst).
     rate_mark: Option<(Instant, u64)>,
+    /// While the first window arrives: when its first payload did, in microseconds since the
+    /// session began (wrapping; [`FIRST_RX_DONE`] once measured). Four bytes in what would
+    /// otherwise be padding: idle streams must stay small (`tests/idle_memory.rs`).
+    first_rx: u32,
+}
+
+/// [`RecvCredit::first_rx`] once the first window was measured (or cannot be).
+const FIRST_RX_DONE: u32 = u32::MAX;
+
+/// Window per bandwidth-delay product when the first window sizes the stream: one to keep the
+/// path busy, one for the rate estimate's error; `retune` takes over from there.
+const RAMP_HEADROOM: u64 = 2;
+
+/// Longest credit pacing without a round trip (a paced grant normally yields one after one round
+/// trip; this bounds what a stream that then sends nothing more is granted).
+pub(crate) const PACE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Shortest interval, in µs, the first window's arrival rate is measured over: a window that
+/// arrived in one read says only that the path is at least this fast.
+const MIN_ARRIVAL_SPAN_US: u64 = 1000;
+
+/// The window sizing of one stream from its first window, once that arrived whole: held by
+/// the session for the few streams in that phase (see the module doc), dropped when done.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ramp {
+    /// When the first window had arrived.
+    at: Instant,
+    /// Its arrival rate, bytes/s.
+    rate: u64,
+    /// While pacing: the credit beyond which paced credit is counted.
+    base: Option<u64>,
+}
+
+impl Ramp {
+    /// The first window arrived whole at `at`, at `rate` bytes/s.
+    pub(crate) fn new(at: Instant, rate: u64) -> Ramp {
+        Ramp {
+            at,
+            rate,
+            base: None,
+        }
+    }
+
+    /// Sizes `c`'s window at `now` (call [`RecvCredit::grant`] after it); returns whether the
+    /// ramp goes on. Once the reader has the whole first window: with a round trip known, the
+    /// window becomes rate × round trip × [`RAMP_HEADROOM`] at once and the ramp ends; without
+    /// one, the credit grows by the rate × the time since the first window arrived (while the
+    /// reader keeps up) until a round trip is known (then sized as above) or for at most
+    /// [`PACE_LIMIT`]. The window never shrinks here; within `max`, growth within
+    /// `budget_left`.
+    pub(crate) fn step(
+        &mut self,
+        c: &mut RecvCredit,
+        now: Instant,
+        rtt: Option<Duration>,
+        max: u32,
+        budget_left: u64,
+    ) -> bool {
+        let elapsed = now.saturating_duration_since(self.at);
+        if elapsed > PACE_LIMIT {
+            return false;
+        }
+        let drained = c.received == c.consumed;
+        if self.base.is_none() && !drained {
+            return true;
+        }
+        if let Some(rtt) = rtt {
+            c.grow_to(bdp(self.rate, rtt) * RAMP_HEADROOM, max, budget_left);
+            return false;
+        }
+        // On top of the credit the current window gives anyway.
+        let base = *self
+            .base
+            .get_or_insert(c.limit.max(c.consumed + u64::from(c.window)));
+        if drained {
+            let credit = base.saturating_add(bdp(self.rate, elapsed));
+            c.grow_to(credit.saturating_sub(c.consumed), max, budget_left);
+        }
+        true
+    }
 }
 
 /// Window per delivered bandwidth-delay product. While a window ramps up, the rate delivered
@@ -54,6 +144,7 @@ impl RecvCredit {
             last_grant: None,
             rtt_probe: None,
             rate_mark: None,
+            first_rx: 0,
         }
     }
 
@@ -63,6 +154,7 @@ impl RecvCredit {
     pub(crate) fn unlimited() -> Self {
         RecvCredit {
             limit: u64::MAX,
+            first_rx: FIRST_RX_DONE,
             ..RecvCredit::new(0, 0)
         }
     }
@@ -93,6 +185,40 @@ impl RecvCredit {
         Some(now.saturating_duration_since(granted_at))
     }
 
+    /// A payload of `n` bytes was announced at `now_us` (µs since the session began, wrapping;
+    /// call after [`receive`](Self::receive)). Returns the first window's arrival rate, in
+    /// bytes/s, once `first_window` bytes (the credit a stream starts with) have arrived: the
+    /// bytes before this payload over the time since the first payload, so each byte counted
+    /// arrived within the span measured.
+    pub(crate) fn note_arrival(&mut self, now_us: u32, n: u64, first_window: u64) -> Option<u64> {
+        if self.first_rx == FIRST_RX_DONE {
+            return None;
+        }
+        if self.received == n {
+            self.first_rx = now_us.min(FIRST_RX_DONE - 1);
+        }
+        if self.received < first_window {
+            return None;
+        }
+        let span = u64::from(now_us.wrapping_sub(self.first_rx)).max(MIN_ARRIVAL_SPAN_US);
+        // A window in one payload: all of it in the shortest span.
+        let bytes = match self.received - n {
+            0 => self.received,
+            b => b,
+        };
+        self.first_rx = FIRST_RX_DONE;
+        Some((u128::from(bytes) * 1_000_000 / u128::from(span)).min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Grows the window towards `target` (never shrinks it), within `max` and `budget_left`.
+    fn grow_to(&mut self, target: u64, max: u32, budget_left: u64) {
+        let target = target.min(u64::from(max));
+        let window = u64::from(self.window);
+        if target > window {
+            self.window += (target - window).min(budget_left) as u32;
+        }
+    }
+
     /// Records `n` bytes read by the application.
     pub(crate) fn consume(&mut self, n: u64) {
         self.consumed = (self.consumed + n).min(self.received);
@@ -121,7 +247,8 @@ impl RecvCredit {
         self.consumed + u64::from(self.window) >= self.limit
     }
 
-    fn grantable(&self) -> u64 {
+    /// Credit a [`grant`](Self::grant) would return now.
+    pub(crate) fn grantable(&self) -> u64 {
         (self.consumed + u64::from(self.window)).saturating_sub(self.limit)
     }
 
@@ -191,6 +318,11 @@ impl RecvCredit {
         self.last_grant = Some(now);
         delta as u32
     }
+}
+
+/// Bytes delivered at `rate` bytes/s over `span`.
+fn bdp(rate: u64, span: Duration) -> u64 {
+    (u128::from(rate) * span.as_nanos() / 1_000_000_000).min(u128::from(u64::MAX)) as u64
 }
 
 /// What the sending side of one stream may still send.
@@ -377,6 +509,75 @@ mod tests {
         c.grant(t0 + ms(60));
         assert!(c.receive(50));
         assert_eq!(c.take_rtt_sample(t0 + ms(90)), Some(ms(40)));
+    }
+
+    /// 1000 bytes of first window in 100-byte payloads, one every ms from `t0`: the rate
+    /// counted is 900 bytes over 9 ms, 100 bytes/ms.
+    fn first_window(c: &mut RecvCredit) -> Option<u64> {
+        let mut rate = None;
+        for i in 0..10u32 {
+            assert!(c.receive(100));
+            let r = c.note_arrival(5_000 + i * 1000, 100, 1000);
+            assert!(r.is_none() || i == 9, "measured early");
+            rate = r;
+        }
+        rate
+    }
+
+    #[test]
+    fn a_first_window_faster_than_a_round_trip_sizes_the_window_at_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = RecvCredit::new(1000, 1000);
+        let rate = first_window(&mut c).expect("measured");
+        assert_eq!(rate, 100_000);
+        // Measured once.
+        assert_eq!(c.note_arrival(20_000, 100, 1000), None);
+        // Not before the reader has it all; then 2 × rate × round trip at once.
+        let mut ramp = Ramp::new(t0, rate);
+        assert!(ramp.step(&mut c, t0 + ms(1), Some(ms(50)), 1 << 20, 1 << 20));
+        assert_eq!(c.window(), 1000);
+        c.consume(1000);
+        assert!(!ramp.step(&mut c, t0 + ms(1), Some(ms(50)), 1 << 20, 1 << 20));
+        assert_eq!(c.window(), 10_000);
+        // Within the budget (and the maximum).
+        let mut c = RecvCredit::new(1000, 1000);
+        first_window(&mut c);
+        c.consume(1000);
+        assert!(!Ramp::new(t0, rate).step(&mut c, t0, Some(ms(50)), 1 << 20, 500));
+        assert_eq!(c.window(), 1500);
+        // A window that came in one payload: as if in a millisecond.
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(1000));
+        assert_eq!(c.note_arrival(7, 1000, 1000), Some(1_000_000));
+    }
+
+    #[test]
+    fn without_a_round_trip_credit_is_paced_at_the_first_windows_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = RecvCredit::new(1000, 1000);
+        let rate = first_window(&mut c).expect("measured");
+        c.consume(1000);
+        let mut ramp = Ramp::new(t0, rate);
+        // At once: only the window's own credit.
+        assert!(ramp.step(&mut c, t0, None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0), 1000);
+        // 20 ms later: 2000 more bytes of credit (100 bytes/ms).
+        assert!(ramp.step(&mut c, t0 + ms(20), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(20)), 2000);
+        // A reader that falls behind gets nothing more while behind.
+        assert!(c.receive(500));
+        assert!(ramp.step(&mut c, t0 + ms(30), None, 1 << 20, 1 << 20));
+        assert_eq!(c.grant(t0 + ms(30)), 0);
+        // A round trip is known: pacing ends with the window at 2 × rate × round trip.
+        c.consume(500);
+        assert!(!ramp.step(&mut c, t0 + ms(40), Some(ms(40)), 1 << 20, 1 << 20));
+        assert_eq!(c.window(), 8000);
+        // Without one, pacing stops after PACE_LIMIT.
+        let mut ramp = Ramp::new(t0, rate);
+        assert!(ramp.step(&mut c, t0, None, 1 << 30, 1 << 30));
+        assert!(!ramp.step(&mut c, t0 + PACE_LIMIT + ms(1), None, 1 << 30, 1 << 30));
     }
 
     #[test]

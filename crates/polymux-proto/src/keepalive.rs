@@ -5,10 +5,54 @@
 //! whose pong waits behind megabytes of data is alive). smux probes with NOP, which has no
 //! reply: there the peer is dead when nothing arrived for the timeout (Go smux applies the same
 //! rule to us, which is why our NOPs are on by default).
+//!
+//! The round trip reported ([`KeepAlive::rtt`], `Stats::rtt`) is the path's (issue 13, "a
+//! keep-alive that does not lie"): our pings go out before any data (control frames lead every
+//! batch), but the answer can still wait behind bulk data in queues below us (the kernel's, a
+//! bottleneck's), so one sample taken during a transfer measures those queues too. The
+//! reported figure is therefore the smallest sample of the last one to two [`RTT_EPOCH`]s: a
+//! transfer cannot inflate it, and a path that really got slower shows within two epochs.
 
 use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
+
+/// Round-trip samples count towards the reported minimum for one to two of these.
+pub(crate) const RTT_EPOCH: Duration = Duration::from_secs(60);
+
+/// The minimum of the samples of the current and the previous epoch (two values kept, so the
+/// filter is constant-size whatever the sample rate).
+#[derive(Debug, Clone, Copy, Default)]
+struct MinFilter {
+    /// Start of the current epoch (set by its first sample).
+    epoch: Option<Instant>,
+    current: Option<Duration>,
+    previous: Option<Duration>,
+}
+
+impl MinFilter {
+    fn sample(&mut self, rtt: Duration, now: Instant) {
+        match self.epoch {
+            Some(start) if now.saturating_duration_since(start) < RTT_EPOCH => {}
+            Some(start) => {
+                // A new epoch; the one before it is forgotten unless it just ended.
+                let recent = now.saturating_duration_since(start) < 2 * RTT_EPOCH;
+                self.previous = if recent { self.current } else { None };
+                self.current = None;
+                self.epoch = Some(now);
+            }
+            None => self.epoch = Some(now),
+        }
+        self.current = Some(self.current.map_or(rtt, |m| m.min(rtt)));
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match (self.current, self.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Probe {
@@ -25,7 +69,10 @@ pub(crate) struct KeepAlive {
     last_rx: Instant,
     outstanding: Option<Probe>,
     next_opaque: u32,
-    rtt: Option<Duration>,
+    /// The latest ping's round trip (what an explicit ping returns).
+    last_ping: Option<Duration>,
+    /// The path's round trip (see the module doc).
+    path_rtt: MinFilter,
     /// The smallest round trip seen: the path's own, without the queueing behind bulk data
     /// that later samples may include (what window sizing needs).
     min_rtt: Option<Duration>,
@@ -48,23 +95,31 @@ impl KeepAlive {
             last_rx: now,
             outstanding: None,
             next_opaque: 1,
-            rtt: None,
+            last_ping: None,
+            path_rtt: MinFilter::default(),
             min_rtt: None,
             answered: 0,
         }
     }
 
+    /// The path's round trip: the smallest sample of the last one to two epochs.
     pub(crate) fn rtt(&self) -> Option<Duration> {
-        self.rtt
+        self.path_rtt.get()
+    }
+
+    /// The latest ping's own round trip.
+    pub(crate) fn last_ping_rtt(&self) -> Option<Duration> {
+        self.last_ping
     }
 
     pub(crate) fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
     }
 
-    /// A round-trip sample from elsewhere (flow control): it can only lower the minimum.
-    pub(crate) fn on_rtt_sample(&mut self, rtt: Duration) {
+    /// A round-trip sample from elsewhere (flow control: never below the path's round trip).
+    pub(crate) fn on_rtt_sample(&mut self, rtt: Duration, now: Instant) {
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        self.path_rtt.sample(rtt, now);
     }
 
     pub(crate) fn answered(&self) -> u64 {
@@ -97,8 +152,8 @@ impl KeepAlive {
         match self.outstanding {
             Some(p) if p.opaque == opaque => {
                 let rtt = now.saturating_duration_since(p.sent_at);
-                self.rtt = Some(rtt);
-                self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+                self.last_ping = Some(rtt);
+                self.on_rtt_sample(rtt, now);
                 self.outstanding = None;
                 self.answered += 1;
                 true
@@ -165,6 +220,7 @@ mod tests {
         };
         assert!(k.on_pong(opaque, t0 + 103 * MS));
         assert_eq!(k.rtt(), Some(3 * MS));
+        assert_eq!(k.last_ping_rtt(), Some(3 * MS));
         assert_eq!(k.answered(), 1);
         let Ok(Some(Frame::Ping { .. })) = k.poll(t0 + 200 * MS) else {
             panic!("expected a second probe");
@@ -190,5 +246,50 @@ mod tests {
         k.on_receive(t0 + 15 * MS);
         assert!(k.poll(t0 + 40 * MS).is_ok());
         assert_eq!(k.poll(t0 + 45 * MS), Err(()));
+    }
+}
+
+#[cfg(test)]
+mod rtt_tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Answers a ping sent at `at` after `rtt`.
+    fn round_trip(k: &mut KeepAlive, at: Instant, rtt: Duration) {
+        let (Some(Frame::Ping { opaque, .. }), _) = k.ping(at) else {
+            panic!("a ping goes out");
+        };
+        assert!(k.on_pong(opaque, at + rtt));
+    }
+
+    #[test]
+    fn the_reported_round_trip_is_the_paths_not_the_queues() {
+        let t0 = Instant::now();
+        let mut k = KeepAlive::new(true, None, 10 * RTT_EPOCH, t0);
+        round_trip(&mut k, t0, 50 * MS);
+        // Answers that waited behind bulk data do not raise it; an explicit ping still gets
+        // its own round trip.
+        for i in 1..=5 {
+            round_trip(&mut k, t0 + i * 10 * MS * 100, 180 * MS);
+            assert_eq!(k.rtt(), Some(50 * MS));
+            assert_eq!(k.last_ping_rtt(), Some(180 * MS));
+        }
+        // Flow control's samples count too, and only lower it.
+        k.on_rtt_sample(48 * MS, t0 + 6 * 1000 * MS);
+        assert_eq!(k.rtt(), Some(48 * MS));
+        // A path that got slower shows once the faster samples are two epochs old.
+        let later = t0 + RTT_EPOCH;
+        round_trip(&mut k, later, 120 * MS);
+        assert_eq!(k.rtt(), Some(48 * MS));
+        round_trip(&mut k, later + RTT_EPOCH, 130 * MS);
+        assert_eq!(k.rtt(), Some(120 * MS));
+        round_trip(&mut k, later + 2 * RTT_EPOCH + 1000 * MS, 125 * MS);
+        assert_eq!(k.rtt(), Some(125 * MS));
+        // After a long silence, the first new sample stands alone.
+        round_trip(&mut k, later + 10 * RTT_EPOCH, 140 * MS);
+        assert_eq!(k.rtt(), Some(140 * MS));
+        // The window-sizing minimum keeps the smallest ever seen.
+        assert_eq!(k.min_rtt(), Some(48 * MS));
     }
 }

@@ -59,43 +59,70 @@ fn the_link_delivers_in_order_at_its_rate_after_its_delay() {
     );
 }
 
-/// Every dialect carries a bulk transfer across the path intact, at a rate the link allows.
+/// What raw TCP achieves through the same path in this model: the link's rate from the first
+/// byte, which arrives one way later (the relay's TCP legs are loopback, so TCP itself ramps at
+/// once): (goodput over the transfer, bytes/s; time to 90 % of the link in 200 ms windows).
+fn raw_tcp_bulk(shape: LinkShape, bytes: u64) -> (f64, Duration) {
+    let secs = bytes as f64 / shape.rate as f64 + shape.delay.as_secs_f64();
+    (
+        bytes as f64 / secs,
+        shape.delay + Duration::from_millis(200),
+    )
+}
+
 /// Windows sized to the path, in every dialect with per-stream flow control (smux v2, which
-/// has no ping, takes its round trip from flow control itself): a bulk stream reaches 90 % of the link within 400 ms at 50 ms (twice what raw TCP through the
-/// same relay takes), moves 64 MiB at ≥ 0.95 of the link there, and its receive window settles
-/// at no more than 4 bandwidth-delay products at 50 and at 200 ms, instead of growing towards
-/// the 16 MiB cap.
+/// has no ping, takes its round trip from flow control itself): the first window's arrival rate
+/// sizes the window (paced out until a round trip is known), so a 64 MiB bulk moves at ≥ 0.95×
+/// raw TCP's goodput over the same path and reaches 90 % of the link within twice raw TCP's
+/// time (200 ms windows: at most one window later), at 50 and at 200 ms; and its receive window
+/// settles at no more than 4 bandwidth-delay products instead of growing towards the 16 MiB
+/// cap. net-mux's opener waits a round trip for the ACK before it sends (its peers expect it):
+/// that round trip is allowed on top of both targets.
 #[test]
 fn windows_are_sized_to_the_path() {
     for dialect in [Dialect::Yamux, Dialect::SmuxV2, Dialect::NetMux] {
         for rtt in [50, 200] {
             let shape = path(rtt);
+            let bytes = 64 << 20;
             let out = wan::run(&Scenario {
                 config: Config::for_dialect(dialect),
                 shape,
-                bulk_bytes: 64 << 20,
+                bulk_bytes: bytes,
                 rpc: false,
                 limit: Duration::from_secs(120),
                 seed: 1,
                 notsent_lowat: Some(128 * 1024),
+                slow_reader: None,
+                ping_at: None,
+                bulk_at: Duration::ZERO,
             });
             let name = format!("{} at {rtt} ms", dialect.name());
-            let link = out.goodput() / shape.rate as f64;
+            let (raw_goodput, raw_t90) = raw_tcp_bulk(shape, bytes);
+            let ack_wait = if dialect.open_waits_for_ack() {
+                Duration::from_millis(rtt)
+            } else {
+                Duration::ZERO
+            };
+            let ratio = out.goodput() / raw_goodput;
             let bdps = out.final_window as f64 / shape.bdp() as f64;
             let t90 = out.time_to(0.9, shape.rate);
             eprintln!(
-                "{name}: {link:.2}× link, t90 {t90:?}, window {} KiB = {bdps:.1} BDP, rtt {:?}",
+                "{name}: {ratio:.3}× raw TCP, t90 {t90:?} (raw TCP {raw_t90:?}), window {} KiB = {bdps:.2} BDP, rtt {:?}",
                 out.final_window / 1024,
                 out.server_rtt,
             );
-            assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.1} BDP");
-            if rtt == 50 {
-                assert!(link >= 0.95, "{name}: {link:.2}× the link");
-                assert!(
-                    t90.is_some_and(|t| t <= Duration::from_millis(400)),
-                    "{name}: t90 {t90:?}"
-                );
-            }
+            assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.2} BDP");
+            // Twice raw TCP's 200 ms window, from the first byte.
+            let t90_max = raw_t90 + Duration::from_millis(200) + ack_wait;
+            assert!(
+                t90.is_some_and(|t| t <= t90_max),
+                "{name}: t90 {t90:?} > {t90_max:?}"
+            );
+            let ack_cost = ack_wait.as_secs_f64() * shape.rate as f64 / bytes as f64;
+            assert!(
+                ratio >= 0.95 - ack_cost,
+                "{name}: {ratio:.3}× raw TCP (its open's round trip costs {ack_cost:.3})"
+            );
         }
     }
 }
@@ -117,6 +144,9 @@ fn bulk_crosses_a_50ms_path_in_every_dialect() {
             limit: Duration::from_secs(60),
             seed: 1,
             notsent_lowat: None,
+            slow_reader: None,
+            ping_at: None,
+            bulk_at: Duration::ZERO,
         });
         let finished = out
             .finished
@@ -169,6 +199,9 @@ fn rpc_beside_bulk_waits_for_no_other_stream() {
             limit: Duration::from_secs(60),
             seed: 7,
             notsent_lowat: Some(128 * 1024),
+            slow_reader: None,
+            ping_at: None,
+            bulk_at: Duration::ZERO,
         });
         let name = dialect.name();
         assert!(out.finished.is_some(), "{name}: bulk did not finish");
@@ -198,5 +231,172 @@ fn rpc_beside_bulk_waits_for_no_other_stream() {
             "{name}: bulk at {:.2}× the link",
             out.goodput() / shape.rate as f64
         );
+    }
+}
+
+/// A reader that slows down gets a smaller window: the stream's window follows what the
+/// application reads, not what the path could carry, so the bytes the sender may park at a
+/// slow reader shrink with it. At 1 MB/s (a twelfth of the link) the window, 4 path BDPs
+/// (10 MB) at full speed, shrinks to at most 7 of the reader's bandwidth-delay products
+/// (1.4 MB) and hovers around 4 of them on average: grants that come quickly double it, the
+/// rate delivered over a round trip bounds it.
+#[test]
+fn a_reader_that_slows_down_shrinks_the_window() {
+    for dialect in [Dialect::Yamux, Dialect::SmuxV2, Dialect::NetMux] {
+        let shape = path(200);
+        let slow_from = Duration::from_secs(4);
+        let limit = Duration::from_secs(24);
+        let reader_rate = 1_000_000;
+        let out = wan::run(&Scenario {
+            config: Config::for_dialect(dialect),
+            shape,
+            bulk_bytes: 1 << 30,
+            rpc: false,
+            limit,
+            seed: 1,
+            notsent_lowat: Some(128 * 1024),
+            slow_reader: Some((slow_from, reader_rate)),
+            ping_at: None,
+            bulk_at: Duration::ZERO,
+        });
+        let name = dialect.name();
+        let before = out.window_at(slow_from);
+        let settled: Vec<u64> = out
+            .windows
+            .iter()
+            .filter(|&&(t, _)| t + Duration::from_secs(10) >= limit)
+            .map(|&(_, w)| w)
+            .collect();
+        let max = settled.iter().copied().max().unwrap_or(u64::MAX);
+        let mean = settled.iter().sum::<u64>() as f64 / settled.len() as f64;
+        let reader_bdp = reader_rate as f64 * 2.0 * shape.delay.as_secs_f64();
+        eprintln!(
+            "{name}: window {} KiB at full speed; over the last 10 s at 1 MB/s mean {:.0} KiB \
+             ({:.2} of the reader's BDP), max {} KiB",
+            before / 1024,
+            mean / 1024.0,
+            mean / reader_bdp,
+            max / 1024,
+        );
+        assert!(
+            before as f64 >= 2.0 * shape.bdp() as f64,
+            "{name}: {before} at full speed"
+        );
+        assert!(
+            max as f64 <= 7.0 * reader_bdp,
+            "{name}: the window went up to {max}"
+        );
+        assert!(
+            mean <= 4.5 * reader_bdp,
+            "{name}: the window averaged {mean:.0} for a reader of {reader_rate} B/s"
+        );
+    }
+}
+
+/// The round trip a session reports is the path's, not the queues' (issue 13, "a keep-alive
+/// that does not lie"). A bulk upload keeps the bottleneck queue full, and the kernel's send
+/// buffer could hold 1.5 MB more; keep-alives go out every 500 ms all through the transfer.
+/// - The receiver's answers travel behind the bulk data, so its pings then take the path plus
+///   a full bottleneck queue (an explicit ping shows it); `Stats::rtt` keeps the path's own,
+///   measured before the queue filled.
+/// - The sender's pings go out ahead of its own data and the driver keeps at most 128 KiB
+///   unsent in the kernel, so its `Stats::rtt` is at most what a raw TCP connection of its own
+///   sees through the same full bottleneck (plus those 128 KiB and the batch being written),
+///   not the seconds of data queued in our buffers; it has no sample from before the bulk.
+#[test]
+fn a_bulk_transfer_does_not_inflate_the_reported_round_trip() {
+    for dialect in [Dialect::Yamux, Dialect::NetMux] {
+        let mut shape = path(50);
+        shape.sndbuf = 1_500_000;
+        let config = Config::for_dialect(dialect)
+            .to_builder()
+            .keepalive_interval(Some(Duration::from_millis(500)))
+            .build()
+            .expect("config");
+        let lowat = 128 * 1024;
+        let out = wan::run(&Scenario {
+            config,
+            shape,
+            bulk_bytes: 64 << 20,
+            rpc: false,
+            limit: Duration::from_secs(60),
+            seed: 1,
+            notsent_lowat: Some(lowat),
+            slow_reader: None,
+            ping_at: Some(Duration::from_secs(3)),
+            bulk_at: Duration::ZERO,
+        });
+        let name = dialect.name();
+        let rtt = 2 * shape.delay;
+        eprintln!(
+            "{name}: the receiver's ping during the bulk {:?}; Stats::rtt receiver {:?}, sender {:?}",
+            out.ping_rtt, out.server_rtt, out.client_rtt
+        );
+        assert!(out.finished.is_some(), "{name}: the bulk did not finish");
+        let ping = out.ping_rtt.expect("the ping was answered");
+        assert!(
+            ping >= rtt + rtt / 2,
+            "{name}: the ping took {ping:?}, no queue to show"
+        );
+        let server = out.server_rtt.expect("the receiver has a round trip");
+        assert!(
+            server >= rtt && server <= rtt + rtt / 20,
+            "{name}: the receiver's Stats::rtt {server:?} on a {rtt:?} path"
+        );
+        let client = out.client_rtt.expect("the sender has a round trip");
+        // What the driver may keep unsent: up to the low-water mark, plus the batch (at most
+        // twice the engine's 128 KiB target) it was writing when the ping was queued.
+        let own_queue = Duration::from_secs_f64((lowat + 256 * 1024) as f64 / shape.rate as f64);
+        let bound = raw_tcp_rpc_rtt(shape) + own_queue;
+        assert!(
+            client >= rtt && client <= bound,
+            "{name}: the sender's Stats::rtt {client:?} > {bound:?}"
+        );
+    }
+}
+
+/// On a session whose round trip is already known (keep-alives measured it before the stream
+/// carried anything, as on any long-lived session), the first window's arrival rate sizes the
+/// window at once (rate × round trip × 2): at 200 ms, the bulk reaches 90 % of the link within
+/// twice raw TCP's time from its start, as on a fresh session, and the window still settles
+/// within 4 bandwidth-delay products.
+#[test]
+fn a_known_round_trip_sizes_the_first_window_at_once() {
+    for dialect in [Dialect::Yamux, Dialect::NetMux] {
+        let shape = path(200);
+        let config = Config::for_dialect(dialect)
+            .to_builder()
+            .keepalive_interval(Some(Duration::from_millis(100)))
+            .build()
+            .expect("config");
+        let bulk_at = Duration::from_secs(2);
+        let bytes = 64 << 20;
+        let out = wan::run(&Scenario {
+            config,
+            shape,
+            bulk_bytes: bytes,
+            rpc: false,
+            limit: Duration::from_secs(120),
+            seed: 1,
+            notsent_lowat: Some(128 * 1024),
+            slow_reader: None,
+            ping_at: None,
+            bulk_at,
+        });
+        let name = dialect.name();
+        let (_, raw_t90) = raw_tcp_bulk(shape, bytes);
+        let t90 = out.time_to(0.9, shape.rate).map(|t| t - bulk_at);
+        let bdps = out.final_window as f64 / shape.bdp() as f64;
+        eprintln!(
+            "{name}: rtt {:?} known before the bulk; t90 {t90:?} after it started (raw TCP {raw_t90:?}), window {bdps:.2} BDP",
+            out.server_rtt
+        );
+        let rtt = out.server_rtt.expect("a round trip");
+        assert!(rtt >= 2 * shape.delay && rtt <= 2 * shape.delay + Duration::from_millis(1));
+        assert!(
+            t90.is_some_and(|t| t <= raw_t90 + Duration::from_millis(200)),
+            "{name}: t90 {t90:?}"
+        );
+        assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.2} BDP");
     }
 }

@@ -360,7 +360,7 @@ impl Connection {
     /// The round trip of the ping identified by `ticket`, once answered.
     pub fn poll_ping(&mut self, ticket: u64, waker: &Waker) -> Poll<Result<Duration, Error>> {
         if self.keepalive.answered() > ticket {
-            return Poll::Ready(Ok(self.keepalive.rtt().unwrap_or_default()));
+            return Poll::Ready(Ok(self.keepalive.last_ping_rtt().unwrap_or_default()));
         }
         if let Some(e) = self.ended_error() {
             return Poll::Ready(Err(e));

@@ -230,8 +230,21 @@ impl Connection {
                                 credit: s.recv.available(),
                             });
                         }
-                        if let Some(rtt) = s.recv.take_rtt_sample(self.now) {
-                            self.keepalive.on_rtt_sample(rtt);
+                        let rtt = s.recv.take_rtt_sample(self.now);
+                        // The time base is the session's start, in wrapping microseconds.
+                        let now_us =
+                            self.now.saturating_duration_since(self.epoch).as_micros() as u32;
+                        let first = u64::from(crate::config::PROTOCOL_INITIAL_WINDOW);
+                        let rate = self
+                            .dialect
+                            .has_stream_credit()
+                            .then(|| s.recv.note_arrival(now_us, len.into(), first))
+                            .flatten();
+                        if let Some(rtt) = rtt {
+                            self.keepalive.on_rtt_sample(rtt, self.now);
+                        }
+                        if let Some(rate) = rate {
+                            self.start_ramp(k, rate);
                         }
                     }
                 }

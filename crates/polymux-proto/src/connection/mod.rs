@@ -46,7 +46,7 @@ mod commands;
 mod direct;
 mod input;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ use slab::Slab;
 use crate::codec::Dialect;
 use crate::config::{Config, PROTOCOL_INITIAL_WINDOW};
 use crate::error::Error;
-use crate::flow::{RecvCredit, SendCredit};
+use crate::flow::{Ramp, RecvCredit, SendCredit};
 use crate::frame::{Frame, StreamId};
 use crate::inbound_ids::InboundIds;
 use crate::keepalive::KeepAlive;
@@ -78,6 +78,14 @@ pub const PAUSED_READ_AHEAD: usize = 32 * 1024;
 /// Inbound refusals within this long of the first one form one burst: the first is logged at
 /// info, the rest are counted and summarised once the burst is over.
 const REFUSAL_BURST: Duration = Duration::from_secs(1);
+
+/// How often streams whose first window arrived are sized (`flow.rs`'s `Ramp`): paced credit
+/// goes out this often, fine enough that the sender's credit arrives as a steady stream.
+const PACE_TICK: Duration = Duration::from_millis(5);
+
+/// Paced credit goes out once this much is due (or pacing ends), so a slow path is not sent a
+/// frame per tick.
+const PACE_MIN_GRANT: u64 = 16 * 1024;
 
 /// Which end of the transport this session is. The client allocates odd stream ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +133,11 @@ pub struct Stats {
     pub shared_memory_in_use: Option<usize>,
     /// Inbound streams waiting for `accept()`.
     pub pending_accept: usize,
-    /// The most recent Ping round trip.
+    /// The path's round trip: the smallest sample (Ping, and on dialects with flow control the
+    /// round trip of a credit grant) of the last one to two minutes, so that answers waiting
+    /// behind bulk data in queues below us do not inflate it. `None` until a sample arrived.
+    /// (An explicit ping, [`start_ping`](Connection::start_ping) then
+    /// [`poll_ping`](Connection::poll_ping), returns its own round trip.)
     pub rtt: Option<Duration>,
     /// Receive windows of all streams, summed: the credit this side may have outstanding.
     pub recv_windows: u64,
@@ -218,6 +230,16 @@ pub struct Connection {
     retained: usize,
     /// Sum of all streams' receive windows, which auto-tuning keeps within half the budget.
     window_sum: u64,
+    /// Streams whose first window arrived and whose window is being sized from it, by stream
+    /// key: an entry lasts until the reader has the window and a round trip is known, at most
+    /// `flow::PACE_LIMIT` (a tick drops it), and goes with its stream. A map, not a list: a
+    /// peer can make many streams ramp at once, and every read looks its stream up; ordered, so
+    /// that ticks send their credit in the same order every run.
+    ramps: BTreeMap<usize, Ramp>,
+    /// When the ramps are next stepped (`None`: no ramps).
+    next_pace: Option<Instant>,
+    /// When the session began: the time base of `RecvCredit::note_arrival`.
+    epoch: Instant,
     /// Decoding stopped because the receive budget was full; an application read resumes it.
     paused_on_budget: bool,
     /// Decoding stopped because the shared memory budget refused `n` more bytes; memory
@@ -280,6 +302,9 @@ impl Connection {
             memory: RecvMemory::new(config.session_recv_budget(), config.memory_budget()),
             retained: 0,
             window_sum: 0,
+            ramps: BTreeMap::new(),
+            next_pace: None,
+            epoch: now,
             paused_on_budget: false,
             paused_on_pool: None,
             keepalive,
@@ -423,6 +448,7 @@ impl Connection {
             self.write_deadline(),
             summary,
             self.tx.spares_deadline(),
+            self.next_pace,
         ]
         .into_iter()
         .flatten()
@@ -528,6 +554,9 @@ impl Connection {
             self.keepalive.on_receive(now);
         }
         self.summarise_refusals(now, false);
+        if self.next_pace.is_some_and(|at| now >= at) {
+            self.pace_credit();
+        }
         match self.keepalive.poll(now) {
             Err(()) => {
                 tracing::debug!(dialect = self.dialect.name(), "keep-alive timed out");
@@ -720,6 +749,8 @@ impl Connection {
         let n = queue.discard(&mut self.memory);
         self.unbuffer(n, charge);
         self.window_sum -= u64::from(s.recv.window());
+        // A ramp must not carry over to a new stream in the reused slot (few entries).
+        self.ramps.remove(&key.0);
         self.ids.remove(&s.id);
         if unacked {
             self.unacked_outbound -= 1;
@@ -784,6 +815,73 @@ impl Connection {
         }
     }
 
+    /// The first window of `key` arrived whole at `rate` bytes/s: size its window from it
+    /// (now if the reader already has it all, else as it reads or at the next tick).
+    fn start_ramp(&mut self, key: StreamKey, rate: u64) {
+        self.ramps
+            .entry(key.0)
+            .or_insert_with(|| Ramp::new(self.now, rate));
+        self.next_pace.get_or_insert(self.now + PACE_TICK);
+    }
+
+    /// The application read from `key`: if its window is being sized from its first window,
+    /// that may proceed now (the reader has it all).
+    fn ramp_on_read(&mut self, key: StreamKey) {
+        let Some(mut ramp) = self.ramps.get(&key.0).copied() else {
+            return;
+        };
+        if self.step_ramp(key, &mut ramp) {
+            self.ramps.insert(key.0, ramp);
+        } else {
+            self.ramps.remove(&key.0);
+        }
+    }
+
+    /// A ramp tick: every ramping stream is sized (`Ramp::step`) and paced credit goes out;
+    /// streams done drop out.
+    fn pace_credit(&mut self) {
+        let now = self.now;
+        let mut ramps = std::mem::take(&mut self.ramps);
+        ramps.retain(|&key, ramp| self.step_ramp(StreamKey(key), ramp));
+        self.ramps = ramps;
+        self.next_pace = (!self.ramps.is_empty()).then(|| now + PACE_TICK);
+    }
+
+    /// Steps `key`'s ramp and sends the credit due (paced credit once [`PACE_MIN_GRANT`] is
+    /// due); returns whether the ramp goes on.
+    fn step_ramp(&mut self, key: StreamKey, ramp: &mut Ramp) -> bool {
+        let now = self.now;
+        let rtt = self.keepalive.min_rtt();
+        let max_window = self.config.max_stream_window();
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return false;
+        };
+        if !s.peer_may_send() {
+            return false;
+        }
+        let before = s.recv.window();
+        let more = ramp.step(&mut s.recv, now, rtt, max_window, budget_left);
+        self.window_sum = self.window_sum - u64::from(before) + u64::from(s.recv.window());
+        if more && s.recv.grantable() < PACE_MIN_GRANT {
+            return true;
+        }
+        let delta = s.recv.grant(now);
+        if delta > 0 {
+            let frame = crate::policy::credit(
+                self.dialect,
+                s.id,
+                delta,
+                s.recv.consumed(),
+                s.recv.window(),
+            );
+            if let Some(frame) = frame {
+                self.push_control(&frame);
+            }
+        }
+        more
+    }
+
     /// Returns credit for `key` if enough was consumed, growing its window when the window is
     /// what limits throughput (and the session budget allows).
     fn maybe_return_credit(&mut self, key: StreamKey) {
@@ -795,11 +893,6 @@ impl Connection {
     /// window early instead of after half of it — unless our window is below the 256 KiB the
     /// peer assumed, where an early announcement would shrink the credit it already used).
     fn return_credit(&mut self, key: StreamKey, first_read: bool) {
-        // Windows grow within half the budget (and of the shared pool's minimum share): the
-        // memory charged for a window's worth of payload includes slots, chunk slack and the
-        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
-        // session paused by that overhead.
-        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.min_rtt();
         let floor = self.config.stream_window();
@@ -815,8 +908,17 @@ impl Connection {
         }
         let due = s.recv.wants_update();
         if !due && !announce {
+            self.ramp_on_read(key);
             return;
         }
+        // Windows grow within half the budget (and of the shared pool's minimum share): the
+        // memory charged for a window's worth of payload includes slots, chunk slack and the
+        // buffers slices pin (`crate::memory`), and a reader that keeps up must not find its
+        // session paused by that overhead.
+        let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
+        let Some(s) = self.streams.get_mut(key.0) else {
+            return;
+        };
         // Only credit that fell due says anything about the pace; an announcement does not.
         let before = s.recv.window();
         if due {
@@ -837,5 +939,6 @@ impl Connection {
                 self.push_control(&probe);
             }
         }
+        self.ramp_on_read(key);
     }
 }

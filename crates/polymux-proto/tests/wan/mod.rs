@@ -7,7 +7,8 @@
 //! - a **bulk** stream, client to server, written as fast as the engine takes it and read by
 //!   the server as fast as it arrives;
 //! - optionally an **RPC** stream beside it: the client sends 64 bytes after a pseudo-random
-//!   gap of 0–200 ms and waits for the server's echo; every round trip is recorded.
+//!   gap of 0–200 ms and waits for the server's echo; every round trip is recorded;
+//! - optionally a reader that slows down, and an explicit ping from the server mid-transfer.
 //!
 //! Time only moves to the next event (a packet leaving the bottleneck or arriving, an engine
 //! timer, an RPC due), so a run of tens of virtual seconds takes well under a second and is
@@ -44,6 +45,13 @@ pub struct Scenario {
     /// The driver writes only while the socket holds fewer unsent bytes than this
     /// (`TCP_NOTSENT_LOWAT`); `None`: whenever the socket buffer has room.
     pub notsent_lowat: Option<usize>,
+    /// From this time on, the server application reads the bulk stream at no more than this
+    /// many bytes/s (in steps of [`SAMPLE`]).
+    pub slow_reader: Option<(Duration, u64)>,
+    /// At this time the server starts an explicit ping ([`Outcome::ping_rtt`]).
+    pub ping_at: Option<Duration>,
+    /// The client writes bulk data from this time on (the stream is opened at the start).
+    pub bulk_at: Duration,
 }
 
 /// What a run measured.
@@ -61,6 +69,12 @@ pub struct Outcome {
     pub final_window: u64,
     /// The server's (the receiver's) round-trip estimate at the end (`Stats::rtt`).
     pub server_rtt: Option<Duration>,
+    /// The client's (the sender's) round-trip estimate at the end (`Stats::rtt`).
+    pub client_rtt: Option<Duration>,
+    /// The round trip of the explicit ping of [`Scenario::ping_at`], once answered.
+    pub ping_rtt: Option<Duration>,
+    /// The server's receive windows (`Stats::recv_windows`), sampled with `progress`.
+    pub windows: Vec<(Duration, u64)>,
 }
 
 /// Interval of the bulk progress samples.
@@ -74,6 +88,15 @@ impl Outcome {
         };
         let end = self.finished.unwrap_or(t);
         bytes as f64 / end.as_secs_f64()
+    }
+
+    /// The server's receive windows at the last sample at or before `at`.
+    pub fn window_at(&self, at: Duration) -> u64 {
+        self.windows
+            .iter()
+            .take_while(|&&(t, _)| t <= at)
+            .last()
+            .map_or(0, |&(_, w)| w)
     }
 
     /// The first time the goodput over a 200 ms window reached `fraction` of `rate`.
@@ -225,6 +248,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
     let mut echo_pending = 0usize;
     let mut next_sample = SAMPLE;
     let mut now = Duration::ZERO;
+    // The bulk bytes read when the reader slowed down (`Scenario::slow_reader`).
+    let mut read_when_slowed: Option<u64> = None;
+    let mut ping: Option<u64> = None;
 
     while now < scenario.limit {
         // Settle everything that can happen at `now`.
@@ -237,7 +263,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
             // The RPC task runs first when both can write: a 64-byte request waits for room
             // in the engine's buffers like any task woken in turn, not behind the bulk writer.
             if let Some(r) = rpc.as_mut() {
-                let ready = client.conn.poll_established(r.key, waker).is_ready();
+                let ready = client.conn.poll_open_ready(r.key, waker).is_ready();
                 if ready && r.next_at.is_some_and(|t| t <= now) {
                     match client.conn.poll_write(r.key, waker, &[7u8; RPC_BYTES]) {
                         Poll::Ready(Ok(RPC_BYTES)) => {
@@ -264,7 +290,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 }
             }
 
-            let established = client.conn.poll_established(bulk, waker).is_ready();
+            let established =
+                now >= scenario.bulk_at && client.conn.poll_open_ready(bulk, waker).is_ready();
             while established && bulk_written < scenario.bulk_bytes {
                 let want = (scenario.bulk_bytes - bulk_written).min(chunk.len() as u64) as usize;
                 match client.conn.poll_write(bulk, waker, &chunk[..want]) {
@@ -289,10 +316,38 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 .peak_server_buffered
                 .max(server.conn.stats().recv_buffered);
             if let Some(key) = server_bulk {
-                while let Poll::Ready(Ok(n @ 1..)) = server.conn.poll_read(key, waker, &mut scratch)
+                let allowed = match scenario.slow_reader {
+                    Some((from, rate)) if now >= from => {
+                        let base = *read_when_slowed.get_or_insert(bulk_read);
+                        let quota = rate as u128 * (now - from).as_nanos() / 1_000_000_000;
+                        (base + quota as u64).saturating_sub(bulk_read) as usize
+                    }
+                    _ => usize::MAX,
+                };
+                let want = allowed.min(scratch.len());
+                while let Poll::Ready(Ok(n @ 1..)) =
+                    server.conn.poll_read(key, waker, &mut scratch[..want])
                 {
                     bulk_read += n as u64;
                     moved = true;
+                    if allowed != usize::MAX {
+                        // One read per settling pass: the quota is recomputed each time.
+                        break;
+                    }
+                }
+            }
+            if scenario.ping_at.is_some_and(|at| at <= now) {
+                match ping {
+                    None => {
+                        ping = Some(server.conn.start_ping(base + now).expect("ping"));
+                        moved = true;
+                    }
+                    Some(ticket) if out.ping_rtt.is_none() => {
+                        if let Poll::Ready(rtt) = server.conn.poll_ping(ticket, waker) {
+                            out.ping_rtt = Some(rtt.expect("ping answered"));
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
             if let Some(key) = server_rpc {
@@ -323,6 +378,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
         }
         while next_sample <= now {
             out.progress.push((next_sample, bulk_read));
+            out.windows
+                .push((next_sample, server.conn.stats().recv_windows));
             next_sample += SAMPLE;
         }
         if let Some(e) = client.conn.end_reason().or(server.conn.end_reason()) {
@@ -341,6 +398,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
             timer(&client),
             timer(&server),
             rpc.as_ref().and_then(|r| r.next_at),
+            scenario.ping_at,
+            Some(scenario.bulk_at),
             Some(next_sample),
         ]
         .into_iter()
@@ -350,6 +409,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
         now = next.unwrap_or(scenario.limit).min(scenario.limit);
     }
     out.server_rtt = server.conn.stats().rtt;
+    out.client_rtt = client.conn.stats().rtt;
     out.final_window = server.conn.stats().recv_windows;
     out
 }
