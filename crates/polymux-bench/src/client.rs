@@ -1,7 +1,7 @@
 //! `polymux-bench client`: the client child process. Runs one scenario against a `serve`
 //! process and prints one `RESULT key=value …` line (see [`Scenario`] for what each measures).
 //!
-//! Per-stream protocol (the Go bench peer speaks the same): a sink stream starts with the
+//! Per-stream protocol (the Go peer program's `bench` subcommand speaks the same): a sink stream starts with the
 //! payload length (8 bytes LE), then the payload; the server answers with the byte count it read
 //! (8 bytes LE), and the client closes. Echo streams get their bytes back; the client reads
 //! exactly what it sent and closes. Nothing relies on half-close semantics (Go smux has none).
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use futures::future::BoxFuture;
-use polymux_interop::{MuxSession, Peer, Role, SessionParams};
+use polymux_testkit::{MuxSession, Peer, Role, SessionParams};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -25,7 +25,8 @@ use tokio::task::JoinSet;
 
 use crate::args::{ClientArgs, Sizes};
 use crate::impls::{with_peer, Scenario, LARGE_CHUNK, TAG_ECHO, TAG_SINK};
-use crate::{alloc, sys};
+use crate::sys;
+use polymux_testkit::alloc;
 
 /// The payload written, in pieces of the implementation's write size
 /// ([`Impl::transfer_chunk`](crate::impls::Impl::transfer_chunk): 64 KiB, or 1 MiB for
@@ -62,7 +63,7 @@ const IDLE_QUIET: Duration = Duration::from_millis(300);
 
 pub fn main(args: ClientArgs) -> anyhow::Result<()> {
     sys::raise_nofile();
-    ensure!(!args.imp.is_go(), "{} runs in the Go bench peer", args.imp);
+    ensure!(!args.imp.is_go(), "{} runs in the Go peer program", args.imp);
     if args.scenario == Scenario::Idle {
         alloc::enable();
         if args.imp.is_raw_tcp() {

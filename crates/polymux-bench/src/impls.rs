@@ -1,12 +1,13 @@
 //! The implementations under test and the scenarios, with their names on the command line.
 //!
-//! Every Rust multiplexer is driven through the interop harness's adapters
-//! (`polymux_interop::peers`, `polymux_interop::Polymux`), which give them one
-//! [`MuxSession`](polymux_interop::MuxSession) interface over a tokio `TcpStream`; the Go
-//! libraries run in the Go bench peer (`go/`), and raw TCP is the physical baseline (one TCP
-//! connection per "stream"), twice: with the multiplexers' 64 KiB application writes
-//! (`raw-tcp`), and with 1 MiB writes and reads (`raw-tcp-large`), the physical limit on the
-//! same cores, which coalescing multiplexers can approach but not beat.
+//! Every Rust multiplexer is driven through the test kit's adapters
+//! (`polymux_testkit::peers`, `polymux_testkit::Polymux`), which give them one
+//! [`MuxSession`](polymux_testkit::MuxSession) interface over a tokio `TcpStream`; the Go
+//! libraries run in the `bench` subcommand of the Go peer program (`crates/polymux-testkit/go`),
+//! and raw TCP is the physical baseline (one TCP connection per "stream"), twice: with the
+//! multiplexers' 64 KiB application writes (`raw-tcp`), and with 1 MiB writes and reads
+//! (`raw-tcp-large`), the physical limit on the same cores, which coalescing multiplexers can
+//! approach but not beat.
 
 use std::fmt;
 use std::time::Duration;
@@ -322,33 +323,33 @@ impl Mode {
     }
 }
 
-/// Runs `$body` with `$peer` bound to the interop [`Peer`](polymux_interop::Peer) of a Rust
+/// Runs `$body` with `$peer` bound to the interop [`Peer`](polymux_testkit::Peer) of a Rust
 /// multiplexer `$imp`; `$other` for raw TCP and Go, which have no such adapter.
 macro_rules! with_peer {
     ($imp:expr, |$peer:ident| $body:expr, else $other:expr) => {
         match $imp {
             $crate::impls::Impl::Polymux(d) => {
-                let $peer = polymux_interop::Polymux(d);
+                let $peer = polymux_testkit::Polymux(d);
                 $body
             }
             $crate::impls::Impl::Yamux014 => {
-                let $peer = polymux_interop::peers::Yamux014;
+                let $peer = polymux_testkit::peers::Yamux014;
                 $body
             }
             $crate::impls::Impl::TokioYamux => {
-                let $peer = polymux_interop::peers::TokioYamux;
+                let $peer = polymux_testkit::peers::TokioYamux;
                 $body
             }
             $crate::impls::Impl::NetMux => {
-                let $peer = polymux_interop::peers::NetMux;
+                let $peer = polymux_testkit::peers::NetMux;
                 $body
             }
             $crate::impls::Impl::AsyncSmux => {
-                let $peer = polymux_interop::peers::AsyncSmux;
+                let $peer = polymux_testkit::peers::AsyncSmux;
                 $body
             }
             $crate::impls::Impl::SmuxRs => {
-                let $peer = polymux_interop::peers::SmuxRs;
+                let $peer = polymux_testkit::peers::SmuxRs;
                 $body
             }
             $crate::impls::Impl::RawTcp

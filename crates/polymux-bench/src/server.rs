@@ -21,13 +21,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use polymux_interop::{MuxSession, Peer, Role, SessionParams};
+use polymux_testkit::{MuxSession, Peer, Role, SessionParams};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::args::{ServeArgs, SinkRead};
 use crate::impls::{with_peer, Mode, TAG_ECHO, TAG_SINK};
-use crate::{alloc, sys};
+use crate::sys;
+use polymux_testkit::alloc;
 
 /// Read buffer of a sink stream (at least the client's write size: 1 MiB for raw-tcp-large).
 const SINK_BUF: usize = 128 * 1024;
@@ -54,7 +55,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<()> {
     }
     ensure!(
         !args.imp.is_go(),
-        "{} is served by the Go bench peer",
+        "{} is served by the Go peer program",
         args.imp
     );
     crate::runtime(args.threads)?.block_on(serve(args))

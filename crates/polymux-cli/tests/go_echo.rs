@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::Proc;
-use polymux_interop::go_peer::{go_peer_binary, GoProcess};
-use polymux_interop::GoProto;
+use polymux_testkit::go_peer::{go_peer_binary, GoProcess};
+use polymux_testkit::GoProto;
 
 /// The Go echo server exits by itself after this (and is killed when the test ends).
 const GO_LIFETIME: Duration = Duration::from_secs(240);

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The library sessions behind one small interface. Library defaults throughout, except where a
 // default would make a scenario fail rather than measure it (noted at the setting).
