@@ -20,7 +20,7 @@ use tokio::process::{Child, Command};
 
 use crate::args::RunArgs;
 use crate::client::WAN_RPC_LEAD;
-use crate::impls::{Impl, Scenario};
+use crate::impls::{Impl, Scenario, ScenarioLink};
 use crate::link::Relay;
 use crate::report::{Report, RunInfo};
 use crate::sys;

@@ -157,11 +157,19 @@ fn by_site(traces: &[(usize, Backtrace)]) -> Vec<(String, (usize, usize))> {
     let mut sites: std::collections::HashMap<String, (usize, usize)> = Default::default();
     for (size, trace) in traces {
         let text = trace.to_string();
-        // Frame lines look like "  12: path::to::function"; "at file:line" lines are skipped.
+        // Frame lines look like "  12: path::to::function"; "at file:line" lines are skipped, and
+        // so are the capture's own frames (the backtrace, the hook, the test kit's allocator).
         let frames: Vec<&str> = text
             .lines()
             .filter_map(|l| l.trim_start().split_once(": ").map(|(_, f)| f.trim()))
-            .filter(|f| !f.starts_with("at ") && !f.contains("Counting") && !f.contains("__rust"))
+            .filter(|f| {
+                !f.starts_with("at ")
+                    && !f.contains("Counting")
+                    && !f.contains("__rust")
+                    && !f.contains("backtrace")
+                    && !f.contains("polymux_testkit::alloc")
+                    && !f.starts_with("alloc::trace")
+            })
             .collect();
         let inner = frames.iter().position(|f| f.contains("polymux"));
         let site = match inner {

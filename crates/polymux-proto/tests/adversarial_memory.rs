@@ -21,11 +21,11 @@ use std::task::{Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use polymux_testkit::alloc::{self, Counting};
 use polymux_proto::{
     Config, Connection, Dialect, Error, Flags, Frame, MemoryBudget, Role, StreamId, StreamKey,
     Violation,
 };
+use polymux_testkit::alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

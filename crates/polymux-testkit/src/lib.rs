@@ -7,6 +7,8 @@
 //! * [`scenario`]: both sides of every interop scenario (`interop/SCENARIOS.md`), written once
 //!   over the [`MuxSession`] trait ([`session`]); [`polymux_peer`]: polymux itself, in every
 //!   dialect;
+//! * [`bench`]: the benchmark scenario engine (scenarios, sizes, both sides' per-stream code)
+//!   that `polymux-bench` runs in child processes and `polymux bench` in one process;
 //! * [`payload`]: the verifiable payload generator;
 //! * [`alloc`]: the counting allocator test and bench binaries install;
 //! * with the `peers` feature: [`peers`], adapters for third-party Rust multiplexers
@@ -26,6 +28,7 @@
 //! [`MuxSession`] (open/accept plus optional ping, GoAway, reset).
 
 pub mod alloc;
+pub mod bench;
 #[cfg(feature = "peers")]
 pub mod go_peer;
 pub mod payload;

@@ -14,7 +14,6 @@
 //! session has *settled* when its received-byte counter stayed unchanged for many scheduler
 //! rounds in which every other task could run (no timers are armed: keep-alive is off).
 
-
 use bytes::BytesMut;
 use polymux::{Config, Dialect, MemoryBudget, Session, TokioIo};
 use polymux_proto::{Flags, Frame, StreamId};
