@@ -175,6 +175,14 @@ pub async fn run(
             results: Vec::new(),
             error: None,
         };
+        if let Err(e) = plan.check().await {
+            for _ in &scenarios {
+                progress.finish(&format!("{}: could not start", report.name));
+            }
+            report.error = Some(format!("{e:#}"));
+            targets.push(report);
+            continue;
+        }
         for &scenario in &scenarios {
             if shutdown.is_requested() {
                 interrupted = true;

@@ -63,6 +63,16 @@ impl Plan {
         }
     }
 
+    /// Checks that the far end is there (for `--connect`), so that a missing server is one
+    /// clear error rather than a failure per scenario.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        if let Plan::Connect(p, addr) = self {
+            let opener = connect_session(*p, addr).await?;
+            close(&opener).await;
+        }
+        Ok(())
+    }
+
     /// Whether the server runs in this process (memory figures then cover both ends).
     pub fn in_process(&self) -> bool {
         !matches!(self, Plan::Connect(..))
@@ -349,5 +359,18 @@ pub fn metrics(
         ],
         _ => Vec::new(),
     };
-    found.into_iter().flatten().collect()
+    let mut metrics: Vec<Metric> = found.into_iter().flatten().collect();
+    if scenario == Scenario::Idle {
+        if let Some(value) = get("streams") {
+            metrics.push(Metric {
+                key: "streams",
+                label: "idle: streams held".into(),
+                value,
+                unit: "streams",
+                higher_is_better: false,
+                table: false,
+            });
+        }
+    }
+    metrics
 }
