@@ -7,7 +7,7 @@
 //! * [`scenario`]: both sides of every interop scenario (`interop/SCENARIOS.md`), written once
 //!   over the [`MuxSession`] trait ([`session`]); [`polymux_peer`]: polymux itself, in every
 //!   dialect;
-//! * [`bench`]: the benchmark scenario engine (scenarios, sizes, both sides' per-stream code)
+//! * [`bench`](mod@bench): the benchmark scenario engine (scenarios, sizes, both sides' per-stream code)
 //!   that `polymux-bench` runs in child processes and `polymux bench` in one process;
 //! * [`payload`]: the verifiable payload generator;
 //! * [`alloc`]: the counting allocator test and bench binaries install;
