@@ -125,6 +125,7 @@ impl fmt::Display for Scenario {
 
 /// Scenario sizes.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Sizes {
     /// bulk bytes; multi bytes in total.
     pub size: u64,

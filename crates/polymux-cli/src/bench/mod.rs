@@ -218,7 +218,7 @@ pub async fn run(
         server: args.connect.clone(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         release_build: !cfg!(debug_assertions),
-        sizes: (&sizes).into(),
+        sizes,
         targets,
         failures,
     };

@@ -19,41 +19,11 @@ pub struct Report {
     /// Whether this is an optimized build (debug builds are much slower).
     pub release_build: bool,
     /// The sizes used.
-    pub sizes: SizesJson,
+    pub sizes: Sizes,
     /// Per target ("tcp", "yamux", …).
     pub targets: Vec<TargetReport>,
     /// Scenarios that failed.
     pub failures: usize,
-}
-
-/// The sizes of a run, as the JSON shows them (`polymux-bench`'s names).
-#[derive(Debug, Serialize)]
-pub struct SizesJson {
-    /// bulk bytes; multi bytes in total.
-    pub size: u64,
-    /// multi streams.
-    pub streams: usize,
-    /// open-rate seconds.
-    pub open_secs: f64,
-    /// burst streams.
-    pub burst: usize,
-    /// idle streams.
-    pub idle: usize,
-    /// rpc round trips.
-    pub rpc: usize,
-}
-
-impl From<&Sizes> for SizesJson {
-    fn from(s: &Sizes) -> SizesJson {
-        SizesJson {
-            size: s.size,
-            streams: s.streams,
-            open_secs: s.open_secs,
-            burst: s.burst,
-            idle: s.idle,
-            rpc: s.rpc,
-        }
-    }
 }
 
 /// Results of one target.
