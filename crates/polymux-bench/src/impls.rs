@@ -155,13 +155,14 @@ impl Impl {
             Impl::Yamux014 => Some((
                 2000,
                 "the interop adapter configures yamux 0.14 with at most 2048 streams \
-                 (interop/src/peers/yamux014.rs, `set_max_num_streams(2048)`); an inbound SYN \
-                 beyond it kills the connection (yamux-0.14.1/src/connection.rs:627)",
+                 (crates/polymux-testkit/src/peers/yamux014.rs, `set_max_num_streams(2048)`); \
+                 an inbound SYN beyond it kills the connection \
+                 (yamux-0.14.1/src/connection.rs:627)",
             )),
             Impl::NetMux => Some((
                 4000,
                 "the interop adapter configures net-mux with at most 4096 streams \
-                 (interop/src/peers/net_mux.rs, `max_streams(4096)`)",
+                 (crates/polymux-testkit/src/peers/net_mux.rs, `max_streams(4096)`)",
             )),
             _ => None,
         }

@@ -10,7 +10,7 @@
 //! closes. Echo streams get their bytes back; the client reads exactly what it sent and
 //! closes. Nothing relies on half-close semantics (Go smux has none). Against a plain echo
 //! server ([`Far::Echo`], e.g. `polymux echo`), bulk and multi read the echo back instead of
-//! the sink's count.
+//! the sink's count, and check every byte of it against the [`Payload`] they sent.
 //!
 //! Client functions return [`Figures`]: `key=value` pairs whose keys are the same everywhere
 //! (`mibps`, `per_sec`, `ms`, `p50_us`, …).
@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
+use crate::payload::Payload;
 use crate::session::MuxSession;
 
 /// The scenarios. The `Wan*` ones run through an emulated link (polymux-bench's relay), the
@@ -258,8 +259,9 @@ pub const LARGE_CHUNK: usize = 1 << 20;
 /// The multiplexers' application write size in bulk and multi.
 pub const CHUNK: usize = 64 * 1024;
 
-/// The payload written, in pieces of the write size. Content is not verified (the interop
-/// tests do that); the byte count is, by the sink's acknowledgement or the echo's length.
+/// The payload a sink gets, in pieces of the write size. Its content is not verified (the
+/// interop tests do that), its byte count is, by the sink's acknowledgement; an echo server's
+/// streams carry the verified [`Payload`] instead.
 static PAYLOAD: [u8; LARGE_CHUNK] = [0xA5; LARGE_CHUNK];
 /// Open-rate never runs more iterations than this, whatever the duration.
 const MAX_OPENS: u64 = 10_000_000;
@@ -347,7 +349,7 @@ pub async fn transfer<O: Opener>(
             let stream = opener.open().await.context("open")?;
             match far {
                 Far::Bench => push(stream, len, chunk).await,
-                Far::Echo => push_echoed(stream, len, chunk).await,
+                Far::Echo => push_echoed(stream, len, chunk, i as u64 + 1).await,
             }
         });
     }
@@ -399,23 +401,42 @@ pub async fn push<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// [`push`] to an echo server: writes `len` bytes while reading the echo, until all of it is
-/// back.
+/// [`push`] to an echo server: writes `len` bytes of the [`Payload`] for `seed` while reading
+/// the echo back, and checks every echoed byte against it.
 async fn push_echoed<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     s: S,
     len: u64,
     chunk: usize,
+    seed: u64,
 ) -> anyhow::Result<()> {
+    let chunk = chunk.clamp(1, CHUNK);
     let (mut r, mut w) = tokio::io::split(s);
     let writer = tokio::spawn(async move {
-        write_payload(&mut w, len, chunk).await?;
+        let mut payload = Payload::new(seed);
+        let mut buf = vec![0u8; chunk];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk as u64) as usize;
+            payload.fill(&mut buf[..n]);
+            w.write_all(&buf[..n]).await?;
+            left -= n as u64;
+        }
+        w.flush().await?;
         Ok::<_, io::Error>(w)
     });
-    let mut buf = vec![0u8; chunk.clamp(1, CHUNK)];
+    let mut expected = Payload::new(seed);
+    let (mut buf, mut want) = (vec![0u8; chunk], vec![0u8; chunk]);
     let mut got = 0u64;
     while got < len {
-        let n = r.read(&mut buf).await.context("read the echo")?;
+        let room = (len - got).min(chunk as u64) as usize;
+        let n = r.read(&mut buf[..room]).await.context("read the echo")?;
         ensure!(n > 0, "the echo ended after {got} of {len} bytes");
+        expected.fill(&mut want[..n]);
+        ensure!(
+            buf[..n] == want[..n],
+            "echoed bytes {got}..{} of stream {seed} differ from what was sent",
+            got + n as u64
+        );
         got += n as u64;
     }
     let mut w = writer.await.context("writer task")??;

@@ -6,7 +6,8 @@
 //! scenario's server mode (sink, echo or hold) — a polymux session configured like
 //! `polymux-bench`'s, or raw TCP where every "stream" is a connection — and a fresh client.
 //! With `--connect ADDR` the far end is a plain echo server (`polymux echo` or another
-//! implementation's), so bulk and multi read their echo back instead of a sink's count.
+//! implementation's), so bulk and multi read their echo back, verifying every byte, instead of
+//! a sink's count.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
