@@ -22,6 +22,7 @@ use polymux_testkit::{MuxSession, Peer, Polymux, PolymuxSession, Role, SessionPa
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use super::memory;
 use crate::protocol::Protocol;
@@ -94,12 +95,22 @@ async fn listen_loopback() -> anyhow::Result<TcpListener> {
 struct Server {
     addr: SocketAddr,
     held: Arc<Held>,
+    /// The accept loop.
     task: JoinHandle<()>,
+    /// Its sessions (raw TCP: connections), so that one scenario's server is gone before the
+    /// next scenario starts, as with `polymux-bench`'s fresh processes.
+    sessions: TaskTracker,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+/// How long a server's sessions may take to end once the client has closed.
+const SERVER_LINGER: Duration = Duration::from_secs(3);
+
+impl Server {
+    /// Stops accepting and waits (bounded) until its sessions have ended.
+    async fn stop(self) {
         self.task.abort();
+        self.sessions.close();
+        let _ = tokio::time::timeout(SERVER_LINGER, self.sessions.wait()).await;
     }
 }
 
@@ -118,6 +129,8 @@ async fn start_server(protocol: Option<Protocol>, mode: Mode) -> anyhow::Result<
     let addr = listener.local_addr()?;
     let held = Arc::new(Held::new());
     let count = held.clone();
+    let sessions = TaskTracker::new();
+    let tracker = sessions.clone();
     let task = tokio::spawn(async move {
         let mut kept: Vec<TcpStream> = Vec::new();
         while let Ok((tcp, _)) = listener.accept().await {
@@ -125,7 +138,7 @@ async fn start_server(protocol: Option<Protocol>, mode: Mode) -> anyhow::Result<
             match protocol {
                 Some(p) => {
                     let held = count.clone();
-                    tokio::spawn(async move {
+                    tracker.spawn(async move {
                         let peer = Polymux(p.dialect());
                         match peer
                             .connect(tcp, Role::Server, &SessionParams::default())
@@ -146,7 +159,7 @@ async fn start_server(protocol: Option<Protocol>, mode: Mode) -> anyhow::Result<
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 None => {
-                    tokio::spawn(async move {
+                    tracker.spawn(async move {
                         if let Err(e) = bench::serve_stream(tcp, mode, HOW).await {
                             if !bench::teardown_noise(&e) {
                                 report(e);
@@ -157,7 +170,12 @@ async fn start_server(protocol: Option<Protocol>, mode: Mode) -> anyhow::Result<
             }
         }
     });
-    Ok(Server { addr, held, task })
+    Ok(Server {
+        addr,
+        held,
+        task,
+        sessions,
+    })
 }
 
 async fn connect_session(protocol: Protocol, addr: &str) -> anyhow::Result<MuxOpener> {
@@ -209,6 +227,7 @@ pub async fn run(
             )
             .await;
             close(&opener).await;
+            server.stop().await;
             result
         }
         Plan::Connect(p, addr) => {
