@@ -619,6 +619,23 @@ where
     Ok(())
 }
 
+/// Resident set size of this process in bytes (`VmRSS` in `/proc/self/status`).
+pub fn rss_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let kib: u64 = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("parse VmRSS line {line:?}"))?;
+            return Ok(kib * 1024);
+        }
+    }
+    anyhow::bail!("no VmRSS line in /proc/self/status")
+}
+
 // ---- the server side ----------------------------------------------------------------------------
 
 /// Read buffer of a sink stream (at least the client's write size: 1 MiB for raw-tcp-large).

@@ -1,8 +1,8 @@
-//! Memory measurement for the idle scenario: the process RSS (`/proc/self/statm`), with the
-//! allocator's free pages returned to the system first. The shipped binary has no counting
-//! allocator (that is for the test and bench binaries, `polymux_testkit::alloc`), so there is
-//! no exact heap figure here. Also raises the open-file limit, which thousands of TCP
-//! connections need.
+//! Memory for the idle scenario, which measures RSS growth (`polymux_testkit::bench::rss_bytes`):
+//! [`trim`] returns the allocator's free pages to the system first. The shipped binary has no
+//! counting allocator (that is for the test and bench binaries, `polymux_testkit::alloc`), so
+//! there is no exact heap figure here. Also raises the open-file limit, which thousands of TCP
+//! connections need (every subcommand).
 
 #![allow(unsafe_code)]
 
@@ -20,23 +20,6 @@ pub fn trim() {
             malloc_trim(0);
         }
     }
-}
-
-/// Resident set size in bytes, if the platform tells.
-pub fn rss() -> Option<i64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
-}
-
-#[cfg(unix)]
-fn page_size() -> i64 {
-    rustix::param::page_size() as i64
-}
-
-#[cfg(not(unix))]
-fn page_size() -> i64 {
-    4096
 }
 
 /// Raises the soft open-file limit to the hard one; returns the limit now in force.

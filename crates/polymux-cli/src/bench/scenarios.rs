@@ -282,7 +282,7 @@ async fn idle_rss<O: Opener>(
     let mut streams = Vec::with_capacity(n);
     tokio::time::sleep(IDLE_QUIET).await;
     memory::trim();
-    let rss0 = memory::rss();
+    let rss0 = bench::rss_bytes().ok();
     bench::open_idle(&opener, n, far, &mut streams, async |opened| {
         let Some(held) = held else { return Ok(()) };
         let waited = std::time::Instant::now();
@@ -297,13 +297,12 @@ async fn idle_rss<O: Opener>(
     })
     .await?;
     tokio::time::sleep(IDLE_QUIET).await;
-    let rss1 = memory::rss();
+    let rss1 = bench::rss_bytes().ok();
     let mut figures = vec![("streams", n.to_string())];
     if let (Some(before), Some(after)) = (rss0, rss1) {
-        figures.push((
-            "rss_b",
-            format!("{:.0}", (after - before) as f64 / n as f64),
-        ));
+        // RSS may shrink (pages returned meanwhile): signed, never an underflow.
+        let grown = after as f64 - before as f64;
+        figures.push(("rss_b", format!("{:.0}", grown / n as f64)));
     }
     drop(streams);
     Ok(figures)
