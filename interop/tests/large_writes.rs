@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use polymux::Dialect;
-use polymux_interop::payload::Payload;
-use polymux_interop::peers::{AsyncSmux, NetMux, SmuxRs, TokioYamux, Yamux014};
-use polymux_interop::{MuxSession, Peer, Polymux, Role, SessionParams};
+use polymux_testkit::payload::Payload;
+use polymux_testkit::peers::{AsyncSmux, NetMux, SmuxRs, TokioYamux, Yamux014};
+use polymux_testkit::{MuxSession, Peer, Polymux, Role, SessionParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -4,8 +4,8 @@
 mod common;
 
 use polymux::Dialect;
-use polymux_interop::peers::NetMux;
-use polymux_interop::{Role, Scenario, Side};
+use polymux_testkit::peers::NetMux;
+use polymux_testkit::{Role, Scenario, Side};
 
 use Role::{Client, Server};
 use Scenario::*;

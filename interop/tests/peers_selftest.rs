@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use polymux_interop::peers::{AsyncSmux, NetMux, NetMuxSession, SmuxRs, TokioYamux, Yamux014};
-use polymux_interop::{
+use polymux_testkit::peers::{AsyncSmux, NetMux, NetMuxSession, SmuxRs, TokioYamux, Yamux014};
+use polymux_testkit::{
     assert_both_ok, assert_unsupported, run, GoProto, MuxSession, Outcome, Peer, Role, Scenario,
     SessionParams, Side,
 };

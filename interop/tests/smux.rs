@@ -4,8 +4,8 @@
 mod common;
 
 use polymux::Dialect;
-use polymux_interop::peers::{AsyncSmux, SmuxRs};
-use polymux_interop::{GoProto, Role, Scenario, Side};
+use polymux_testkit::peers::{AsyncSmux, SmuxRs};
+use polymux_testkit::{GoProto, Role, Scenario, Side};
 
 use Role::{Client, Server};
 use Scenario::*;
@@ -27,7 +27,7 @@ const DIALECT: [(Scenario, Role); 10] = [
 
 /// smux v1 has no per-stream window: a stream that is never read fills the receiver's session
 /// budget, which then stops reading the connection and stalls every stream (Go:
-/// session.go:311-316, 349-354; shown by `TestSmuxV1UnreadStallsSession` in interop/go).
+/// session.go:311-316, 349-354; shown by `TestSmuxV1UnreadStallsSession` in crates/polymux-testkit/go).
 const V1: [(Scenario, Role); 2] = [(Unread, Client), (Unread, Server)];
 
 fn unsupported(peer_specific: &[(Scenario, Role)]) -> Vec<(Scenario, Role)> {

@@ -4,8 +4,8 @@
 mod common;
 
 use polymux::Dialect;
-use polymux_interop::peers::{TokioYamux, Yamux014};
-use polymux_interop::{GoProto, Role, Scenario, Side};
+use polymux_testkit::peers::{TokioYamux, Yamux014};
+use polymux_testkit::{GoProto, Role, Scenario, Side};
 
 use Role::{Client, Server};
 use Scenario::*;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 
 use crate::impls::{Impl, Mode, Scenario};
+pub use polymux_testkit::bench::Sizes;
 
 pub const USAGE: &str = "\
 polymux-bench: polymux (every dialect) against the Rust and Go peers and raw TCP, over loopback,
@@ -57,93 +58,27 @@ serve / client are the child processes `run` starts (see src/server.rs, src/clie
   client --impl NAME --scenario NAME --connect ADDR --control ADDR [sizes] [--threads N]
 ";
 
-/// Scenario sizes, shared by `run` (which passes them on) and `client`.
-#[derive(Clone, Debug)]
-pub struct Sizes {
-    pub size: u64,
-    pub streams: usize,
-    pub open_secs: f64,
-    pub burst: usize,
-    pub idle: usize,
-    pub rpc: usize,
-    /// wan-bulk bytes; wan-rpc's bulk sends twice as much.
-    pub wan_size: u64,
-    /// wan-rpc round trips at most.
-    pub wan_rpc: usize,
+/// Applies a size flag to `sizes`; `Ok(false)` if `flag` is not one.
+fn apply(sizes: &mut Sizes, flag: &str, value: &str) -> anyhow::Result<bool> {
+    match flag {
+        "--size" => sizes.size = parse_size(value)?,
+        "--streams" => sizes.streams = parse_count(flag, value)?,
+        "--open-secs" => {
+            sizes.open_secs = value.parse().with_context(|| format!("{flag} {value}"))?;
+            ensure!(
+                sizes.open_secs > 0.0 && sizes.open_secs <= 60.0,
+                "{flag} must be in (0, 60]"
+            );
+        }
+        "--burst" => sizes.burst = parse_count(flag, value)?,
+        "--idle" => sizes.idle = parse_count(flag, value)?,
+        "--rpc" => sizes.rpc = parse_count(flag, value)?,
+        "--wan-size" => sizes.wan_size = parse_size(value)?,
+        "--wan-rpc" => sizes.wan_rpc = parse_count(flag, value)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
-
-impl Sizes {
-    pub fn full() -> Sizes {
-        Sizes {
-            size: 1 << 30,
-            streams: 64,
-            open_secs: 1.0,
-            burst: 1000,
-            idle: 10_000,
-            rpc: 10_000,
-            wan_size: 64 << 20,
-            wan_rpc: 500,
-        }
-    }
-
-    pub fn quick() -> Sizes {
-        Sizes {
-            size: 16 << 20,
-            streams: 64,
-            open_secs: 0.3,
-            burst: 200,
-            idle: 1000,
-            rpc: 1000,
-            wan_size: 16 << 20,
-            wan_rpc: 500,
-        }
-    }
-
-    /// The flags that reproduce these sizes on a `client` command line.
-    pub fn to_args(&self) -> Vec<String> {
-        vec![
-            "--size".into(),
-            self.size.to_string(),
-            "--streams".into(),
-            self.streams.to_string(),
-            "--open-secs".into(),
-            self.open_secs.to_string(),
-            "--burst".into(),
-            self.burst.to_string(),
-            "--idle".into(),
-            self.idle.to_string(),
-            "--rpc".into(),
-            self.rpc.to_string(),
-            "--wan-size".into(),
-            self.wan_size.to_string(),
-            "--wan-rpc".into(),
-            self.wan_rpc.to_string(),
-        ]
-    }
-
-    /// Applies a size flag; `Ok(false)` if `flag` is not one.
-    fn apply(&mut self, flag: &str, value: &str) -> anyhow::Result<bool> {
-        match flag {
-            "--size" => self.size = parse_size(value)?,
-            "--streams" => self.streams = parse_count(flag, value)?,
-            "--open-secs" => {
-                self.open_secs = value.parse().with_context(|| format!("{flag} {value}"))?;
-                ensure!(
-                    self.open_secs > 0.0 && self.open_secs <= 60.0,
-                    "{flag} must be in (0, 60]"
-                );
-            }
-            "--burst" => self.burst = parse_count(flag, value)?,
-            "--idle" => self.idle = parse_count(flag, value)?,
-            "--rpc" => self.rpc = parse_count(flag, value)?,
-            "--wan-size" => self.wan_size = parse_size(value)?,
-            "--wan-rpc" => self.wan_rpc = parse_count(flag, value)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct RunArgs {
     pub impls: Vec<Impl>,
@@ -245,7 +180,7 @@ fn parse_run(pairs: &[(String, String)], raw: &[String]) -> anyhow::Result<Comma
         command: raw.join(" "),
     };
     for (flag, value) in pairs {
-        if run.sizes.apply(flag, value)? {
+        if apply(&mut run.sizes, flag, value)? {
             continue;
         }
         match flag.as_str() {
@@ -264,7 +199,8 @@ fn parse_run(pairs: &[(String, String)], raw: &[String]) -> anyhow::Result<Comma
                     if name == "wan" {
                         run.scenarios.extend(Scenario::WAN);
                     } else {
-                        run.scenarios.push(Scenario::parse(name)?);
+                        run.scenarios
+                            .push(Scenario::parse(name).map_err(anyhow::Error::msg)?);
                     }
                 }
             }
@@ -296,7 +232,7 @@ fn parse_serve(pairs: &[(String, String)]) -> anyhow::Result<Command> {
     for (flag, value) in pairs {
         match flag.as_str() {
             "--impl" => imp = Some(Impl::parse(value)?),
-            "--mode" => mode = Some(Mode::parse(value)?),
+            "--mode" => mode = Some(Mode::parse(value).map_err(anyhow::Error::msg)?),
             "--listen" => listen = Some(parse_loopback(value)?),
             "--threads" => threads = parse_threads(value)?,
             "--sink-read" => {
@@ -326,12 +262,12 @@ fn parse_client(pairs: &[(String, String)]) -> anyhow::Result<Command> {
     let mut sizes = Sizes::full();
     let mut threads = 2;
     for (flag, value) in pairs {
-        if sizes.apply(flag, value)? {
+        if apply(&mut sizes, flag, value)? {
             continue;
         }
         match flag.as_str() {
             "--impl" => imp = Some(Impl::parse(value)?),
-            "--scenario" => scenario = Some(Scenario::parse(value)?),
+            "--scenario" => scenario = Some(Scenario::parse(value).map_err(anyhow::Error::msg)?),
             "--connect" => connect = Some(parse_loopback(value)?),
             "--control" => control = Some(parse_loopback(value)?),
             "--threads" => threads = parse_threads(value)?,

@@ -10,14 +10,14 @@
 //! - `run` — the orchestrator: child processes, repetitions, medians;
 //! - `server` / `client` — the two child processes (`serve`, `client` subcommands);
 //! - `report` — the markdown table, ratios, footnotes, target checks;
-//! - `go` — building the Go bench peer (`go/src/polymux-bench-go`);
-//! - `sys` — rusage, RSS, limits, machine facts; `alloc` — the counting allocator;
+//! - `sys` — rusage, RSS, limits, machine facts;
 //! - `link` — the WAN link relay the `wan-*` scenarios run through.
+//!
+//! From `polymux-testkit`: the peer adapters, the Go peer program (whose `bench` subcommand
+//! plays these children for the Go libraries) and the counting allocator.
 
-mod alloc;
 mod args;
 mod client;
-mod go;
 mod impls;
 mod link;
 mod report;
@@ -28,7 +28,7 @@ mod sys;
 use std::process::ExitCode;
 
 #[global_allocator]
-static GLOBAL: alloc::Counting = alloc::Counting;
+static GLOBAL: polymux_testkit::alloc::Counting = polymux_testkit::alloc::Counting;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::args::Sizes;
-use crate::impls::{Impl, Kind, Scenario};
+use crate::impls::{Impl, Kind, Scenario, ScenarioLink};
 use crate::run::Figures;
 
 /// Facts about the run for the report's header.

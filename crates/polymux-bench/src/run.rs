@@ -20,10 +20,11 @@ use tokio::process::{Child, Command};
 
 use crate::args::RunArgs;
 use crate::client::WAN_RPC_LEAD;
-use crate::impls::{Impl, Scenario};
+use crate::impls::{Impl, Scenario, ScenarioLink};
 use crate::link::Relay;
 use crate::report::{Report, RunInfo};
-use crate::{go, sys};
+use crate::sys;
+use polymux_testkit::go_peer::go_peer_binary;
 
 /// How long a server may take to print its addresses.
 const LISTEN_LIMIT: Duration = Duration::from_secs(30);
@@ -54,18 +55,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
              (use `cargo run --release -p polymux-bench`)"
         );
     }
-    let exe_dir = exe
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
     let wants_go = args.impls.iter().any(|i| i.is_go());
     let go_bin: Result<PathBuf, String> = if !wants_go {
         Err("not selected (--impls)".into())
     } else if !args.go {
         Err("skipped (--no-go)".into())
     } else {
-        eprintln!("polymux-bench: building the Go bench peer …");
-        go::build(&exe_dir.join("polymux-bench-go.d"))
+        eprintln!("polymux-bench: building the Go peer program …");
+        go_peer_binary()
     };
     if let Err(why) = &go_bin {
         if wants_go {
@@ -110,13 +107,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         for &scenario in &args.scenarios {
             for &imp in &args.impls {
                 done += 1;
-                let bin = match (imp.is_go(), &go_bin) {
-                    (false, _) => exe.clone(),
-                    (true, Ok(go)) => go.clone(),
+                // The Go peer program plays the bench children as its `bench` subcommand.
+                let (bin, lead): (&Path, &[&str]) = match (imp.is_go(), &go_bin) {
+                    (false, _) => (&exe, &[]),
+                    (true, Ok(go)) => (go, &["bench"]),
                     (true, Err(_)) => continue,
                 };
                 let n = scenario_count(&args, imp, scenario);
-                let result = measure(&bin, imp, scenario, &args, n).await;
+                let result = measure(bin, lead, imp, scenario, &args, n).await;
                 match &result {
                     Ok(f) => eprintln!(
                         "[{done}/{total}] rep {} {scenario:<9} {imp:<16} {}",
@@ -213,6 +211,7 @@ fn summary(scenario: Scenario, f: &Figures) -> String {
 /// One measurement: a fresh server, a fresh client, the client's figures.
 async fn measure(
     bin: &Path,
+    lead: &[&str],
     imp: Impl,
     scenario: Scenario,
     args: &RunArgs,
@@ -220,6 +219,7 @@ async fn measure(
 ) -> anyhow::Result<Figures> {
     let threads = args.threads.to_string();
     let mut server = Command::new(bin)
+        .args(lead)
         .args(["serve", "--impl", imp.name(), "--mode"])
         .arg(scenario.server_mode().name())
         .args(["--listen", "127.0.0.1:0", "--threads", &threads])
@@ -254,6 +254,7 @@ async fn measure(
             sizes.size = sizes.wan_size;
         }
         let mut client = Command::new(bin)
+            .args(lead)
             .args([
                 "client",
                 "--impl",

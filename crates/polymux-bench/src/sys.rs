@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-
 /// CPU time used by this process so far, user and system, over all its threads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu {
@@ -38,22 +36,7 @@ pub fn cpu() -> Cpu {
     }
 }
 
-/// Resident set size of this process in bytes (`VmRSS`).
-pub fn rss_bytes() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
-    for line in status.lines() {
-        if let Some(rest) = line.strip_prefix("VmRSS:") {
-            let kib: u64 = rest
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .with_context(|| format!("parse VmRSS line {line:?}"))?;
-            return Ok(kib * 1024);
-        }
-    }
-    bail!("no VmRSS line in /proc/self/status")
-}
+pub use polymux_testkit::bench::rss_bytes;
 
 /// Raises the soft open-file limit to the hard limit (10,000 idle raw-TCP "streams" need
 /// 10,000 sockets per process). Best effort.

@@ -1,7 +1,7 @@
 //! Allocations per MiB moved in steady-state bulk transfer, per polymux dialect.
 //!
-//! A counting global allocator counts the allocation calls (alloc, alloc_zeroed, realloc) made
-//! on this test's thread while counting is on. Both sessions, their drivers and the two
+//! The test kit's counting allocator counts the allocation calls (alloc, alloc_zeroed, realloc)
+//! made on this test's thread. Both sessions, their drivers and the two
 //! application tasks run on one current-thread tokio runtime on that thread, over loopback TCP,
 //! so every allocation of the transfer is seen and nothing of the test harness is. After a
 //! warm-up (buffers sized, windows auto-tuned), one stream moves `MEASURED` bytes; every
@@ -9,12 +9,11 @@
 //! them by call site — the innermost polymux function and the library call that allocated — so
 //! a regression names its source.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
-use std::cell::Cell;
 use std::sync::Mutex;
 
 use polymux::{Config, Dialect};
+use polymux_testkit::alloc::{self, Counting};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WRITE: usize = 64 * 1024;
@@ -25,63 +24,14 @@ const ATTEMPTS: usize = 3;
 /// Backtraces kept per measurement (the rest are counted only).
 const TRACES: usize = 8192;
 
-struct Counting;
-
-thread_local! {
-    /// Counting is on for this thread.
-    static ON: Cell<bool> = const { Cell::new(false) };
-    /// Allocation calls counted on this thread.
-    static CALLS: Cell<u64> = const { Cell::new(0) };
-    /// Inside the allocator's own bookkeeping (capturing a backtrace allocates).
-    static BUSY: Cell<bool> = const { Cell::new(false) };
-}
-
 static TRACED: Mutex<Vec<(usize, Backtrace)>> = Mutex::new(Vec::new());
 
-fn count(size: usize) {
-    // `try_with`: the allocator also runs while thread-locals are torn down.
-    if ON.try_with(Cell::get) != Ok(true) || BUSY.try_with(Cell::get) != Ok(false) {
-        return;
-    }
-    let n = CALLS.with(|c| {
-        c.set(c.get() + 1);
-        c.get()
-    });
-    if n as usize <= TRACES {
-        BUSY.with(|b| b.set(true));
+/// The allocator's hook while measuring: keeps the first [`TRACES`] call sites.
+fn trace(size: usize) {
+    let mut traced = TRACED.lock().unwrap_or_else(|p| p.into_inner());
+    if traced.len() < TRACES {
         // Captured unresolved (cheap); symbols are resolved after the measurement.
-        let trace = Backtrace::force_capture();
-        TRACED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((size, trace));
-        BUSY.with(|b| b.set(false));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; only counting is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        traced.push((size, Backtrace::force_capture()));
     }
 }
 
@@ -128,13 +78,13 @@ fn measure(dialect: Dialect) -> (u64, Vec<(usize, Backtrace)>) {
             s.write_all(&chunk).await.expect("write");
         }
         TRACED.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        CALLS.with(|c| c.set(0));
-        ON.with(|on| on.set(true));
+        let calls_before = alloc::thread_calls();
+        alloc::set_thread_hook(Some(trace));
         for _ in 0..MEASURED / WRITE as u64 {
             s.write_all(&chunk).await.expect("write");
         }
-        ON.with(|on| on.set(false));
-        let calls = CALLS.with(Cell::get);
+        alloc::set_thread_hook(None);
+        let calls = alloc::thread_calls() - calls_before;
         s.shutdown().await.expect("shutdown");
         let got = tokio::time::timeout(std::time::Duration::from_secs(60), sink)
             .await
@@ -207,11 +157,19 @@ fn by_site(traces: &[(usize, Backtrace)]) -> Vec<(String, (usize, usize))> {
     let mut sites: std::collections::HashMap<String, (usize, usize)> = Default::default();
     for (size, trace) in traces {
         let text = trace.to_string();
-        // Frame lines look like "  12: path::to::function"; "at file:line" lines are skipped.
+        // Frame lines look like "  12: path::to::function"; "at file:line" lines are skipped, and
+        // so are the capture's own frames (the backtrace, the hook, the test kit's allocator).
         let frames: Vec<&str> = text
             .lines()
             .filter_map(|l| l.trim_start().split_once(": ").map(|(_, f)| f.trim()))
-            .filter(|f| !f.starts_with("at ") && !f.contains("Counting") && !f.contains("__rust"))
+            .filter(|f| {
+                !f.starts_with("at ")
+                    && !f.contains("Counting")
+                    && !f.contains("__rust")
+                    && !f.contains("backtrace")
+                    && !f.contains("polymux_testkit::alloc")
+                    && !f.starts_with("alloc::trace")
+            })
             .collect();
         let inner = frames.iter().position(|f| f.contains("polymux"));
         let site = match inner {

@@ -1,5 +1,5 @@
 //! End to end: `polymux echo` as a peer and `polymux bench` (in-process, and `--connect`
-//! against the echo server) with JSON output; every echoed byte is verified by the bench.
+//! against the echo server) with JSON output; every echo and sink count is checked by the bench.
 
 mod common;
 
@@ -16,13 +16,13 @@ const SMALL: [&str; 14] = [
     "2MiB",
     "--streams",
     "8",
-    "--sequential",
-    "50",
-    "--concurrent",
+    "--open-secs",
+    "0.1",
+    "--burst",
     "200",
     "--idle",
     "300",
-    "--pings",
+    "--rpc",
     "100",
     "--json",
 ];
@@ -110,7 +110,7 @@ async fn bench_in_process_runs_every_protocol_next_to_tcp() {
             "--size",
             "1MiB",
             "--only",
-            "bulk,pingpong",
+            "bulk,rpc",
         ],
         &[],
     );
@@ -122,7 +122,7 @@ async fn bench_in_process_runs_every_protocol_next_to_tcp() {
     );
     let table = bench.output();
     assert!(table.contains("bulk, 1 stream (MiB/s)"), "{table}");
-    assert!(table.contains("ping-pong p99"), "{table}");
+    assert!(table.contains("rpc p99"), "{table}");
     assert!(table.contains("×)"), "ratios to tcp: {table}");
 }
 

@@ -1,7 +1,7 @@
-//! `polymux bench --connect` against the Go reference peers: the interop Go peer program's
-//! echo-server mode (hashicorp/yamux, xtaci/smux v1 and v2; interop/go/README.md), built and
-//! spawned with the interop crate's helpers. Every scenario must succeed — the bench verifies
-//! every echoed byte — with sane figures, and the Go side must report no failed stream.
+//! `polymux bench --connect` against the Go reference peers: the Go peer program's echo-server
+//! mode (hashicorp/yamux, xtaci/smux v1 and v2; crates/polymux-testkit/go/README.md), built
+//! and spawned with the test kit's helpers. Every scenario must succeed — the bench checks
+//! every echo — with sane figures, and the Go side must report no failed stream.
 //!
 //! Needs Go and the Debian Go packages; without them the tests fail and say what to install.
 
@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::Proc;
-use polymux_interop::go_peer::{go_peer_binary, GoProcess};
-use polymux_interop::GoProto;
+use polymux_testkit::go_peer::{go_peer_binary, GoProcess};
+use polymux_testkit::GoProto;
 
 /// The Go echo server exits by itself after this (and is killed when the test ends).
 const GO_LIFETIME: Duration = Duration::from_secs(240);
@@ -70,7 +70,7 @@ async fn bench_against_go(proto: GoProto, protocol: &str) {
 fn check_report(report: &serde_json::Value, protocol: &str, context: &str) {
     assert_eq!(report["mode"], "connect", "{context}");
     assert_eq!(report["failures"], 0, "{context}");
-    assert_eq!(report["sizes"]["bulk_bytes"], QUICK_BULK_BYTES, "{context}");
+    assert_eq!(report["sizes"]["size"], QUICK_BULK_BYTES, "{context}");
     let targets = report["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), 1, "{context}");
     let target = &targets[0];
@@ -84,14 +84,7 @@ fn check_report(report: &serde_json::Value, protocol: &str, context: &str) {
     seen.sort_unstable();
     assert_eq!(
         seen,
-        [
-            "aggregate",
-            "bulk",
-            "concurrent",
-            "idle",
-            "pingpong",
-            "sequential"
-        ],
+        ["bulk", "burst", "idle", "multi", "open-rate", "rpc"],
         "{context}"
     );
     for r in results {
@@ -115,17 +108,17 @@ fn check_report(report: &serde_json::Value, protocol: &str, context: &str) {
             v
         };
         match scenario {
-            "bulk" | "aggregate" => {
+            "bulk" | "multi" => {
                 positive("mib_per_s");
             }
-            "sequential" => {
-                positive("ops_per_s");
+            "open-rate" => {
+                positive("per_sec");
             }
-            "concurrent" => {
+            "burst" => {
                 positive("ms");
             }
             "idle" => assert_eq!(metric("streams"), QUICK_IDLE, "{context}"),
-            "pingpong" => {
+            "rpc" => {
                 let (p50, p99) = (positive("p50_us"), positive("p99_us"));
                 assert!(p50 <= p99, "p50 {p50} > p99 {p99}\n{context}");
             }

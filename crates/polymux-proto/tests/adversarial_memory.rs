@@ -1,6 +1,6 @@
 //! Adversarial peers against the engine's receive memory (issue 9, items 1, 2 and their part of
 //! item 7): a hostile client written as raw frame bytes (the codec's encoder plus payload)
-//! drives a real server [`Connection`], and a counting global allocator checks that the heap
+//! drives a real server [`Connection`], and the test kit's counting allocator checks that the heap
 //! the server holds stays within its receive budget plus the documented uncharged overhead
 //! (`polymux_proto::config`, "Memory bounds"), in every dialect:
 //!
@@ -15,8 +15,6 @@
 //! running in parallel do not see each other's allocations. Assertions are on bytes, never on
 //! time; every attack loop is bounded in rounds.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
@@ -27,62 +25,10 @@ use polymux_proto::{
     Config, Connection, Dialect, Error, Flags, Frame, MemoryBudget, Role, StreamId, StreamKey,
     Violation,
 };
-
-// ---- a per-thread counting allocator ------------------------------------------------------------
-
-struct Counting;
-
-thread_local! {
-    /// Net bytes allocated by this thread (allocations minus deallocations).
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-    /// The highest `LIVE` since the last [`reset_peak`].
-    static PEAK: Cell<i64> = const { Cell::new(0) };
-}
-
-fn add(delta: i64) {
-    // `try_with`: the allocator also runs while thread-locals are torn down.
-    let _ = LIVE.try_with(|l| {
-        l.set(l.get() + delta);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(l.get())));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as i64);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as i64);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as i64));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as i64 - layout.size() as i64);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use polymux_testkit::alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn live() -> i64 {
-    LIVE.with(Cell::get)
-}
-
-fn reset_peak() {
-    PEAK.with(|p| p.set(live()));
-}
-
-fn peak() -> i64 {
-    PEAK.with(Cell::get)
-}
 
 // ---- the hostile peer ---------------------------------------------------------------------------
 
@@ -205,8 +151,8 @@ fn flood_tiny_frames(
 /// Asserts the heap growth since `baseline` is within the budget plus overhead and `slack`.
 fn assert_within(ctx: &str, baseline: i64, budget: usize, streams: i64, slack: usize) {
     let bound = budget as i64 + streams * PER_STREAM + PER_SESSION + slack as i64;
-    let held = live() - baseline;
-    let top = peak() - baseline;
+    let held = alloc::thread_net() - baseline;
+    let top = alloc::thread_peak() - baseline;
     assert!(held <= bound, "{ctx}: heap grew {held} B, bound {bound} B");
     assert!(
         top <= bound,
@@ -226,8 +172,8 @@ fn tiny_frames_on_stalled_streams_stay_within_the_budget() {
         let ctx = d.name();
         let mut s = server(d, BUDGET, None);
         let _stalled = open_stalled(d, &mut s, STREAMS);
-        let baseline = live();
-        reset_peak();
+        let baseline = alloc::thread_net();
+        alloc::reset_thread_peak();
         // Within credit: 32 streams × 256 KiB of window is 8 MiB, the budget 1 MiB.
         let rest = flood_tiny_frames(d, &mut s, STREAMS, 4 * BUDGET);
         assert!(!rest.is_empty(), "{ctx}: the server never paused");
@@ -274,8 +220,8 @@ fn small_slices_pinning_input_buffers_are_charged_the_buffer() {
             discard_output(&mut s);
             let sink = if unknown { id(1000) } else { id(1) };
             let (small, large) = (vec![7; 8 * KIB], vec![9; 60 * KIB]);
-            let baseline = live();
-            reset_peak();
+            let baseline = alloc::thread_net();
+            alloc::reset_thread_peak();
             let mut paused = false;
             let mut rounds = 0;
             // Within credit: 8 KiB per round on a 256 KiB window allows 32 rounds.
@@ -334,8 +280,8 @@ fn data_on_unknown_and_closed_streams_is_discarded_in_constant_memory() {
             discard_output(&mut s);
             let sink = if unknown { id(1000) } else { id(0) };
             let payload = vec![3u8; 32 * KIB];
-            let baseline = live();
-            reset_peak();
+            let baseline = alloc::thread_net();
+            alloc::reset_thread_peak();
             for _ in 0..(8 * 1024 / 32) {
                 let mut buf = BytesMut::with_capacity(64 * KIB);
                 data(d, sink, &payload, &mut buf);
@@ -400,8 +346,8 @@ fn a_shared_budget_pauses_the_hostile_sessions_and_the_others_go_on() {
     for d in DIALECTS {
         let ctx = d.name();
         let pool = MemoryBudget::new(POOL);
-        let baseline = live();
-        reset_peak();
+        let baseline = alloc::thread_net();
+        alloc::reset_thread_peak();
         let mut hostile: Vec<Connection> =
             (0..2).map(|_| server(d, 4 * POOL, Some(&pool))).collect();
         let mut good_server = server(d, 4 * POOL, Some(&pool));

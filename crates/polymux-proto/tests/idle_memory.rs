@@ -1,49 +1,22 @@
 //! Heap held per idle stream by the engine, on each side, in every dialect.
 //!
 //! The target is at most 256 bytes of library state per idle stream; the async layer
-//! adds a 24-byte `Stream` handle, so the engine may hold at most 232. A counting global
+//! adds a 24-byte `Stream` handle, so the engine may hold at most 232. The test kit's counting
 //! allocator tracks the net bytes allocated (allocation counts and sizes are deterministic for
 //! the same code, unlike timings). Client and server [`Connection`]s open, acknowledge and
 //! accept 10,000 streams over an in-memory wire, in batches that respect the accept backlog
 //! and the unacknowledged-open limit; the wire buffers are allocated before measuring. This
 //! binary has a single test, so no other test allocates while it measures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use polymux_proto::{Config, Connection, Dialect, Role};
-
-struct NetBytes;
-
-static NET: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for NetBytes {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        NET.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        NET.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        NET.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        NET.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use polymux_testkit::alloc::{self, Counting};
 
 #[global_allocator]
-static GLOBAL: NetBytes = NetBytes;
+static GLOBAL: Counting = Counting;
 
 const STREAMS: usize = 10_000;
 const BATCH: usize = 128;
@@ -71,7 +44,8 @@ fn idle_bytes_per_stream(dialect: Dialect) -> i64 {
     let waker = Waker::noop();
     let mut keys = Vec::with_capacity(STREAMS);
     let mut accepted = Vec::with_capacity(STREAMS);
-    let before = NET.load(Ordering::Relaxed);
+    alloc::enable();
+    let before = alloc::net_bytes();
     while keys.len() < STREAMS {
         for _ in 0..BATCH.min(STREAMS - keys.len()) {
             let Poll::Ready(Ok(key)) = client.poll_open(waker) else {
@@ -85,7 +59,7 @@ fn idle_bytes_per_stream(dialect: Dialect) -> i64 {
         }
         pump(&mut server, &mut client, &mut wire, now);
     }
-    let grown = NET.load(Ordering::Relaxed) - before;
+    let grown = alloc::net_bytes() - before;
     assert_eq!(accepted.len(), STREAMS, "{}", dialect.name());
     assert_eq!(client.stats().streams, STREAMS);
     assert_eq!(server.stats().streams, STREAMS);

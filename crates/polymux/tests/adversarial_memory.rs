@@ -1,7 +1,7 @@
 //! Adversarial peers against the async layer's receive memory (issue 9, items 1, 2 and their
 //! part of item 7), through the real driver and its recycled 128 KiB receive buffers
 //! (`rx_buffers`), over in-memory duplex pipes. The hostile peers are raw frame bytes (the
-//! codec's encoder plus payload); a counting global allocator checks the heap:
+//! codec's encoder plus payload); the test kit's counting allocator checks the heap:
 //!
 //! - an 8 KiB payload for a stalled stream, then ~120 KiB for a closed stream, repeated: each
 //!   small slice pins a whole receive buffer, which the budget must be charged for;
@@ -14,56 +14,14 @@
 //! session has *settled* when its received-byte counter stayed unchanged for many scheduler
 //! rounds in which every other task could run (no timers are armed: keep-alive is off).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use bytes::BytesMut;
 use polymux::{Config, Dialect, MemoryBudget, Session, TokioIo};
 use polymux_proto::{Flags, Frame, StreamId};
+use polymux_testkit::alloc::{self, Counting};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-
-// ---- a per-thread counting allocator ------------------------------------------------------------
-
-struct Counting;
-
-thread_local! {
-    /// Net bytes allocated by this thread.
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-fn add(delta: i64) {
-    // `try_with`: the allocator also runs while thread-locals are torn down.
-    let _ = LIVE.try_with(|l| l.set(l.get() + delta));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as i64);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as i64);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as i64));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as i64 - layout.size() as i64);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn live() -> i64 {
-    LIVE.with(Cell::get)
-}
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -215,7 +173,7 @@ fn small_slices_pinning_receive_buffers_stay_within_the_budget() {
                 let n = (RX_BUFFER - 64 - round.len()).min(60 * KIB);
                 data(d, id(1), &vec![9; n], &mut round);
             }
-            let baseline = live();
+            let baseline = alloc::thread_net();
             let writer = tokio::spawn(async move {
                 // Within credit: 8 KiB per round on a 256 KiB window allows 32 rounds.
                 for _ in 0..32 {
@@ -235,7 +193,7 @@ fn small_slices_pinning_receive_buffers_stay_within_the_budget() {
             // Budget, plus: the pipe's buffer, the driver's current and next receive buffers,
             // the session's fixed overhead (tasks, pin table, control queue).
             let bound = BUDGET + PIPE + 2 * RX_BUFFER + 64 * KIB;
-            let grew = live() - baseline;
+            let grew = alloc::thread_net() - baseline;
             assert!(
                 grew <= bound as i64,
                 "{ctx}: heap grew {grew} B, bound {bound} B, {stats:?}"

@@ -5,7 +5,7 @@
 //! RST) — with the reason in a comment; every other pair must succeed on both sides.
 
 use polymux::Dialect;
-use polymux_interop::{assert_both_ok, run, Outcome, Polymux, Role, Scenario, Side};
+use polymux_testkit::{assert_both_ok, run, Outcome, Polymux, Role, Scenario, Side};
 
 /// Runs `scenario` with polymux (speaking `dialect`) as `role` against `peer`.
 #[track_caller]
@@ -53,7 +53,7 @@ macro_rules! matrix_tests {
     (@tests $check:ident; $($name:ident = $scenario:ident),*) => {
         $(
             mod $name {
-                use polymux_interop::{Role, Scenario};
+                use polymux_testkit::{Role, Scenario};
 
                 #[test]
                 fn polymux_as_client() {

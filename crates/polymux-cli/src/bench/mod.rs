@@ -1,19 +1,17 @@
-//! `polymux bench`: throughput, open rate, memory and latency of every protocol, next to raw
-//! TCP measured in the same run.
+//! `polymux bench`: throughput, open rate, burst latency, memory and round-trip time of every
+//! protocol, next to raw TCP measured in the same run.
 //!
-//! Without `--connect`, each target gets an in-process echo server on 127.0.0.1 (the code of
-//! `polymux echo`, or a plain TCP echo server for the baseline, where every "stream" is a TCP
-//! connection). With `--connect ADDR` the scenarios run as a client against any echo server
-//! — `polymux echo` or another implementation — and only the chosen `--protocol` is measured.
-//! Every echoed byte is verified either way. The scenarios are described in [`scenarios`].
+//! The scenarios are `polymux-bench`'s (bulk, multi, open-rate, burst, idle, rpc), run by the
+//! same engine (`polymux_testkit::bench`) in this one process. Without `--connect`, each
+//! scenario of each target gets a fresh server on 127.0.0.1 in this process; with
+//! `--connect ADDR` the scenarios run as a client against any echo server — `polymux echo` or
+//! another implementation — and only the chosen `--protocol` is measured. See [`scenarios`].
 //!
-//! - [`peer`] — what a scenario talks to; [`pattern`] — the verifiable payload;
-//!   [`memory`] — heap/RSS measurement; [`progress`] — the bar or plain lines;
-//!   [`report`] — the table and the JSON.
+//! - [`scenarios`] — targets, the engine's runs, the table's metrics; [`memory`] — RSS and the
+//!   open-file limit; [`progress`] — the bar or plain lines; [`report`] — the table and the
+//!   JSON.
 
 pub(crate) mod memory;
-mod pattern;
-mod peer;
 mod progress;
 mod report;
 mod scenarios;
@@ -21,13 +19,13 @@ mod scenarios;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use polymux_testkit::bench::{Scenario, Sizes};
 
 use crate::protocol::Protocol;
 use crate::shutdown::{parse_duration, Shutdown};
-use peer::Target;
 use progress::Progress;
 use report::{Report, ScenarioResult, TargetReport};
-use scenarios::{Metric, Scenario, Sizes};
+use scenarios::{Metric, Plan};
 
 /// `polymux bench`.
 #[derive(clap::Args, Clone, Debug)]
@@ -44,31 +42,30 @@ pub struct BenchArgs {
     /// or another implementation's), with --protocol (default yamux).
     #[arg(long, value_name = "ADDR")]
     pub connect: Option<String>,
-    /// Small sizes: a few seconds in all.
+    /// Small sizes: a few seconds in all (`polymux-bench --quick`'s).
     #[arg(long)]
     pub quick: bool,
-    /// Bytes of the bulk transfer, and in total over the aggregate streams (e.g. 64MiB)
-    /// [default: 256MiB; --quick: 16MiB].
+    /// Bytes of the bulk transfer, and in total over the multi streams (e.g. 64MiB)
+    /// [default: 1GiB; --quick: 16MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub size: Option<u64>,
-    /// Streams of the aggregate scenario.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub streams: usize,
-    /// Sequential open+echo+close iterations (at most; also capped at 5 seconds)
-    /// [default: 2000; --quick: 300].
+    /// Streams of the multi scenario [default: 64].
     #[arg(long, value_name = "N")]
-    pub sequential: Option<usize>,
-    /// Streams opened at once in the concurrent scenario.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub concurrent: usize,
+    pub streams: Option<usize>,
+    /// Seconds of sequential open+echo+close in open-rate [default: 1; --quick: 0.3].
+    #[arg(long, value_name = "SECONDS")]
+    pub open_secs: Option<f64>,
+    /// Streams opened at once in burst [default: 1000; --quick: 200].
+    #[arg(long, value_name = "N")]
+    pub burst: Option<usize>,
     /// Idle streams held for the memory scenario [default: 10000; --quick: 1000].
     #[arg(long, value_name = "N")]
     pub idle: Option<usize>,
-    /// Ping-pong round trips [default: 2000; --quick: 300].
+    /// Round trips of rpc [default: 10000; --quick: 1000].
     #[arg(long, value_name = "N")]
-    pub pings: Option<usize>,
-    /// Only these scenarios (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub rpc: Option<usize>,
+    /// Only these scenarios (comma-separated): bulk, multi, open-rate, burst, idle, rpc.
+    #[arg(long, value_delimiter = ',', value_name = "LIST", value_parser = parse_scenario)]
     pub only: Vec<Scenario>,
     /// Skip the raw TCP baseline.
     #[arg(long)]
@@ -83,21 +80,42 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     fn sizes(&self) -> Sizes {
-        let quick = self.quick;
-        Sizes {
-            bulk_bytes: self
-                .size
-                .unwrap_or(if quick { 16 << 20 } else { 256 << 20 })
-                .max(1),
-            aggregate_streams: self.streams.max(1),
-            sequential: self.sequential.unwrap_or(if quick { 300 } else { 2000 }),
-            sequential_budget: Duration::from_secs(5),
-            concurrent: self.concurrent.max(1),
-            idle: self.idle.unwrap_or(if quick { 1000 } else { 10_000 }),
-            pings: self.pings.unwrap_or(if quick { 300 } else { 2000 }),
-        }
+        let mut sizes = if self.quick {
+            Sizes::quick()
+        } else {
+            Sizes::full()
+        };
+        sizes.size = self.size.unwrap_or(sizes.size).max(1);
+        sizes.streams = self.streams.unwrap_or(sizes.streams).max(1);
+        sizes.open_secs = self.open_secs.unwrap_or(sizes.open_secs).clamp(0.001, 60.0);
+        sizes.burst = self.burst.unwrap_or(sizes.burst).max(1);
+        sizes.idle = self.idle.unwrap_or(sizes.idle).max(1);
+        sizes.rpc = self.rpc.unwrap_or(sizes.rpc).max(1);
+        sizes
     }
 }
+
+/// Parses a loopback scenario name (`polymux-bench`'s vocabulary).
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    let scenario = Scenario::parse(s)?;
+    if !Scenario::ALL.contains(&scenario) {
+        return Err(format!(
+            "{s} runs over an emulated WAN link: use polymux-bench; here: {}",
+            Scenario::ALL.map(Scenario::name).join(", ")
+        ));
+    }
+    Ok(scenario)
+}
+
+/// Run order: latency and memory first, while the process is quiet and its heap small.
+const RUN_ORDER: [Scenario; 6] = [
+    Scenario::Rpc,
+    Scenario::OpenRate,
+    Scenario::Burst,
+    Scenario::Idle,
+    Scenario::Bulk,
+    Scenario::Multi,
+];
 
 /// Parses `256MiB`, `16M`, `1G`, `4096`, `64k` (binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -120,39 +138,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is out of range"))
 }
 
-enum Plan {
-    Tcp,
-    InProcess(Protocol),
-    Connect(Protocol, String),
-}
-
-impl Plan {
-    fn name(&self) -> String {
-        match self {
-            Plan::Tcp => "tcp".into(),
-            Plan::InProcess(p) | Plan::Connect(p, _) => p.name().into(),
-        }
-    }
-
-    async fn setup(&self) -> anyhow::Result<Target> {
-        match self {
-            Plan::Tcp => Target::tcp_in_process().await,
-            Plan::InProcess(p) => Target::mux_in_process(*p).await,
-            Plan::Connect(p, addr) => Target::mux_connect(*p, addr).await,
-        }
-    }
-}
-
 /// Runs the bench and prints the table (or JSON) on stdout.
 pub async fn run(
     args: BenchArgs,
     protocol: Option<Protocol>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    memory::enable();
     let fd_limit = memory::raise_fd_limit();
     let sizes = args.sizes();
-    let scenarios: Vec<Scenario> = Scenario::RUN_ORDER
+    let scenarios: Vec<Scenario> = RUN_ORDER
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.contains(s))
         .collect();
@@ -176,47 +170,37 @@ pub async fn run(
     let mut targets = Vec::new();
     let mut interrupted = false;
     'plans: for plan in &plans {
-        let name = plan.name();
-        let target = match plan.setup().await {
-            Ok(target) => target,
-            Err(e) => {
-                for _ in &scenarios {
-                    progress.finish(&format!("{name}: could not start"));
-                }
-                targets.push(TargetReport {
-                    name,
-                    results: Vec::new(),
-                    error: Some(format!("{e:#}")),
-                });
-                continue;
-            }
-        };
         let mut report = TargetReport {
-            name: name.clone(),
+            name: plan.name(),
             results: Vec::new(),
             error: None,
         };
+        if let Err(e) = plan.check().await {
+            for _ in &scenarios {
+                progress.finish(&format!("{}: could not start", report.name));
+            }
+            report.error = Some(format!("{e:#}"));
+            targets.push(report);
+            continue;
+        }
         for &scenario in &scenarios {
             if shutdown.is_requested() {
                 interrupted = true;
-                target.teardown().await;
                 targets.push(report);
                 break 'plans;
             }
             // Ctrl-C stops the running scenario at once, not after it (up to --timeout).
             let outcome = tokio::select! {
-                result = run_scenario(&target, scenario, &sizes, fd_limit, &args, &mut progress) => Some(result),
+                result = run_scenario(plan, scenario, &sizes, fd_limit, &args, &mut progress) => Some(result),
                 _ = shutdown.requested() => None,
             };
             let Some(result) = outcome else {
                 interrupted = true;
-                target.teardown().await;
                 targets.push(report);
                 break 'plans;
             };
             report.results.push(result);
         }
-        target.teardown().await;
         targets.push(report);
     }
     progress.clear();
@@ -257,74 +241,39 @@ pub async fn run(
 }
 
 async fn run_scenario(
-    target: &Target,
+    plan: &Plan,
     scenario: Scenario,
     sizes: &Sizes,
     fd_limit: Option<u64>,
     args: &BenchArgs,
     progress: &mut Progress,
 ) -> ScenarioResult {
-    let peer = &target.peer;
-    let name = &target.name;
+    let name = plan.name();
     // Raw TCP needs a descriptor per connection (two in one process).
-    let fds_per_stream = if target.in_process { 2 } else { 1 };
-    let idle = match (peer.session(), fd_limit) {
-        (None, Some(limit)) => sizes
+    let idle = match (plan, fd_limit) {
+        (Plan::Tcp, Some(limit)) => sizes
             .idle
-            .min((limit.saturating_sub(512) / fds_per_stream) as usize)
+            .min((limit.saturating_sub(512) / 2) as usize)
             .max(1),
         _ => sizes.idle,
     };
-    let (label, units, unit) = match scenario {
-        Scenario::Bulk => (format!("{name}: bulk, 1 stream"), sizes.bulk_bytes, "bytes"),
-        Scenario::Aggregate => (
-            format!("{name}: aggregate, {} streams", sizes.aggregate_streams),
-            sizes.bulk_bytes,
-            "bytes",
-        ),
-        Scenario::Sequential => (
-            format!("{name}: sequential open+echo+close"),
-            sizes.sequential as u64,
-            "ops",
-        ),
-        Scenario::Concurrent => (
-            format!("{name}: {} concurrent opens", sizes.concurrent),
-            sizes.concurrent as u64,
-            "streams",
-        ),
-        Scenario::Idle => (
-            format!("{name}: {idle} idle streams"),
-            idle as u64,
-            "streams",
-        ),
-        Scenario::Pingpong => (
-            format!("{name}: ping-pong"),
-            sizes.pings as u64,
-            "round trips",
-        ),
+    let label = match scenario {
+        Scenario::Multi => format!("{name}: multi, {} streams", sizes.streams),
+        Scenario::Burst => format!("{name}: burst, {} streams", sizes.burst),
+        Scenario::Idle => format!("{name}: idle, {idle} streams"),
+        other => format!("{name}: {other}"),
     };
-    let counter = progress.start(&label, units, unit);
+    progress.start(&label);
     let started = Instant::now();
-    let work = async {
-        match scenario {
-            Scenario::Bulk => scenarios::bulk(peer, sizes.bulk_bytes, counter).await,
-            Scenario::Aggregate => {
-                scenarios::aggregate(peer, sizes.aggregate_streams, sizes.bulk_bytes, counter).await
-            }
-            Scenario::Sequential => {
-                scenarios::sequential(peer, sizes.sequential, sizes.sequential_budget, counter)
-                    .await
-            }
-            Scenario::Concurrent => scenarios::concurrent(peer, sizes.concurrent, counter).await,
-            Scenario::Idle => scenarios::idle(peer, idle, target.in_process, counter).await,
-            Scenario::Pingpong => scenarios::pingpong(peer, sizes.pings, counter).await,
-        }
-    };
+    let work = scenarios::run(plan, scenario, sizes, idle);
     let outcome = tokio::time::timeout(args.timeout, work).await;
     let seconds = started.elapsed().as_secs_f64();
     let (metrics, error) = match outcome {
-        Ok(Ok(metrics)) => (metrics, None),
-        Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+        Ok(Ok(figures)) => (
+            scenarios::metrics(scenario, &figures, sizes, plan.in_process()),
+            None,
+        ),
+        Ok(Err(e)) => (Vec::new(), Some(format!("{e:#}"))),
         Err(_) => (
             Vec::new(),
             Some(format!("timed out after {:?} (--timeout)", args.timeout)),

@@ -1,9 +1,7 @@
 //! Bench progress on stderr: an indicatif bar when stderr is a terminal, plain lines
-//! otherwise (logs, CI). Within a step, a counter (bytes or operations) feeds the bar.
+//! otherwise (logs, CI), one step per (target, scenario).
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,9 +11,6 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     total: usize,
     done: usize,
-    /// The current step's counter (bytes or operations).
-    counter: Arc<AtomicU64>,
-    ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Progress {
@@ -35,44 +30,21 @@ impl Progress {
             bar,
             total,
             done: 0,
-            counter: Arc::new(AtomicU64::new(0)),
-            ticker: None,
         }
     }
 
-    /// Starts a step; the returned counter reports progress within it, against `units` of
-    /// `unit` (bytes are shown in MiB).
-    pub fn start(&mut self, label: &str, units: u64, unit: &'static str) -> Arc<AtomicU64> {
-        self.counter = Arc::new(AtomicU64::new(0));
+    /// Starts a step.
+    pub fn start(&mut self, label: &str) {
         let step = self.done + 1;
         match &self.bar {
-            Some(bar) => {
-                bar.set_message(label.to_owned());
-                let bar = bar.clone();
-                let counter = self.counter.clone();
-                let label = label.to_owned();
-                if let Some(ticker) = self.ticker.take() {
-                    ticker.abort();
-                }
-                self.ticker = Some(tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        let now = counter.load(Ordering::Relaxed);
-                        bar.set_message(format!("{label} {}", amount(now, units, unit)));
-                    }
-                }));
-            }
+            Some(bar) => bar.set_message(label.to_owned()),
             None => eprintln!("bench: [{step}/{}] {label} ...", self.total),
         }
-        self.counter.clone()
     }
 
     /// Ends the current step with a one-line summary.
     pub fn finish(&mut self, summary: &str) {
         self.done += 1;
-        if let Some(ticker) = self.ticker.take() {
-            ticker.abort();
-        }
         match &self.bar {
             Some(bar) => {
                 bar.println(format!("  {summary}"));
@@ -84,23 +56,8 @@ impl Progress {
 
     /// Removes the bar.
     pub fn clear(&mut self) {
-        if let Some(ticker) = self.ticker.take() {
-            ticker.abort();
-        }
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-fn amount(now: u64, total: u64, unit: &str) -> String {
-    if unit == "bytes" {
-        format!(
-            "{:.0}/{:.0} MiB",
-            now as f64 / 1048576.0,
-            total as f64 / 1048576.0
-        )
-    } else {
-        format!("{now}/{total} {unit}")
     }
 }

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use super::scenarios::{Metric, Scenario, Sizes};
+use polymux_testkit::bench::{Scenario, Sizes};
+
+use super::scenarios::Metric;
 
 /// The whole run.
 #[derive(Debug, Serialize)]
@@ -39,6 +41,7 @@ pub struct TargetReport {
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     /// Which.
+    #[serde(serialize_with = "scenario_name")]
     pub scenario: Scenario,
     /// Whether it completed and every byte verified.
     pub ok: bool,
@@ -48,6 +51,10 @@ pub struct ScenarioResult {
     pub error: Option<String>,
     /// The numbers.
     pub metrics: Vec<Metric>,
+}
+
+fn scenario_name<S: serde::Serializer>(scenario: &Scenario, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(scenario.name())
 }
 
 impl TargetReport {
@@ -154,10 +161,10 @@ pub fn table(report: &Report) -> String {
     }
     out.push('\n');
     if baseline.is_some() {
-        out.push_str("(n.nn×) = protocol ÷ tcp from this run: above 1 is better for MiB/s and ops/s, below 1 for ms and µs.\n");
-        out.push_str("Memory: heap = bytes allocated and still live per idle stream (exact); RSS = resident-set growth\n");
-        out.push_str("per stream (includes allocator caching). tcp figures are user space only: kernel socket\n");
-        out.push_str("memory is not included. In-process runs count both ends (client, echo server and its tasks).\n");
+        out.push_str("(n.nn×) = protocol ÷ tcp from this run: above 1 is better for MiB/s and streams/s, below 1 for ms and µs.\n");
+        out.push_str("Memory: RSS = resident-set growth per idle stream (includes allocator caching). tcp figures are\n");
+        out.push_str("user space only: kernel socket memory is not included. In-process runs count both ends (client,\n");
+        out.push_str("server and its tasks).\n");
     }
     if !report.release_build {
         out.push_str("Note: this is a debug build; build with --release for meaningful numbers.\n");
@@ -185,15 +192,15 @@ fn title(report: &Report) -> String {
         None => "in one process over 127.0.0.1".to_owned(),
     };
     format!(
-        "polymux bench {place}, {} CPU(s): bulk {} MiB, {} streams × {:.1} MiB, {} sequential, \
-         {} concurrent, {} idle, {} ping-pongs\n",
+        "polymux bench {place}, {} CPU(s): bulk {} MiB, multi {} streams × {:.1} MiB, \
+         open-rate {} s, burst {}, idle {}, rpc {}\n",
         report.cpus,
-        s.bulk_bytes >> 20,
-        s.aggregate_streams,
-        s.bulk_bytes as f64 / s.aggregate_streams.max(1) as f64 / 1048576.0,
-        s.sequential,
-        s.concurrent,
+        s.size >> 20,
+        s.streams,
+        s.size as f64 / s.streams.max(1) as f64 / 1048576.0,
+        s.open_secs,
+        s.burst,
         s.idle,
-        s.pings
+        s.rpc
     )
 }

@@ -1,79 +1,31 @@
-//! The bench scenarios. Each runs against a [`Peer`] (an echo server behind streams), checks
-//! every echoed byte against [`pattern`], and returns its [`Metric`]s.
+//! The bench's scenarios, run in this process with the test kit's engine
+//! (`polymux_testkit::bench`, the same code and vocabulary as `polymux-bench`: bulk, multi,
+//! open-rate, burst, idle, rpc), and their figures turned into table [`Metric`]s.
 //!
-//! | scenario | what it does | headline |
-//! |---|---|---|
-//! | bulk | one stream: write N bytes while reading the echo | MiB/s each way |
-//! | aggregate | the same over 64 concurrent streams (N in total) | MiB/s each way |
-//! | sequential | open, write 64 B, half-close, read the echo, close — one after another | ops/s |
-//! | concurrent | 1000 tasks each open a stream and echo 16 B, all at once | ms until all echoed |
-//! | idle | hold 10 000 open streams (each echoed 1 B once) | heap and RSS bytes per stream |
-//! | pingpong | one stream, 32 B round trips one at a time | p50 / p99 µs |
+//! In process, every (target, scenario) gets a fresh server on 127.0.0.1 running the
+//! scenario's server mode (sink, echo or hold) — a polymux session configured like
+//! `polymux-bench`'s, or raw TCP where every "stream" is a connection — and a fresh client.
+//! With `--connect ADDR` the far end is a plain echo server (`polymux echo` or another
+//! implementation's), so bulk and multi read their echo back, verifying every byte, instead of
+//! a sink's count.
 
-use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use anyhow::Context;
+use polymux_testkit::bench::{
+    self, Far, Figures, Held, How, Mode, Mux, Opener, Scenario, Sizes, Tcp, CHUNK, IDLE_POLL,
+    IDLE_QUIET, IDLE_SETTLE_LIMIT, SINK_BUF,
+};
+use polymux_testkit::{MuxSession, Peer, Polymux, PolymuxSession, Role, SessionParams};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use super::memory;
-use super::pattern::{self, MAX_CHUNK};
-use super::peer::Peer;
-
-/// One scenario.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scenario {
-    /// Bulk throughput on one stream.
-    Bulk,
-    /// Aggregate throughput over many streams.
-    Aggregate,
-    /// Sequential open + echo + close.
-    Sequential,
-    /// Many concurrent opens.
-    Concurrent,
-    /// Memory per idle stream.
-    Idle,
-    /// Round-trip latency.
-    Pingpong,
-}
-
-impl Scenario {
-    /// Display order (the order of the table's rows).
-    pub const ALL: [Scenario; 6] = [
-        Scenario::Bulk,
-        Scenario::Aggregate,
-        Scenario::Sequential,
-        Scenario::Concurrent,
-        Scenario::Idle,
-        Scenario::Pingpong,
-    ];
-
-    /// Run order: latency and memory first, while the process is quiet and its heap small.
-    pub const RUN_ORDER: [Scenario; 6] = [
-        Scenario::Pingpong,
-        Scenario::Sequential,
-        Scenario::Concurrent,
-        Scenario::Idle,
-        Scenario::Bulk,
-        Scenario::Aggregate,
-    ];
-
-    /// The name used in JSON and `--only`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Bulk => "bulk",
-            Scenario::Aggregate => "aggregate",
-            Scenario::Sequential => "sequential",
-            Scenario::Concurrent => "concurrent",
-            Scenario::Idle => "idle",
-            Scenario::Pingpong => "pingpong",
-        }
-    }
-}
+use crate::protocol::Protocol;
 
 /// One measured number.
 #[derive(Clone, Debug, Serialize)]
@@ -93,408 +45,351 @@ pub struct Metric {
     pub table: bool,
 }
 
-/// Sizes for one run.
-#[derive(Clone, Debug, Serialize)]
-pub struct Sizes {
-    /// Bytes of the bulk transfer, and the total of the aggregate one.
-    pub bulk_bytes: u64,
-    /// Streams in the aggregate scenario.
-    pub aggregate_streams: usize,
-    /// Open+echo+close iterations (at most; also bounded by `sequential_budget`).
-    pub sequential: usize,
-    /// Time budget of the sequential scenario.
-    #[serde(skip)]
-    pub sequential_budget: Duration,
-    /// Concurrent opens.
-    pub concurrent: usize,
-    /// Idle streams.
-    pub idle: usize,
-    /// Ping-pong round trips.
-    pub pings: usize,
+/// What a scenario runs against.
+#[derive(Clone, Debug)]
+pub enum Plan {
+    /// Raw TCP against an in-process server.
+    Tcp,
+    /// A protocol against an in-process server.
+    InProcess(Protocol),
+    /// A protocol against the echo server at the address.
+    Connect(Protocol, String),
 }
 
-fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64().max(1e-9)
-}
-
-fn short_echo(got: u64, want: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("the echo ended after {got} of {want} bytes"),
-    )
-}
-
-/// Writes `size` bytes of stream `seed` while reading and verifying the echo. Returns the
-/// bytes verified. `progress` counts verified bytes.
-async fn echo_transfer(
-    peer: &Peer,
-    seed: u64,
-    size: u64,
-    progress: Arc<AtomicU64>,
-) -> io::Result<u64> {
-    let stream = peer.open().await?;
-    let (mut r, mut w) = tokio::io::split(stream);
-    let writer = tokio::spawn(async move {
-        let mut offset = 0u64;
-        while offset < size {
-            let len = (size - offset).min(MAX_CHUNK as u64) as usize;
-            w.write_all(pattern::slice(seed, offset, len)).await?;
-            offset += len as u64;
+impl Plan {
+    /// "tcp", "yamux", …
+    pub fn name(&self) -> String {
+        match self {
+            Plan::Tcp => "tcp".into(),
+            Plan::InProcess(p) | Plan::Connect(p, _) => p.name().into(),
         }
-        w.shutdown().await?;
-        Ok::<_, io::Error>(w)
+    }
+
+    /// Checks that the far end is there (for `--connect`), so that a missing server is one
+    /// clear error rather than a failure per scenario.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        if let Plan::Connect(p, addr) = self {
+            let opener = connect_session(*p, addr).await?;
+            close(&opener).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the server runs in this process (memory figures then cover both ends).
+    pub fn in_process(&self) -> bool {
+        !matches!(self, Plan::Connect(..))
+    }
+}
+
+/// Streams of `protocol` opened through the test kit's polymux adapter.
+type MuxOpener = Mux<PolymuxSession>;
+
+/// A deep backlog: the baseline opens a thousand connections at once.
+async fn listen_loopback() -> anyhow::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    Ok(socket.listen(4096)?)
+}
+
+/// An in-process server in `mode` and what it holds.
+struct Server {
+    addr: SocketAddr,
+    held: Arc<Held>,
+    /// The accept loop.
+    task: JoinHandle<()>,
+    /// Its sessions (raw TCP: connections), so that one scenario's server is gone before the
+    /// next scenario starts, as with `polymux-bench`'s fresh processes.
+    sessions: TaskTracker,
+}
+
+/// How long a server's sessions may take to end once the client has closed.
+const SERVER_LINGER: Duration = Duration::from_secs(3);
+
+impl Server {
+    /// Stops accepting and waits (bounded) until its sessions have ended.
+    async fn stop(self) {
+        self.task.abort();
+        self.sessions.close();
+        let _ = tokio::time::timeout(SERVER_LINGER, self.sessions.wait()).await;
+    }
+}
+
+fn report(e: std::io::Error) {
+    tracing::debug!("bench server stream: {e}");
+}
+
+/// The sink reads as `polymux-bench`'s default (`--sink-read chunk`).
+const HOW: How = How {
+    sink_buf: SINK_BUF,
+    chunks: true,
+};
+
+async fn start_server(protocol: Option<Protocol>, mode: Mode) -> anyhow::Result<Server> {
+    let listener = listen_loopback().await?;
+    let addr = listener.local_addr()?;
+    let held = Arc::new(Held::new());
+    let count = held.clone();
+    let sessions = TaskTracker::new();
+    let tracker = sessions.clone();
+    let task = tokio::spawn(async move {
+        let mut kept: Vec<TcpStream> = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            tcp.set_nodelay(true).ok();
+            match protocol {
+                Some(p) => {
+                    let held = count.clone();
+                    tracker.spawn(async move {
+                        let peer = Polymux(p.dialect());
+                        match peer
+                            .connect(tcp, Role::Server, &SessionParams::default())
+                            .await
+                        {
+                            Ok(session) => {
+                                bench::serve_session(session, mode, HOW, &held, report).await;
+                            }
+                            Err(e) => tracing::debug!("bench server session: {e}"),
+                        }
+                    });
+                }
+                // Raw TCP: the connection is the stream.
+                None if mode == Mode::Hold => {
+                    kept.push(tcp);
+                    count
+                        .streams
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                None => {
+                    tracker.spawn(async move {
+                        if let Err(e) = bench::serve_stream(tcp, mode, HOW).await {
+                            if !bench::teardown_noise(&e) {
+                                report(e);
+                            }
+                        }
+                    });
+                }
+            }
+        }
     });
-    let mut buf = vec![0u8; MAX_CHUNK];
-    let mut offset = 0u64;
-    let read = async {
-        loop {
-            let n = r.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            pattern::verify(seed, offset, &buf[..n])?;
-            offset += n as u64;
-            progress.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        Ok::<_, io::Error>(())
-    };
-    let read_result = read.await;
-    let write_result = writer
+    Ok(Server {
+        addr,
+        held,
+        task,
+        sessions,
+    })
+}
+
+async fn connect_session(protocol: Protocol, addr: &str) -> anyhow::Result<MuxOpener> {
+    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
         .await
-        .map_err(|e| io::Error::other(format!("writer task failed: {e}")))?;
-    read_result?;
-    write_result?;
-    if offset != size {
-        return Err(short_echo(offset, size));
-    }
-    Ok(offset)
+        .map_err(|_| anyhow::anyhow!("connecting to {addr} timed out"))?
+        .with_context(|| {
+            format!("cannot connect to the echo server at {addr}; is `polymux echo --listen {addr}` (or another echo peer) running?")
+        })?;
+    tcp.set_nodelay(true).ok();
+    let session = Polymux(protocol.dialect())
+        .connect(tcp, Role::Client, &SessionParams::default())
+        .await
+        .context("session setup")?;
+    Ok(Mux(session))
 }
 
-/// Bulk throughput on one stream.
-pub async fn bulk(peer: &Peer, size: u64, progress: Arc<AtomicU64>) -> io::Result<Vec<Metric>> {
-    let started = Instant::now();
-    let moved = echo_transfer(peer, 1, size, progress).await?;
-    let elapsed = started.elapsed();
-    Ok(vec![Metric {
-        key: "mib_per_s",
-        label: "bulk, 1 stream (MiB/s)".into(),
-        value: mib_per_s(moved, elapsed),
-        unit: "MiB/s",
-        higher_is_better: true,
-        table: true,
-    }])
-}
-
-/// Aggregate throughput over `streams` concurrent streams moving `total` bytes together.
-pub async fn aggregate(
-    peer: &Peer,
-    streams: usize,
-    total: u64,
-    progress: Arc<AtomicU64>,
-) -> io::Result<Vec<Metric>> {
-    let streams = streams.max(1);
-    let each = (total / streams as u64).max(1);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..streams)
-        .map(|i| {
-            let peer = peer.clone();
-            let progress = progress.clone();
-            tokio::spawn(async move { echo_transfer(&peer, 100 + i as u64, each, progress).await })
-        })
-        .collect();
-    let mut moved = 0;
-    for task in tasks {
-        moved += task
+/// Runs `scenario` against `plan` and returns its figures.
+pub async fn run(
+    plan: &Plan,
+    scenario: Scenario,
+    sizes: &Sizes,
+    idle: usize,
+) -> anyhow::Result<Figures> {
+    match plan {
+        Plan::Tcp => {
+            let server = start_server(None, scenario.server_mode()).await?;
+            let opener = Tcp(server.addr);
+            client(
+                opener,
+                scenario,
+                sizes,
+                idle,
+                Far::Bench,
+                Some(&server.held),
+            )
             .await
-            .map_err(|e| io::Error::other(format!("stream task failed: {e}")))??;
-    }
-    let elapsed = started.elapsed();
-    Ok(vec![Metric {
-        key: "mib_per_s",
-        label: format!("aggregate, {streams} streams (MiB/s)"),
-        value: mib_per_s(moved, elapsed),
-        unit: "MiB/s",
-        higher_is_better: true,
-        table: true,
-    }])
-}
-
-/// One short exchange: write `len` bytes of stream `seed`, half-close, read the echo to EOF.
-async fn exchange(peer: &Peer, seed: u64, len: usize) -> io::Result<()> {
-    let mut stream = peer.open().await?;
-    stream.write_all(pattern::slice(seed, 0, len)).await?;
-    stream.shutdown().await?;
-    let mut echoed = Vec::with_capacity(len);
-    stream.read_to_end(&mut echoed).await?;
-    if echoed.len() != len {
-        return Err(short_echo(echoed.len() as u64, len as u64));
-    }
-    pattern::verify(seed, 0, &echoed)
-}
-
-/// Sequential open + echo + close, up to `count` times within `budget`.
-pub async fn sequential(
-    peer: &Peer,
-    count: usize,
-    budget: Duration,
-    progress: Arc<AtomicU64>,
-) -> io::Result<Vec<Metric>> {
-    let started = Instant::now();
-    let mut done = 0usize;
-    while done < count.max(1) {
-        if done >= 10 && started.elapsed() > budget {
-            break;
         }
-        exchange(peer, done as u64, 64).await?;
-        done += 1;
-        progress.fetch_add(1, Ordering::Relaxed);
+        Plan::InProcess(p) => {
+            let server = start_server(Some(*p), scenario.server_mode()).await?;
+            let opener = connect_session(*p, &server.addr.to_string()).await?;
+            let result = client(
+                opener.clone(),
+                scenario,
+                sizes,
+                idle,
+                Far::Bench,
+                Some(&server.held),
+            )
+            .await;
+            close(&opener).await;
+            server.stop().await;
+            result
+        }
+        Plan::Connect(p, addr) => {
+            let opener = connect_session(*p, addr).await?;
+            let result = client(opener.clone(), scenario, sizes, idle, Far::Echo, None).await;
+            close(&opener).await;
+            result
+        }
     }
-    let elapsed = started.elapsed();
-    Ok(vec![Metric {
-        key: "ops_per_s",
-        label: "open+echo+close, sequential (ops/s)".into(),
-        value: done as f64 / elapsed.as_secs_f64().max(1e-9),
-        unit: "ops/s",
-        higher_is_better: true,
-        table: true,
-    }])
 }
 
-/// `n` streams opened at once, each echoing 16 bytes; all stay open until every one has
-/// echoed, so `n` are really open together.
-pub async fn concurrent(
-    peer: &Peer,
+async fn close(opener: &MuxOpener) {
+    let _ = tokio::time::timeout(Duration::from_secs(3), opener.0.close()).await;
+}
+
+async fn client<O: Opener>(
+    opener: O,
+    scenario: Scenario,
+    s: &Sizes,
+    idle: usize,
+    far: Far,
+    held: Option<&Held>,
+) -> anyhow::Result<Figures> {
+    match scenario {
+        Scenario::Bulk => transfer(opener, s.size, 1, far).await,
+        Scenario::Multi => transfer(opener, s.size, s.streams, far).await,
+        Scenario::OpenRate => bench::open_rate(opener, s.open_secs).await,
+        Scenario::Burst => bench::burst(opener, s.burst).await,
+        Scenario::Idle => idle_rss(opener, idle, far, held).await,
+        Scenario::Rpc => bench::rpc(opener, s.rpc).await,
+        other => anyhow::bail!("{other} runs over an emulated link: use polymux-bench"),
+    }
+}
+
+async fn transfer<O: Opener>(
+    opener: O,
+    size: u64,
+    streams: usize,
+    far: Far,
+) -> anyhow::Result<Figures> {
+    let secs = bench::transfer(opener, size, streams, CHUNK, far).await?;
+    Ok(bench::transfer_figures(size, secs))
+}
+
+/// `n` streams opened and held: RSS growth per stream (both ends in process).
+async fn idle_rss<O: Opener>(
+    opener: O,
     n: usize,
-    progress: Arc<AtomicU64>,
-) -> io::Result<Vec<Metric>> {
-    let n = n.max(1);
-    let release = CancellationToken::new();
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<io::Result<Duration>>(n);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let peer = peer.clone();
-        let release = release.clone();
-        let done_tx = done_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            let seed = 10_000 + i as u64;
-            let attempt = async {
-                let mut stream = peer.open().await?;
-                stream.write_all(pattern::slice(seed, 0, 16)).await?;
-                let mut echoed = [0u8; 16];
-                stream.read_exact(&mut echoed).await?;
-                pattern::verify(seed, 0, &echoed)?;
-                Ok::<_, io::Error>((stream, started.elapsed()))
-            };
-            match attempt.await {
-                Ok((mut stream, at)) => {
-                    let _ = done_tx.send(Ok(at)).await;
-                    release.cancelled().await;
-                    let _ = stream.shutdown().await;
-                    let mut rest = Vec::new();
-                    let _ = stream.read_to_end(&mut rest).await;
-                }
-                Err(e) => {
-                    let _ = done_tx.send(Err(e)).await;
-                }
-            }
-        }));
-    }
-    drop(done_tx);
-    let mut slowest = Duration::ZERO;
-    let mut result = Ok(());
-    for _ in 0..n {
-        match done_rx.recv().await {
-            Some(Ok(at)) => {
-                slowest = slowest.max(at);
-                progress.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(Err(e)) => {
-                result = Err(e);
-                break;
-            }
-            None => {
-                result = Err(io::Error::other("a stream task ended without a result"));
-                break;
-            }
-        }
-    }
-    release.cancel();
-    for task in tasks {
-        if result.is_err() {
-            task.abort();
-        } else {
-            let _ = task.await;
-        }
-    }
-    result?;
-    Ok(vec![Metric {
-        key: "ms",
-        label: format!("{n} concurrent opens+echo (ms)"),
-        value: slowest.as_secs_f64() * 1000.0,
-        unit: "ms",
-        higher_is_better: false,
-        table: true,
-    }])
-}
-
-/// Memory per idle stream: open `n` streams (each echoes one byte, so the far end has
-/// accepted it), hold them, and compare the heap and RSS before and after.
-pub async fn idle(
-    peer: &Peer,
-    n: usize,
-    both_ends: bool,
-    progress: Arc<AtomicU64>,
-) -> io::Result<Vec<Metric>> {
-    let n = n.max(1);
-    let mut held = Vec::with_capacity(n);
-    let settle = Duration::from_millis(300);
-    tokio::time::sleep(settle).await;
+    far: Far,
+    held: Option<&Held>,
+) -> anyhow::Result<Figures> {
+    let mut streams = Vec::with_capacity(n);
+    tokio::time::sleep(IDLE_QUIET).await;
     memory::trim();
-    let heap_before = memory::heap_live();
-    let rss_before = memory::rss();
-    const BATCH: usize = 256;
-    let mut opened = 0;
-    while opened < n {
-        let batch = BATCH.min(n - opened);
-        let tasks: Vec<_> = (0..batch)
-            .map(|_| {
-                let peer = peer.clone();
-                tokio::spawn(async move {
-                    let mut stream = peer.open().await?;
-                    stream.write_all(b"i").await?;
-                    let mut byte = [0u8; 1];
-                    stream.read_exact(&mut byte).await?;
-                    if &byte != b"i" {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "wrong echo"));
-                    }
-                    Ok::<_, io::Error>(stream)
-                })
-            })
-            .collect();
-        for task in tasks {
-            let stream = task
-                .await
-                .map_err(|e| io::Error::other(format!("open task failed: {e}")))??;
-            held.push(stream);
+    let rss0 = bench::rss_bytes().ok();
+    bench::open_idle(&opener, n, far, &mut streams, async |opened| {
+        let Some(held) = held else { return Ok(()) };
+        let waited = std::time::Instant::now();
+        while held.streams.load(std::sync::atomic::Ordering::Relaxed) < opened {
+            anyhow::ensure!(
+                waited.elapsed() < IDLE_SETTLE_LIMIT,
+                "the server holds fewer than the {opened} streams opened after {IDLE_SETTLE_LIMIT:?}"
+            );
+            tokio::time::sleep(IDLE_POLL).await;
         }
-        opened += batch;
-        progress.fetch_add(batch as u64, Ordering::Relaxed);
+        Ok(())
+    })
+    .await?;
+    tokio::time::sleep(IDLE_QUIET).await;
+    let rss1 = bench::rss_bytes().ok();
+    let mut figures = vec![("streams", n.to_string())];
+    if let (Some(before), Some(after)) = (rss0, rss1) {
+        // RSS may shrink (pages returned meanwhile): signed, never an underflow.
+        let grown = after as f64 - before as f64;
+        figures.push(("rss_b", format!("{:.0}", grown / n as f64)));
     }
-    tokio::time::sleep(settle).await;
-    let heap_after = memory::heap_live();
-    let rss_after = memory::rss();
-    let sides = if both_ends {
+    drop(streams);
+    Ok(figures)
+}
+
+/// The table's metrics from a scenario's figures.
+pub fn metrics(
+    scenario: Scenario,
+    figures: &Figures,
+    sizes: &Sizes,
+    in_process: bool,
+) -> Vec<Metric> {
+    let get = |key: &str| {
+        figures
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    let metric = |key: &'static str, label: String, figure: &str, unit, higher_is_better| {
+        get(figure).map(|value| Metric {
+            key,
+            label,
+            value,
+            unit,
+            higher_is_better,
+            table: true,
+        })
+    };
+    let sides = if in_process {
         "both ends"
     } else {
         "client side"
     };
-    let mut metrics = vec![Metric {
-        key: "heap_bytes_per_stream",
-        label: format!("idle heap/stream, {sides} (B)"),
-        value: (heap_after - heap_before) as f64 / n as f64,
-        unit: "B",
-        higher_is_better: false,
-        table: true,
-    }];
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        metrics.push(Metric {
-            key: "rss_bytes_per_stream",
-            label: format!("idle RSS/stream, {sides} (B)"),
-            value: (after - before) as f64 / n as f64,
-            unit: "B",
-            higher_is_better: false,
-            table: true,
-        });
-    }
-    if let Some(session) = peer.session() {
-        let stats = session.stats();
-        metrics.push(Metric {
-            key: "session_streams",
-            label: "idle: streams in the session".into(),
-            value: stats.streams as f64,
-            unit: "streams",
-            higher_is_better: false,
-            table: false,
-        });
-        metrics.push(Metric {
-            key: "recv_buffered",
-            label: "idle: bytes buffered by the session".into(),
-            value: stats.recv_buffered as f64,
-            unit: "B",
-            higher_is_better: false,
-            table: false,
-        });
-    }
-    metrics.push(Metric {
-        key: "streams",
-        label: "idle: streams held".into(),
-        value: n as f64,
-        unit: "streams",
-        higher_is_better: false,
-        table: false,
-    });
-    drop(held);
-    tokio::time::sleep(settle).await;
-    Ok(metrics)
-}
-
-/// Round-trip latency: `rounds` 32-byte ping-pongs on one stream, after a warm-up.
-pub async fn pingpong(
-    peer: &Peer,
-    rounds: usize,
-    progress: Arc<AtomicU64>,
-) -> io::Result<Vec<Metric>> {
-    const MESSAGE: usize = 32;
-    const WARMUP: usize = 50;
-    let rounds = rounds.max(1);
-    let mut stream = peer.open().await?;
-    let mut echoed = [0u8; MESSAGE];
-    let mut samples = Vec::with_capacity(rounds);
-    let mut offset = 0u64;
-    for i in 0..WARMUP + rounds {
-        let message = pattern::slice(7, offset, MESSAGE);
-        let started = Instant::now();
-        stream.write_all(message).await?;
-        stream.read_exact(&mut echoed).await?;
-        let rtt = started.elapsed();
-        pattern::verify(7, offset, &echoed)?;
-        offset += MESSAGE as u64;
-        if i >= WARMUP {
-            samples.push(rtt);
-            progress.fetch_add(1, Ordering::Relaxed);
+    let found = match scenario {
+        Scenario::Bulk => vec![metric(
+            "mib_per_s",
+            "bulk, 1 stream (MiB/s)".into(),
+            "mibps",
+            "MiB/s",
+            true,
+        )],
+        Scenario::Multi => vec![metric(
+            "mib_per_s",
+            format!("multi, {} streams (MiB/s)", sizes.streams),
+            "mibps",
+            "MiB/s",
+            true,
+        )],
+        Scenario::OpenRate => vec![metric(
+            "per_sec",
+            "open-rate: open+echo+close (streams/s)".into(),
+            "per_sec",
+            "streams/s",
+            true,
+        )],
+        Scenario::Burst => vec![metric(
+            "ms",
+            format!("burst: {} streams at once (ms)", sizes.burst),
+            "ms",
+            "ms",
+            false,
+        )],
+        Scenario::Idle => vec![metric(
+            "rss_bytes_per_stream",
+            format!("idle RSS/stream, {sides} (B)"),
+            "rss_b",
+            "B",
+            false,
+        )],
+        Scenario::Rpc => vec![
+            metric("p50_us", "rpc p50 (µs)".into(), "p50_us", "µs", false),
+            metric("p99_us", "rpc p99 (µs)".into(), "p99_us", "µs", false),
+        ],
+        _ => Vec::new(),
+    };
+    let mut metrics: Vec<Metric> = found.into_iter().flatten().collect();
+    if scenario == Scenario::Idle {
+        if let Some(value) = get("streams") {
+            metrics.push(Metric {
+                key: "streams",
+                label: "idle: streams held".into(),
+                value,
+                unit: "streams",
+                higher_is_better: false,
+                table: false,
+            });
         }
     }
-    stream.shutdown().await?;
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).await?;
-    if !rest.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "extra bytes after the last ping",
-        ));
-    }
-    samples.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[index].as_secs_f64() * 1e6
-    };
-    Ok(vec![
-        Metric {
-            key: "p50_us",
-            label: "ping-pong p50 (µs)".into(),
-            value: percentile(0.50),
-            unit: "µs",
-            higher_is_better: false,
-            table: true,
-        },
-        Metric {
-            key: "p99_us",
-            label: "ping-pong p99 (µs)".into(),
-            value: percentile(0.99),
-            unit: "µs",
-            higher_is_better: false,
-            table: true,
-        },
-    ])
+    metrics
 }

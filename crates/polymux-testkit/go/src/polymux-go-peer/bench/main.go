@@ -1,16 +1,14 @@
-// Command polymux-bench-go is the Go side of polymux-bench: the hashicorp/yamux and xtaci/smux
-// (v1, v2) sessions, server and client, speaking exactly the protocol of the Rust bench
-// children (crates/polymux-bench/src/server.rs and client.rs), so the orchestrator runs it in
-// their place:
+// Package bench is the Go side of polymux-bench: the hashicorp/yamux and xtaci/smux (v1, v2)
+// sessions, server and client, speaking exactly the protocol of the Rust bench children
+// (crates/polymux-bench/src/server.rs and client.rs), so the orchestrator runs it in their
+// place. The program polymux-go-peer runs it as its `bench` subcommand:
 //
-//	polymux-bench-go serve  --impl go-yamux --mode sink|echo|hold --listen 127.0.0.1:0 --threads N
-//	polymux-bench-go client --impl go-yamux --scenario bulk --connect A --control A [sizes] --threads N
+//	polymux-go-peer bench serve  --impl go-yamux --mode sink|echo|hold --listen 127.0.0.1:0 --threads N
+//	polymux-go-peer bench client --impl go-yamux --scenario bulk --connect A --control A [sizes] --threads N
 //
 // main.go owns the command line and the process lifecycle; mux.go the library sessions;
 // serve.go and client.go the two roles; stats.go the process's own figures.
-//
-// Built offline in GOPATH mode against the Debian packages (see src/go.rs).
-package main
+package bench
 
 import (
 	"flag"
@@ -20,11 +18,12 @@ import (
 	"runtime"
 )
 
-func main() {
-	if len(os.Args) < 2 {
-		fail("usage: polymux-bench-go serve|client --impl NAME ...")
+// Main runs `bench ARGS...` (args without the program name and `bench`); it exits the process.
+func Main(args []string) {
+	if len(args) < 1 {
+		fail("usage: polymux-go-peer bench serve|client --impl NAME ...")
 	}
-	sub := os.Args[1]
+	sub := args[0]
 	fs := flag.NewFlagSet(sub, flag.ContinueOnError)
 	impl := fs.String("impl", "", "go-yamux, go-smux1 or go-smux2")
 	threads := fs.Int("threads", 2, "GOMAXPROCS (0 means 1)")
@@ -44,7 +43,7 @@ func main() {
 	fs.IntVar(&sz.rpc, "rpc", 10000, "rpc round trips")
 	fs.Uint64Var(&sz.wanSize, "wan-size", 64<<20, "WAN bulk bytes (wan-rpc sends twice this)")
 	fs.IntVar(&sz.wanRpc, "wan-rpc", 500, "wan-rpc round trips at most")
-	if err := fs.Parse(os.Args[2:]); err != nil {
+	if err := fs.Parse(args[1:]); err != nil {
 		fail(err.Error())
 	}
 	lib, err := parseLib(*impl)
@@ -94,6 +93,6 @@ func mustLoopback(addr string) {
 }
 
 func fail(msg string) {
-	fmt.Fprintln(os.Stderr, "polymux-bench-go:", msg)
+	fmt.Fprintln(os.Stderr, "polymux-go-peer bench:", msg)
 	os.Exit(1)
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The server role: prints "LISTENING <data> <control>", serves every data connection as a
 // session whose streams are sunk, echoed or held (see impls::Mode on the Rust side), answers

@@ -14,6 +14,10 @@
 //
 // Everything is bounded by a 60 s deadline. Library logs go to stderr. The echo-server mode (a
 // long-lived echo peer for `polymux bench --connect`, bounded by -for) is in echoserver.go.
+//
+//	polymux-go-peer bench serve|client ...
+//
+// runs the Go side of polymux-bench instead (package bench, which documents its arguments).
 package main
 
 import (
@@ -24,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"polymux-go-peer/bench"
 )
 
 const scenarioDeadline = 60 * time.Second
@@ -62,6 +68,10 @@ func fail(format string, args ...interface{}) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bench" {
+		bench.Main(os.Args[2:])
+		return
+	}
 	proto := flag.String("proto", "", "yamux | smux1 | smux2")
 	role := flag.String("role", "", "client | server")
 	addr := flag.String("addr", "", "server: listen address (port 0); client: address to dial")

@@ -7,7 +7,7 @@
 # limit) are still there.
 #
 # Bounded: every peer has its own 60 s deadline; this script additionally kills (by pid) any
-# process it started after 75 s. Loopback only. Usage: interop/go/selftest.sh [scenario...]
+# process it started after 75 s. Loopback only. Usage: crates/polymux-testkit/go/selftest.sh [scenario...]
 # The smux echo scenarios (echo100, bulk64, open1000, idle) run Go-to-Go with the client's
 # "read exactly N bytes, then close" variant (see README.md).
 set -u
@@ -22,7 +22,7 @@ all_scenarios="echo100 bulk64 open1000 greet halfclose reset-by-client reset-by-
 scenarios=${*:-$all_scenarios}
 limit=75
 
-# Expected unsupported roles, stated independently of the program (see interop/go/README.md).
+# Expected unsupported roles, stated independently of the program (see crates/polymux-testkit/go/README.md).
 expect() { # proto scenario role -> ok | unsupported
     local p=$1 s=$2 r=$3
     if [ "$p" = yamux ]; then

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the Go interop peer to interop/go/bin/polymux-go-peer (gitignored).
+# Builds the Go interop peer to crates/polymux-testkit/go/bin/polymux-go-peer (gitignored).
 # Offline, GOPATH mode, against the Debian-packaged libraries in /usr/share/gocode:
 #   apt-get install golang-go golang-github-hashicorp-yamux-dev golang-github-xtaci-smux-dev
 # Idempotent: re-running rebuilds only if something changed (Go build cache) and replaces the
@@ -8,13 +8,13 @@ set -eu
 
 case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
 here=$(cd "$here" && pwd)
-repo=$(cd "$here/../.." && pwd)
+repo=$(cd "$here/../../.." && pwd)
 gocode=/usr/share/gocode
 pkgs="golang-go golang-github-hashicorp-yamux-dev golang-github-xtaci-smux-dev"
 
 missing() {
-    echo "interop/go/build.sh: $1" >&2
-    echo "interop/go/build.sh: install the Debian packages: apt-get install $pkgs" >&2
+    echo "crates/polymux-testkit/go/build.sh: $1" >&2
+    echo "crates/polymux-testkit/go/build.sh: install the Debian packages: apt-get install $pkgs" >&2
     exit 1
 }
 
@@ -42,7 +42,7 @@ out="$here/bin/polymux-go-peer"
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 (cd "$here/src/polymux-go-peer" && go build -o "$tmp" .) || {
-    echo "interop/go/build.sh: go build failed (go: $(go version 2>/dev/null || echo '?'))" >&2
+    echo "crates/polymux-testkit/go/build.sh: go build failed (go: $(go version 2>/dev/null || echo '?'))" >&2
     exit 1
 }
 mv -f "$tmp" "$out"

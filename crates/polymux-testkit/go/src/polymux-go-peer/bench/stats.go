@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The process's own figures for the STATS line: CPU from getrusage(RUSAGE_SELF), RSS from
 // /proc/self/status, heap from runtime.MemStats after a GC (hold mode only: a GC is not free).

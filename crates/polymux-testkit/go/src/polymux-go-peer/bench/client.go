@@ -1,4 +1,4 @@
-package main
+package bench
 
 // The client role: one session to the server, one scenario, figures on a "RESULT k=v ..." line
 // with the same keys and definitions as crates/polymux-bench/src/client.rs.

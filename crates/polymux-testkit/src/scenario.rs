@@ -4,7 +4,7 @@
 //! [`Outcome`]. Every side is bounded by [`DEADLINE`]. [`Scenario::requires`] lists the optional
 //! capabilities each role needs, so a peer lacking one is reported unsupported up front.
 //!
-//! Points SCENARIOS.md leaves open, settled as the Go peer (`interop/go`) settles them:
+//! Points SCENARIOS.md leaves open, settled as the Go peer (`crates/polymux-testkit/go`) settles them:
 //! * Clients that write and then read an echo do both concurrently (a sequential client would
 //!   deadlock on flow-control windows), writing in 16 KiB pieces.
 //! * GoAway: once the peer's GoAway must have been processed, `open()` has to fail with a

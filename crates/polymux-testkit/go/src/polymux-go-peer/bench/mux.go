@@ -1,7 +1,10 @@
-package main
+package bench
 
 // The library sessions behind one small interface. Library defaults throughout, except where a
-// default would make a scenario fail rather than measure it (noted at the setting).
+// default would make a scenario fail rather than measure it (noted at the setting). Not the
+// interop sessions of ../mux.go: those instrument the connection (the smux client reads through
+// a frame sniffer), log to stderr and switch keep-alive on per scenario, which a measurement
+// must not pay for.
 //
 // Library versions (Debian, GOPATH /usr/share/gocode): hashicorp/yamux 0.0+git20190923,
 // xtaci/smux 1.5.16.

@@ -1,4 +1,4 @@
-//! The Go peer program (`interop/go`): built once per test process, spawned per side.
+//! The Go peer program (`crates/polymux-testkit/go`): built once per test process, spawned per side.
 //!
 //! `polymux-go-peer -proto yamux|smux1|smux2 -role client|server -addr HOST:PORT -scenario NAME`
 //! prints `LISTENING <addr>` as server, then `OK` (exit 0) or `FAIL: <reason>` (exit 1); exit
@@ -71,7 +71,7 @@ impl fmt::Display for GoProto {
     }
 }
 
-/// `interop/go`.
+/// `crates/polymux-testkit/go`.
 pub fn go_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("go")
 }
@@ -238,7 +238,7 @@ impl GoProcess {
     /// Starts the Go peer's echo-server mode on 127.0.0.1 (any port): every TCP connection
     /// becomes a `proto` session whose inbound streams are echoed until EOF, then closed. It
     /// exits 0 by itself after `lifetime` (whole seconds, at least 1); dropping the handle
-    /// kills it earlier. See interop/go/README.md.
+    /// kills it earlier. See crates/polymux-testkit/go/README.md.
     pub async fn echo_server(
         bin: &Path,
         proto: GoProto,

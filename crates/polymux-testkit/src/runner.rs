@@ -1,7 +1,7 @@
 //! Runs one scenario between two sides over one loopback TCP connection (127.0.0.1 only).
 //!
 //! ```no_run
-//! use polymux_interop::{assert_both_ok, peers::Yamux014, run, GoProto, Scenario, Side};
+//! use polymux_testkit::{assert_both_ok, peers::Yamux014, run, GoProto, Scenario, Side};
 //! assert_both_ok(run(Scenario::Echo100, Side::rust(Yamux014), Side::Go(GoProto::Yamux)));
 //! ```
 //!
