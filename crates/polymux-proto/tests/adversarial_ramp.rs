@@ -356,12 +356,12 @@ fn a_huge_round_trip_sizes_windows_within_the_maximum_and_the_budget() {
     }
 }
 
-/// The peer forges a zero round trip: it answers our Ping (whose opaque is predictable) as
-/// soon as it is queued, before it could have arrived. `Stats::rtt` reports what was measured
-/// (zero); windows keep their floor (the initial window) and the stream keeps flowing, so
-/// the forgery harms only the forger's own throughput.
+/// The peer forges a zero round trip by answering our Ping before it could have arrived:
+/// Pongs for the opaques a counter would use, sent as soon as each Ping is queued. They
+/// answer nothing (`Stats::rtt` stays unknown, windows are not sized from them); the real
+/// answer, 30 ms later, is the round trip.
 #[test]
-fn a_forged_zero_round_trip_leaves_windows_at_their_floor() {
+fn a_guessed_pong_is_not_a_round_trip() {
     for d in RAMPING {
         let config = Config::for_dialect(d)
             .to_builder()
@@ -370,19 +370,51 @@ fn a_forged_zero_round_trip_leaves_windows_at_their_floor() {
             .unwrap();
         let mut s = Side::server(config);
         let start = s.now;
+        // The Ping is queued; the guesses arrive before the peer could have read it.
         s.run_until(start + Duration::from_secs(1));
+        let guesses: Vec<u8> = (0..=16)
+            .flat_map(|opaque| encode(d, &Frame::Ping { ack: true, opaque }))
+            .collect();
+        s.feed(&guesses);
+        assert_eq!(
+            s.conn.stats().rtt,
+            None,
+            "{}: a guess was a round trip",
+            d.name()
+        );
         let opaque = s.pings[0];
+        s.now += 30 * MS;
         s.feed(&encode(d, &Frame::Ping { ack: true, opaque }));
-        assert_eq!(s.conn.stats().rtt, Some(Duration::ZERO), "{}", d.name());
+        assert_eq!(s.conn.stats().rtt, Some(30 * MS), "{}", d.name());
+    }
+}
+
+/// A zero round trip all the same (data beyond a grant arriving the instant it was made: a
+/// peer that sent beyond its credit, betting on the grant, and won): `Stats::rtt` reports what
+/// was measured; windows keep their floor (the initial window) and the stream keeps flowing,
+/// so the forgery harms only the forger's own throughput.
+#[test]
+fn a_zero_round_trip_leaves_windows_at_their_floor() {
+    for d in RAMPING {
+        let config = Config::for_dialect(d)
+            .to_builder()
+            .keepalive_interval(None)
+            .build()
+            .unwrap();
+        let mut s = Side::server(config);
         let key = s.ramp_stream(1);
+        // Beyond the first window, at the instant its credit was returned.
+        s.feed(&data(d, 1, 1));
+        assert_eq!(s.conn.stats().rtt, Some(Duration::ZERO), "{}", d.name());
+        assert_eq!(s.read_all(key), 1, "{}", d.name());
+        s.drain();
         // Window after window, the stream flows; credit keeps coming.
-        let mut sent = FIRST_WINDOW as u64;
+        let mut sent = FIRST_WINDOW as u64 + 1;
         for _ in 0..20 {
             let credit = FIRST_WINDOW as u64 + s.credit.get(&1).copied().unwrap_or(0);
             let n = (credit - sent) as usize;
             assert!(n > 0, "{}: the stream stalled", d.name());
-            s.now += MS;
-            s.conn.handle_timeout(s.now);
+            s.run_until(s.now + MS);
             s.feed(&data(d, 1, n));
             sent += n as u64;
             assert_eq!(s.read_all(key), n, "{}", d.name());
