@@ -111,7 +111,10 @@ impl Ramp {
             return true;
         }
         if let Some(rtt) = rtt {
-            c.grow_to(bdp(self.rate, rtt) * RAMP_HEADROOM, max, budget_left);
+            // Saturating: the peer sets both factors (a round trip it stretched, a first
+            // window it sent in one frame); `grow_to` caps the result at `max`.
+            let target = bdp(self.rate, rtt).saturating_mul(RAMP_HEADROOM);
+            c.grow_to(target, max, budget_left);
             return false;
         }
         // On top of the credit the current window gives anyway.
@@ -578,6 +581,20 @@ mod tests {
         let mut ramp = Ramp::new(t0, rate);
         assert!(ramp.step(&mut c, t0, None, 1 << 30, 1 << 30));
         assert!(!ramp.step(&mut c, t0 + PACE_LIMIT + ms(1), None, 1 << 30, 1 << 30));
+    }
+
+    #[test]
+    fn the_fastest_first_window_over_the_longest_round_trip_stays_within_max() {
+        // A window as large as credit can be (u32::MAX bytes) within the shortest span, and a
+        // round trip the peer stretched to 30 days: rate × round trip × headroom exceeds u64.
+        let t0 = Instant::now();
+        let mut c = RecvCredit::new(1000, 1000);
+        assert!(c.receive(1000));
+        c.consume(1000);
+        let rate = u64::from(u32::MAX) * 1000;
+        let month = Duration::from_secs(30 * 24 * 3600);
+        assert!(!Ramp::new(t0, rate).step(&mut c, t0, Some(month), 1 << 24, 1 << 30));
+        assert_eq!(c.window(), 1 << 24);
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! bottleneck's), so one sample taken during a transfer measures those queues too. The
 //! reported figure is therefore the smallest sample of the last one to two [`RTT_EPOCH`]s: a
 //! transfer cannot inflate it, and a path that really got slower shows within two epochs.
+//! Being a minimum, it is only as good as its smallest sample, so a Ping's opaque value is
+//! unpredictable (a keyed hash of a counter): a peer cannot answer a Ping before it arrived.
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
@@ -68,7 +71,11 @@ pub(crate) struct KeepAlive {
     next_probe: Option<Instant>,
     last_rx: Instant,
     outstanding: Option<Probe>,
-    next_opaque: u32,
+    /// Pings sent so far: the next opaque is this counter hashed with `opaque_key`.
+    next_opaque: u64,
+    /// A per-session secret: sequential opaques would let a peer send the Pong of our next
+    /// Ping ahead of it and forge a zero round trip, which the minimum filter would keep.
+    opaque_key: RandomState,
     /// The latest ping's round trip (what an explicit ping returns).
     last_ping: Option<Duration>,
     /// The path's round trip (see the module doc).
@@ -94,7 +101,8 @@ impl KeepAlive {
             next_probe: interval.map(|i| now + i),
             last_rx: now,
             outstanding: None,
-            next_opaque: 1,
+            next_opaque: 0,
+            opaque_key: RandomState::new(),
             last_ping: None,
             path_rtt: MinFilter::default(),
             min_rtt: None,
@@ -138,8 +146,9 @@ impl KeepAlive {
         if self.outstanding.is_some() {
             return (None, ticket);
         }
-        let opaque = self.next_opaque;
-        self.next_opaque = self.next_opaque.wrapping_add(1);
+        // Truncated: any 32 bits of the keyed hash are as unpredictable as the rest.
+        let opaque = self.opaque_key.hash_one(self.next_opaque) as u32;
+        self.next_opaque += 1;
         self.outstanding = Some(Probe {
             opaque,
             sent_at: now,
