@@ -267,6 +267,7 @@ pub async fn relay_opened(
 ) -> Result<Moved, RelayError> {
     if let Err(e) = write_header(&mut stream, service).await {
         stream.reset();
+        crate::trim::note_ended();
         return Err(e.into());
     }
     let (mut sr, mut sw) = stream.halves();
@@ -339,6 +340,7 @@ pub async fn relay_accepted(
 }
 
 fn finish(mut stream: Stream, result: Result<(u64, u64), RelayError>) -> Result<Moved, RelayError> {
+    crate::trim::note_ended();
     match result {
         Ok((into_stream, out_of_stream)) => Ok(Moved {
             into_stream,
