@@ -149,11 +149,7 @@ impl ServerSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ServerSettings> {
         let f = file.cloned().unwrap_or_default();
-        let listen = match (&args.listen, &f.listen) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--listen", "listen")),
-        };
+        let listen = config_file::required(&args.listen, &f.listen, "--listen", "listen")?;
         let targets = config_file::merge_services(&f.services, &args.target);
         if targets.is_empty() {
             return Err(config_file::missing("--target", "[services.NAME] target"));
@@ -167,19 +163,8 @@ impl ServerSettings {
             tls,
             noise,
             max_clients: config_file::pick("max_clients", args.max_clients, f.max_clients),
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics.clone()),
             services: config_file::effective_services(file, &args.target, false),
             targets,
@@ -293,7 +278,7 @@ pub async fn run_server(
     loop {
         let file = tokio::select! {
             _ = shutdown.requested() => break,
-            Some(file) = next_reload(&mut reloads) => file,
+            Some(file) = reload::next(&mut reloads) => file,
         };
         let path = file.path.display().to_string();
         let applied = ServerSettings::resolve(&args, protocol, Some(&file)).and_then(|next| {
@@ -344,16 +329,6 @@ pub async fn run_server(
     }
 }
 
-/// The next configuration from the watcher, or never (no `--config`).
-async fn next_reload(
-    reloads: &mut Option<tokio::sync::mpsc::Receiver<FileConfig>>,
-) -> Option<FileConfig> {
-    match reloads {
-        Some(rx) => rx.recv().await,
-        None => futures::future::pending().await,
-    }
-}
-
 /// The forward client's settings: flags over the config file over the flags' defaults.
 #[derive(Clone, Debug)]
 struct ClientSettings {
@@ -379,11 +354,7 @@ impl ClientSettings {
     ) -> anyhow::Result<ClientSettings> {
         services::check_unique(&args.listen, "--listen")?;
         let f = file.cloned().unwrap_or_default();
-        let server = match (&args.server, &f.server) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--server", "server")),
-        };
+        let server = config_file::required(&args.server, &f.server, "--server", "server")?;
         let services = config_file::effective_services(file, &args.listen, true);
         if services.is_empty() {
             return Err(config_file::missing("--listen", "[services.NAME] bind"));
@@ -419,27 +390,9 @@ impl ClientSettings {
                 f.max_connections,
             ),
             wait_for_server: config_file::pick("wait_for_server", args.wait_for_server, f.wait),
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            reconnect: ReconnectArgs {
-                max_backoff: config_file::pick(
-                    "max_backoff",
-                    args.reconnect.max_backoff,
-                    f.max_backoff,
-                ),
-                max_retries: args.reconnect.max_retries.or(f.max_retries),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            reconnect: config_file::reconnect(&args.reconnect, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics.clone()),
         })
     }
@@ -588,7 +541,7 @@ pub async fn run_client(
             biased;
             _ = shutdown.requested() => break None,
             ended = &mut maintainer => break Some(ended),
-            Some(file) = next_reload(&mut reloads) => file,
+            Some(file) = reload::next(&mut reloads) => file,
         };
         let path = file.path.display().to_string();
         let next = match ClientSettings::resolve(&args, protocol, Some(&file)) {

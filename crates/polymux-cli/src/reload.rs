@@ -36,6 +36,15 @@ use crate::transport;
 /// How often the file is compared with its last version.
 const POLL: Duration = Duration::from_secs(1);
 
+/// The next configuration from [`watch`]'s receiver, or never when there is none (no
+/// `--config`): a `select!` arm for the reload loops of both servers and clients.
+pub async fn next(reloads: &mut Option<mpsc::Receiver<FileConfig>>) -> Option<FileConfig> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => futures::future::pending().await,
+    }
+}
+
 /// Watches `path` until shutdown; sends each new valid configuration. `current` holds the
 /// bytes of the configuration already running (so that only changes are sent).
 pub fn watch(

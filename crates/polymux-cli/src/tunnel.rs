@@ -158,11 +158,7 @@ impl ServerSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ServerSettings> {
         let f = file.cloned().unwrap_or_default();
-        let listen = match (&args.listen, &f.listen) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--listen", "listen")),
-        };
+        let listen = config_file::required(&args.listen, &f.listen, "--listen", "listen")?;
         let services = config_file::effective_services(file, &args.expose, true);
         if services.is_empty() {
             return Err(config_file::missing("--expose", "[services.NAME] bind"));
@@ -179,7 +175,7 @@ impl ServerSettings {
         Ok(ServerSettings {
             listen,
             protocol: config_file::pick("protocol", protocol, f.protocol),
-            token: args.auth.token()?.or(f.token),
+            token: args.auth.token()?.or(f.token.clone()),
             insecure_no_token: args.auth.insecure_no_token || f.insecure_no_token == Some(true),
             tls,
             noise,
@@ -198,19 +194,8 @@ impl ServerSettings {
                 f.max_connections,
             ),
             wait_for_client: config_file::pick("wait_for_client", args.wait_for_client, f.wait),
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics),
             services,
         })
@@ -441,7 +426,7 @@ pub async fn run_server(
     loop {
         let next = tokio::select! {
             _ = shutdown.requested() => break,
-            Some(file) = next_reload(&mut reloads) => file,
+            Some(file) = reload::next(&mut reloads) => file,
         };
         let path = next.path.display().to_string();
         let next = match ServerSettings::resolve(&args, protocol, Some(&next)) {
@@ -505,16 +490,6 @@ pub async fn run_server(
             "connections were cut off at shutdown after --shutdown-timeout {:?}",
             settings.shutdown_timeout
         ))
-    }
-}
-
-/// The next configuration from the watcher, or never (no `--config`).
-async fn next_reload(
-    reloads: &mut Option<tokio::sync::mpsc::Receiver<FileConfig>>,
-) -> Option<FileConfig> {
-    match reloads {
-        Some(rx) => rx.recv().await,
-        None => futures::future::pending().await,
     }
 }
 
@@ -659,11 +634,7 @@ impl ClientSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ClientSettings> {
         let f = file.cloned().unwrap_or_default();
-        let server = match (&args.server, &f.server) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--server", "server")),
-        };
+        let server = config_file::required(&args.server, &f.server, "--server", "server")?;
         let targets = config_file::merge_services(&f.services, &args.target);
         if targets.is_empty() {
             return Err(config_file::missing("--target", "[services.NAME] target"));
@@ -685,33 +656,15 @@ impl ClientSettings {
             server,
             protocol: config_file::pick("protocol", protocol, f.protocol),
             credentials: CredentialSet {
-                token: args.auth.token()?.or(f.token),
+                token: args.auth.token()?.or(f.token.clone()),
                 services,
             },
             tls,
             noise,
             targets,
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            reconnect: ReconnectArgs {
-                max_backoff: config_file::pick(
-                    "max_backoff",
-                    args.reconnect.max_backoff,
-                    f.max_backoff,
-                ),
-                max_retries: args.reconnect.max_retries.or(f.max_retries),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            reconnect: config_file::reconnect(&args.reconnect, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics),
         })
     }
