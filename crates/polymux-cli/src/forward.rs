@@ -27,12 +27,12 @@ use crate::args::{
     BacklogArgs, ClientAuthArgs, ReconnectArgs, ServerAuthArgs, ServerGuardArgs, SessionArgs,
     ShutdownArgs,
 };
-use crate::auth::{Expectation, Mode, Token};
+use crate::auth::{Mode, Token};
 use crate::config_file::{self, FileArgs, FileConfig, ServiceConfig, Side};
 use crate::limits::Limiter;
 use crate::metrics::{self, Metrics};
-use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
-use crate::protocol::{session_config, MemoryLimit, Protocol};
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoiseArgs};
+use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
 use crate::reload::{self, Bound, ListenerSet};
@@ -40,8 +40,8 @@ use crate::server::{Admission, Guard};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
-use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
-use crate::transport::{self, CredentialSet, Credentials, Dialer, Gate};
+use crate::tls::{ClientTls, ClientTlsArgs, ServerTlsArgs};
+use crate::transport::{self, CredentialSet, Credentials, Dialer};
 use crate::{server, target};
 
 /// How long opening a stream may take.
@@ -182,32 +182,25 @@ pub async fn run_server(
         config_file::load_initial(args.file.config.as_deref(), Side::ForwardServer)?;
     let settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
     let protocol = settings.protocol;
-    let tls = ServerTls::from_args(&settings.tls)?;
-    let noise = ServerNoise::from_args(&settings.noise)?;
-    transport::check_server_security(
-        &settings.listen,
-        config_file::any_token(settings.token.as_ref(), &settings.services),
-        settings.insecure_no_token,
-        tls.is_some() || noise.is_some(),
+    let setup = server::Setup::new(
+        Mode::Forward,
+        server::Common {
+            listen: &settings.listen,
+            protocol,
+            token: settings.token.as_ref(),
+            services: &settings.services,
+            insecure_no_token: settings.insecure_no_token,
+            tls: &settings.tls,
+            noise: &settings.noise,
+            session: &settings.session,
+            max_clients: settings.max_clients,
+            memory_limit: args.guard.memory_limit,
+            metrics: settings.metrics.as_deref(),
+        },
+        &shutdown,
     )
     .await?;
-    let table = config_file::token_table(
-        settings.token.as_ref(),
-        &settings.services,
-        settings.insecure_no_token,
-    )?;
-    // One memory pool for all the server's sessions (the guard flags hold with a config file
-    // too; `max_clients` may come from the file).
-    let mut tuning = settings.session.tuning();
-    tuning.memory = Some(MemoryLimit {
-        limit: args.guard.memory_limit,
-        sessions: settings.max_clients,
-    });
-    let config = session_config(protocol, &tuning)?;
-    let metrics = Metrics::new(&config);
-    if let Some(addr) = &settings.metrics {
-        metrics::serve(addr, metrics.clone(), shutdown.clone()).await?;
-    }
+    let metrics = setup.metrics.clone();
     let targets = Targets::new(&settings.targets, "--target")?.with_metrics(metrics.clone());
     let listener =
         transport::bind_with_backlog(&settings.listen, "--listen", args.guard.backlog.backlog)
@@ -215,24 +208,16 @@ pub async fn run_server(
     tracing::info!(
         "forward server listening on {} ({protocol}{}); targets: {}",
         listener.local_addr()?,
-        crate::noise::security_label(tls.is_some(), noise.is_some()),
+        setup.security_label(),
         targets.describe()
     );
-    if let Some(tls) = &tls {
-        tracing::info!(
-            "TLS certificate SHA-256 fingerprint {} (clients may pin it with --tls-pin)",
-            tls.fingerprint
-        );
-    }
-    if let Some(noise) = &noise {
-        crate::noise::log_server_key(noise);
-    }
-    let expect = Expectation::with_table(Mode::Forward, protocol, table);
-    let gate = Gate {
-        tls,
-        noise,
-        expect: expect.clone(),
-    };
+    setup.log_identity();
+    let server::Setup {
+        gate,
+        expect,
+        config,
+        ..
+    } = setup;
     let set = SessionSet::default();
     let session_tasks = TaskTracker::new();
     let relays = TaskTracker::new();
@@ -490,16 +475,18 @@ pub async fn run_client(
 
     let relays = TaskTracker::new();
     let context = LocalContext {
+        serving: reload::Serving {
+            relays: relays.clone(),
+            connections: Limiter::new(
+                settings.max_connections,
+                "local connections",
+                "--max-connections",
+            ),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        },
         current: current_rx.clone(),
-        relays: relays.clone(),
-        connections: Limiter::new(
-            settings.max_connections,
-            "local connections",
-            "--max-connections",
-        ),
         wait: settings.wait_for_server,
-        shutdown: shutdown.clone(),
-        metrics: metrics.clone(),
     };
     let server_addr = settings.server.clone();
     let mut listeners = ListenerSet::new(
@@ -635,12 +622,9 @@ async fn retire(session: Session, driver: transport::DriverHandle, shutdown: Shu
 /// What every local service's accept loop shares.
 #[derive(Clone)]
 struct LocalContext {
+    serving: reload::Serving,
     current: watch::Receiver<Option<Session>>,
-    relays: TaskTracker,
-    connections: Limiter,
     wait: Duration,
-    shutdown: Shutdown,
-    metrics: Metrics,
 }
 
 /// Accepts local connections of one service until `stop` (a reload) or shutdown; returns
@@ -652,48 +636,20 @@ async fn local_loop(
     limit: Option<Limiter>,
     stop: CancellationToken,
 ) -> TcpListener {
-    let counters = context.metrics.service(&name);
-    loop {
-        let accepted = tokio::select! {
-            _ = context.shutdown.requested() => return listener,
-            _ = stop.cancelled() => return listener,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!("{name}: accepting a local connection failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let own = match &limit {
-            Some(limit) => match limit.try_acquire() {
-                Some(permit) => Some(permit),
-                None => {
-                    counters.refused();
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let Some(permit) = context.connections.try_acquire() else {
-            counters.refused();
-            continue;
-        };
-        tcp.set_nodelay(true).ok();
-        let name = name.clone();
-        let current = context.current.clone();
-        let wait = context.wait;
-        let counters = counters.clone();
-        context.relays.spawn(async move {
-            let _open = counters.opened();
-            if !carry(tcp, peer, &name, current, wait, counters.meter()).await {
-                counters.refused();
-            }
-            drop((permit, own));
-        });
-    }
+    let serving = context.serving.clone();
+    reload::accept_loop(
+        listener,
+        name,
+        serving,
+        limit,
+        stop,
+        move |tcp, peer, name, counters| {
+            let current = context.current.clone();
+            let wait = context.wait;
+            async move { carry(tcp, peer, &name, current, wait, counters.meter()).await }
+        },
+    )
+    .await
 }
 
 /// Carries one local connection over the current session; `false` when it was not served.

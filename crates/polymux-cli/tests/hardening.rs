@@ -68,6 +68,43 @@ async fn closed_by_peer(tcp: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// A tunnel server with one unnamed service and `extra` flags: (the process, its control
+/// address, the service's address).
+async fn tunnel_server(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+    let mut args = vec![
+        "tunnel",
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--expose",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let server = Proc::spawn("tunnel server", &args, &[("POLYMUX_TOKEN", TOKEN)]);
+    let control = server.addr_after("listening on ").await;
+    let exposed = server.addr_after("exposing service default on ").await;
+    (server, control, exposed)
+}
+
+/// A tunnel client of the server at `control` whose catch-all target is `target`, once its
+/// tunnel is up.
+async fn tunnel_client(control: SocketAddr, target: SocketAddr) -> Proc {
+    let client = Proc::spawn(
+        "tunnel client",
+        &[
+            "tunnel",
+            "client",
+            "--server",
+            &control.to_string(),
+            "--target",
+            &target.to_string(),
+        ],
+        &[("POLYMUX_TOKEN", TOKEN)],
+    );
+    client.wait_for("tunnel up", WAIT).await;
+    client
+}
+
 /// The resident set of `pid` in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -149,38 +186,10 @@ async fn silent_connections_cannot_lock_a_real_client_out_of_echo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_connections_cannot_lock_a_tunnel_client_out() {
     let target = common::echo_server().await;
-    let server = Proc::spawn(
-        "tunnel server",
-        &[
-            "tunnel",
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--expose",
-            "127.0.0.1:0",
-            "--max-clients",
-            "1",
-            "--handshake-timeout",
-            "2s",
-        ],
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
-    let control = server.addr_after("listening on ").await;
-    let exposed = server.addr_after("exposing service default on ").await;
+    let (server, control, exposed) =
+        tunnel_server(&["--max-clients", "1", "--handshake-timeout", "2s"]).await;
     let mut silent = silent_connections(control, 300).await;
-    let client = Proc::spawn(
-        "tunnel client",
-        &[
-            "tunnel",
-            "client",
-            "--server",
-            &control.to_string(),
-            "--target",
-            &target.to_string(),
-        ],
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
-    client.wait_for("tunnel up", WAIT).await;
+    let _client = tunnel_client(control, target).await;
     let data = common::payload(7, 100_000);
     let echoed = common::echo_roundtrip(exposed, data.clone())
         .await
@@ -331,33 +340,8 @@ async fn tunnel_memory_per_idle_visitor_is_small() {
     const VISITORS: usize = 500;
     const PER_VISITOR: u64 = 6 * 1024;
     let target = common::echo_server().await;
-    let server = Proc::spawn(
-        "tunnel server",
-        &[
-            "tunnel",
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--expose",
-            "127.0.0.1:0",
-        ],
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
-    let control = server.addr_after("listening on ").await;
-    let exposed = server.addr_after("exposing service default on ").await;
-    let client = Proc::spawn(
-        "tunnel client",
-        &[
-            "tunnel",
-            "client",
-            "--server",
-            &control.to_string(),
-            "--target",
-            &target.to_string(),
-        ],
-        &[("POLYMUX_TOKEN", TOKEN)],
-    );
-    client.wait_for("tunnel up", WAIT).await;
+    let (server, control, exposed) = tunnel_server(&[]).await;
+    let client = tunnel_client(control, target).await;
     // Warm up (runtime threads, the session's buffers) so that the baseline is not start-up.
     drop(idle_visitors(exposed, 20).await);
     let before = [rss(server.pid()), rss(client.pid())];
