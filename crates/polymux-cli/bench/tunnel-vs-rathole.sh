@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of `polymux tunnel` and rathole 0.5.0 on loopback (see
-# tunnel_vs_rathole.py for what is measured and how). Builds polymux (release) from this
-# checkout; rathole is taken from --rathole PATH, or installed from crates.io into a temporary
+# tunnel_vs_rathole.py for what is measured and how). Builds polymux from this checkout with
+# the `dist` profile (LTO, one codegen unit: how a shipped binary is built, as rathole's
+# release profile does); rathole is taken from --rathole PATH, or installed from crates.io into a temporary
 # root with --install-rathole (never a test dependency). Writes the report to
 # crates/polymux-cli/BENCHMARKS.md unless --out says otherwise; extra arguments go to the
 # Python script (e.g. --size-mib 256 --trials 1 for a quick look).
@@ -41,7 +42,7 @@ if [ -z "$rathole" ]; then
     exit 2
 fi
 
-(cd "$root" && cargo build --release -p polymux-cli)
+(cd "$root" && cargo build --profile dist -p polymux-cli)
 cd "$root"
-exec python3 "$here/tunnel_vs_rathole.py" --polymux "$root/target/release/polymux" \
+exec python3 "$here/tunnel_vs_rathole.py" --polymux "$root/target/dist/polymux" \
     --rathole "$rathole" --out "$out" ${rest[@]+"${rest[@]}"}

@@ -123,7 +123,7 @@ impl Default for ShutdownArgs {
 pub struct ReconnectArgs {
     /// Longest wait between reconnection attempts: the wait starts at 100ms and doubles up to
     /// this (±20% jitter); a session that lasted 10s starts the next wait over at 100ms.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub max_backoff: Duration,
     /// Give up (exit 1) after this many consecutive failed attempts [default: never].
     #[arg(long, value_name = "N")]

@@ -44,6 +44,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+use crate::args::{ReconnectArgs, SessionArgs, ShutdownArgs};
 use crate::auth::{Token, TokenTable};
 use crate::error::config_error;
 use crate::noise::{ClientNoiseArgs, ServerNoiseArgs};
@@ -807,6 +808,45 @@ pub fn any_token<'a>(
     services: &'a [ServiceConfig],
 ) -> Option<&'a Token> {
     default.or_else(|| services.iter().find_map(|s| s.token.as_ref()))
+}
+
+/// A required address (`--listen`, `--server`): the flag, else the file's `key`.
+pub fn required(
+    flag: &Option<String>,
+    file: &Option<String>,
+    name: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    match (flag, file) {
+        (Some(flag), _) => Ok(flag.clone()),
+        (None, Some(file)) => Ok(file.clone()),
+        (None, None) => Err(missing(name, key)),
+    }
+}
+
+/// `--max-streams` and `--keepalive` over the file's `max_streams` and `keepalive`.
+pub fn session(args: &SessionArgs, f: &FileConfig) -> SessionArgs {
+    SessionArgs {
+        max_streams: pick("max_streams", args.max_streams, f.max_streams),
+        keepalive: pick("keepalive", args.keepalive, f.keepalive),
+    }
+}
+
+/// `--max-backoff` and `--max-retries` over the file's `max_backoff` and `max_retries`.
+pub fn reconnect(args: &ReconnectArgs, f: &FileConfig) -> ReconnectArgs {
+    ReconnectArgs {
+        max_backoff: pick("max_backoff", args.max_backoff, f.max_backoff),
+        max_retries: args.max_retries.or(f.max_retries),
+    }
+}
+
+/// `--shutdown-timeout` over the file's `shutdown_timeout`.
+pub fn shutdown_timeout(args: &ShutdownArgs, f: &FileConfig) -> Duration {
+    pick(
+        "shutdown_timeout",
+        args.shutdown_timeout,
+        f.shutdown_timeout,
+    )
 }
 
 /// The error when neither a flag nor the file gives a required value.

@@ -27,12 +27,12 @@ use crate::args::{
     BacklogArgs, ClientAuthArgs, ReconnectArgs, ServerAuthArgs, ServerGuardArgs, SessionArgs,
     ShutdownArgs,
 };
-use crate::auth::{Expectation, Mode, Token};
+use crate::auth::{Mode, Token};
 use crate::config_file::{self, FileArgs, FileConfig, ServiceConfig, Side};
 use crate::limits::Limiter;
 use crate::metrics::{self, Metrics};
-use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
-use crate::protocol::{session_config, MemoryLimit, Protocol};
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoiseArgs};
+use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
 use crate::reload::{self, Bound, ListenerSet};
@@ -40,8 +40,8 @@ use crate::server::{Admission, Guard};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::SessionSet;
 use crate::shutdown::{self, parse_duration, Shutdown};
-use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
-use crate::transport::{self, CredentialSet, Credentials, Dialer, Gate};
+use crate::tls::{ClientTls, ClientTlsArgs, ServerTlsArgs};
+use crate::transport::{self, CredentialSet, Credentials, Dialer};
 use crate::{server, target};
 
 /// How long opening a stream may take.
@@ -149,11 +149,7 @@ impl ServerSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ServerSettings> {
         let f = file.cloned().unwrap_or_default();
-        let listen = match (&args.listen, &f.listen) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--listen", "listen")),
-        };
+        let listen = config_file::required(&args.listen, &f.listen, "--listen", "listen")?;
         let targets = config_file::merge_services(&f.services, &args.target);
         if targets.is_empty() {
             return Err(config_file::missing("--target", "[services.NAME] target"));
@@ -167,19 +163,8 @@ impl ServerSettings {
             tls,
             noise,
             max_clients: config_file::pick("max_clients", args.max_clients, f.max_clients),
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics.clone()),
             services: config_file::effective_services(file, &args.target, false),
             targets,
@@ -197,32 +182,25 @@ pub async fn run_server(
         config_file::load_initial(args.file.config.as_deref(), Side::ForwardServer)?;
     let settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
     let protocol = settings.protocol;
-    let tls = ServerTls::from_args(&settings.tls)?;
-    let noise = ServerNoise::from_args(&settings.noise)?;
-    transport::check_server_security(
-        &settings.listen,
-        config_file::any_token(settings.token.as_ref(), &settings.services),
-        settings.insecure_no_token,
-        tls.is_some() || noise.is_some(),
+    let setup = server::Setup::new(
+        Mode::Forward,
+        server::Common {
+            listen: &settings.listen,
+            protocol,
+            token: settings.token.as_ref(),
+            services: &settings.services,
+            insecure_no_token: settings.insecure_no_token,
+            tls: &settings.tls,
+            noise: &settings.noise,
+            session: &settings.session,
+            max_clients: settings.max_clients,
+            memory_limit: args.guard.memory_limit,
+            metrics: settings.metrics.as_deref(),
+        },
+        &shutdown,
     )
     .await?;
-    let table = config_file::token_table(
-        settings.token.as_ref(),
-        &settings.services,
-        settings.insecure_no_token,
-    )?;
-    // One memory pool for all the server's sessions (the guard flags hold with a config file
-    // too; `max_clients` may come from the file).
-    let mut tuning = settings.session.tuning();
-    tuning.memory = Some(MemoryLimit {
-        limit: args.guard.memory_limit,
-        sessions: settings.max_clients,
-    });
-    let config = session_config(protocol, &tuning)?;
-    let metrics = Metrics::new(&config);
-    if let Some(addr) = &settings.metrics {
-        metrics::serve(addr, metrics.clone(), shutdown.clone()).await?;
-    }
+    let metrics = setup.metrics.clone();
     let targets = Targets::new(&settings.targets, "--target")?.with_metrics(metrics.clone());
     let listener =
         transport::bind_with_backlog(&settings.listen, "--listen", args.guard.backlog.backlog)
@@ -230,24 +208,16 @@ pub async fn run_server(
     tracing::info!(
         "forward server listening on {} ({protocol}{}); targets: {}",
         listener.local_addr()?,
-        crate::noise::security_label(tls.is_some(), noise.is_some()),
+        setup.security_label(),
         targets.describe()
     );
-    if let Some(tls) = &tls {
-        tracing::info!(
-            "TLS certificate SHA-256 fingerprint {} (clients may pin it with --tls-pin)",
-            tls.fingerprint
-        );
-    }
-    if let Some(noise) = &noise {
-        crate::noise::log_server_key(noise);
-    }
-    let expect = Expectation::with_table(Mode::Forward, protocol, table);
-    let gate = Gate {
-        tls,
-        noise,
-        expect: expect.clone(),
-    };
+    setup.log_identity();
+    let server::Setup {
+        gate,
+        expect,
+        config,
+        ..
+    } = setup;
     let set = SessionSet::default();
     let session_tasks = TaskTracker::new();
     let relays = TaskTracker::new();
@@ -293,7 +263,7 @@ pub async fn run_server(
     loop {
         let file = tokio::select! {
             _ = shutdown.requested() => break,
-            Some(file) = next_reload(&mut reloads) => file,
+            Some(file) = reload::next(&mut reloads) => file,
         };
         let path = file.path.display().to_string();
         let applied = ServerSettings::resolve(&args, protocol, Some(&file)).and_then(|next| {
@@ -344,16 +314,6 @@ pub async fn run_server(
     }
 }
 
-/// The next configuration from the watcher, or never (no `--config`).
-async fn next_reload(
-    reloads: &mut Option<tokio::sync::mpsc::Receiver<FileConfig>>,
-) -> Option<FileConfig> {
-    match reloads {
-        Some(rx) => rx.recv().await,
-        None => futures::future::pending().await,
-    }
-}
-
 /// The forward client's settings: flags over the config file over the flags' defaults.
 #[derive(Clone, Debug)]
 struct ClientSettings {
@@ -379,11 +339,7 @@ impl ClientSettings {
     ) -> anyhow::Result<ClientSettings> {
         services::check_unique(&args.listen, "--listen")?;
         let f = file.cloned().unwrap_or_default();
-        let server = match (&args.server, &f.server) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--server", "server")),
-        };
+        let server = config_file::required(&args.server, &f.server, "--server", "server")?;
         let services = config_file::effective_services(file, &args.listen, true);
         if services.is_empty() {
             return Err(config_file::missing("--listen", "[services.NAME] bind"));
@@ -419,27 +375,9 @@ impl ClientSettings {
                 f.max_connections,
             ),
             wait_for_server: config_file::pick("wait_for_server", args.wait_for_server, f.wait),
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            reconnect: ReconnectArgs {
-                max_backoff: config_file::pick(
-                    "max_backoff",
-                    args.reconnect.max_backoff,
-                    f.max_backoff,
-                ),
-                max_retries: args.reconnect.max_retries.or(f.max_retries),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            reconnect: config_file::reconnect(&args.reconnect, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics.clone()),
         })
     }
@@ -537,16 +475,18 @@ pub async fn run_client(
 
     let relays = TaskTracker::new();
     let context = LocalContext {
+        serving: reload::Serving {
+            relays: relays.clone(),
+            connections: Limiter::new(
+                settings.max_connections,
+                "local connections",
+                "--max-connections",
+            ),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        },
         current: current_rx.clone(),
-        relays: relays.clone(),
-        connections: Limiter::new(
-            settings.max_connections,
-            "local connections",
-            "--max-connections",
-        ),
         wait: settings.wait_for_server,
-        shutdown: shutdown.clone(),
-        metrics: metrics.clone(),
     };
     let server_addr = settings.server.clone();
     let mut listeners = ListenerSet::new(
@@ -588,7 +528,7 @@ pub async fn run_client(
             biased;
             _ = shutdown.requested() => break None,
             ended = &mut maintainer => break Some(ended),
-            Some(file) = next_reload(&mut reloads) => file,
+            Some(file) = reload::next(&mut reloads) => file,
         };
         let path = file.path.display().to_string();
         let next = match ClientSettings::resolve(&args, protocol, Some(&file)) {
@@ -682,12 +622,9 @@ async fn retire(session: Session, driver: transport::DriverHandle, shutdown: Shu
 /// What every local service's accept loop shares.
 #[derive(Clone)]
 struct LocalContext {
+    serving: reload::Serving,
     current: watch::Receiver<Option<Session>>,
-    relays: TaskTracker,
-    connections: Limiter,
     wait: Duration,
-    shutdown: Shutdown,
-    metrics: Metrics,
 }
 
 /// Accepts local connections of one service until `stop` (a reload) or shutdown; returns
@@ -699,48 +636,20 @@ async fn local_loop(
     limit: Option<Limiter>,
     stop: CancellationToken,
 ) -> TcpListener {
-    let counters = context.metrics.service(&name);
-    loop {
-        let accepted = tokio::select! {
-            _ = context.shutdown.requested() => return listener,
-            _ = stop.cancelled() => return listener,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!("{name}: accepting a local connection failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let own = match &limit {
-            Some(limit) => match limit.try_acquire() {
-                Some(permit) => Some(permit),
-                None => {
-                    counters.refused();
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let Some(permit) = context.connections.try_acquire() else {
-            counters.refused();
-            continue;
-        };
-        tcp.set_nodelay(true).ok();
-        let name = name.clone();
-        let current = context.current.clone();
-        let wait = context.wait;
-        let counters = counters.clone();
-        context.relays.spawn(async move {
-            let _open = counters.opened();
-            if !carry(tcp, peer, &name, current, wait, counters.meter()).await {
-                counters.refused();
-            }
-            drop((permit, own));
-        });
-    }
+    let serving = context.serving.clone();
+    reload::accept_loop(
+        listener,
+        name,
+        serving,
+        limit,
+        stop,
+        move |tcp, peer, name, counters| {
+            let current = context.current.clone();
+            let wait = context.wait;
+            async move { carry(tcp, peer, &name, current, wait, counters.meter()).await }
+        },
+    )
+    .await
 }
 
 /// Carries one local connection over the current session; `false` when it was not served.

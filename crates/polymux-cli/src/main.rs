@@ -28,7 +28,8 @@
 //!   [`limits`] — connection and stream limits; [`guard`] — handshake and idle timeouts,
 //!   and `--memory-limit`, for every server.
 //! - [`echo`] — the echo server; [`bench`](mod@bench) — the benchmark.
-//! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining.
+//! - [`shutdown`] — Ctrl-C / SIGTERM handling and draining; [`trim`] — freed heap given back
+//!   to the system once a burst of work is over.
 //! - [`config_file`] — `--config FILE` (TOML); [`reload`] — reloading it on change and on
 //!   SIGHUP; [`metrics`] — `--metrics ADDR` (Prometheus text).
 
@@ -57,6 +58,7 @@ mod shutdown;
 mod target;
 mod tls;
 mod transport;
+mod trim;
 mod tunnel;
 mod udp;
 
@@ -193,6 +195,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // open files would refuse a normal burst of a thousand visitors.
     bench::memory::raise_fd_limit();
     let protocol = cli.protocol.unwrap_or(Protocol::Yamux);
+    if matches!(
+        cli.command,
+        Command::Tunnel(_) | Command::Forward(_) | Command::Echo(_)
+    ) {
+        trim::spawn();
+    }
     match cli.command {
         Command::Tunnel(TunnelSide::Server(args)) => {
             tunnel::run_server(args, protocol, shutdown).await

@@ -2,7 +2,8 @@
 //! session to the server, reconnecting with exponential back-off whenever it drops.
 //!
 //! The back-off rule: the first wait is 100 ms, each failed attempt doubles it up to
-//! `--max-backoff` (2 s by default), ±20 % jitter. A session that lasted at least 10 s
+//! `--max-backoff` (1 s by default, the cap rathole uses too: a server back from an outage
+//! is found within about a second), ±20 % jitter. A session that lasted at least 10 s
 //! resets it, so the next drop is retried after 100 ms; one that dropped sooner does not (a
 //! server that accepts and drops at once is not hammered).
 //!

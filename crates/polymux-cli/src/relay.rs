@@ -25,17 +25,18 @@
 //! error on either side resets the stream, so the far end tears its connection down too.
 //!
 //! Stream → TCP hands the stream's received chunks (`read_chunk`) straight to the TCP write:
-//! no copy into a relay buffer.
+//! no copy into a relay buffer. TCP → stream reads into a buffer that exists only while the
+//! connection has data (see `pump_tcp`): an idle connection holds no relay buffer in either
+//! direction.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use polymux::{ReadHalf, Stream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::ReadHalf as TcpReadHalf;
 use tokio::net::TcpStream;
 
 /// Header version.
@@ -44,7 +45,8 @@ pub const STREAM_VERSION: u8 = 1;
 pub const DATAGRAM_VERSION: u8 = 2;
 /// How long the acceptor waits for a header, and the opener for a status.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Relay buffer per direction.
+/// Relay buffer of the TCP → stream direction, held only while data flows; also the largest
+/// chunk taken from the stream at once.
 const BUFFER: usize = 32 * 1024;
 const MAX_MESSAGE: usize = 1024;
 
@@ -129,28 +131,6 @@ pub struct Meter {
     pub from_target: Arc<AtomicU64>,
 }
 
-/// A reader that adds what it reads to a counter.
-struct Counted<'a, R> {
-    inner: R,
-    count: &'a AtomicU64,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counted<'_, R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let read = buf.filled().len().saturating_sub(before);
-            self.count.fetch_add(read as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
 /// Writes the header naming `service` (at most 255 bytes).
 pub async fn write_header<W: AsyncWrite + Unpin>(w: &mut W, service: &str) -> io::Result<()> {
     write_header_version(w, STREAM_VERSION, service).await
@@ -222,14 +202,39 @@ pub async fn read_status<R: AsyncRead + Unpin>(r: &mut R) -> Result<(), RelayErr
     })
 }
 
-/// Copies `r` to `w` until EOF, then shuts `w` down (half-close).
-async fn pump<R, W>(r: R, w: &mut W) -> io::Result<u64>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut r = BufReader::with_capacity(BUFFER, r);
-    let n = tokio::io::copy_buf(&mut r, w).await?;
+/// Copies what the TCP connection sends to `w` until EOF, then shuts `w` down (half-close).
+/// Each read is added to `count` (the service's meter) as it happens.
+///
+/// Invariant: the relay buffer exists only while the connection has data for it. It is taken
+/// when the socket is readable and given back as soon as a read would block, so an idle
+/// connection holds no buffer at all (a thousand idle visitors used to hold 32 KiB each,
+/// per side, for their whole lives). Under load the socket rarely runs dry between reads, so
+/// the buffer is reused across reads and the allocator's fast path covers the rest.
+async fn pump_tcp<W: AsyncWrite + Unpin>(
+    r: &TcpReadHalf<'_>,
+    w: &mut W,
+    count: &AtomicU64,
+) -> io::Result<u64> {
+    let mut n = 0;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        if buf.capacity() == 0 {
+            r.readable().await?;
+            buf.reserve_exact(BUFFER);
+        }
+        match r.try_read_buf(&mut buf) {
+            Ok(0) => break,
+            Ok(read) => {
+                count.fetch_add(read as u64, Ordering::Relaxed);
+                w.write_all(&buf).await?;
+                n += read as u64;
+                buf.clear();
+            }
+            // Idle (or a spurious wake-up): give the buffer back before waiting again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = Vec::new(),
+            Err(e) => return Err(e),
+        }
+    }
     w.shutdown().await?;
     Ok(n)
 }
@@ -256,22 +261,21 @@ async fn pump_chunks<W: AsyncWrite + Unpin>(
 /// On failure the stream is reset.
 pub async fn relay_opened(
     mut stream: Stream,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     service: &str,
     meter: &Meter,
 ) -> Result<Moved, RelayError> {
     if let Err(e) = write_header(&mut stream, service).await {
         stream.reset();
+        crate::trim::note_ended();
         return Err(e.into());
     }
     let (mut sr, mut sw) = stream.halves();
-    let (tr, mut tw) = tcp.into_split();
+    let (tr, mut tw) = tcp.split();
     let upload = async {
-        let tr = Counted {
-            inner: tr,
-            count: &meter.to_target,
-        };
-        pump(tr, &mut sw).await.map_err(RelayError::from)
+        pump_tcp(&tr, &mut sw, &meter.to_target)
+            .await
+            .map_err(RelayError::from)
     };
     let download = async {
         tokio::time::timeout(HEADER_TIMEOUT, read_status(&mut sr))
@@ -316,17 +320,15 @@ fn refused_by_the_engine(e: RelayError) -> RelayError {
 /// (Here the TCP connection is the target's.)
 pub async fn relay_accepted(
     mut stream: Stream,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     meter: &Meter,
 ) -> Result<Moved, RelayError> {
     let (mut sr, mut sw) = stream.halves();
-    let (tr, mut tw) = tcp.into_split();
+    let (tr, mut tw) = tcp.split();
     let upload = async {
-        let tr = Counted {
-            inner: tr,
-            count: &meter.from_target,
-        };
-        pump(tr, &mut sw).await.map_err(RelayError::from)
+        pump_tcp(&tr, &mut sw, &meter.from_target)
+            .await
+            .map_err(RelayError::from)
     };
     let download = async {
         pump_chunks(&mut sr, &mut tw, &meter.to_target)
@@ -338,6 +340,7 @@ pub async fn relay_accepted(
 }
 
 fn finish(mut stream: Stream, result: Result<(u64, u64), RelayError>) -> Result<Moved, RelayError> {
+    crate::trim::note_ended();
     match result {
         Ok((into_stream, out_of_stream)) => Ok(Moved {
             into_stream,

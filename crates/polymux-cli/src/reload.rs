@@ -24,17 +24,102 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use std::future::Future;
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config_file::{self, FileConfig, ServiceConfig, Side};
+use crate::limits::Limiter;
+use crate::metrics::{Metrics, ServiceCounters};
 use crate::shutdown::Shutdown;
 use crate::transport;
 
 /// How often the file is compared with its last version.
 const POLL: Duration = Duration::from_secs(1);
+
+/// What the accept loops of one listening side (tunnel server, forward client) share.
+#[derive(Clone)]
+pub struct Serving {
+    /// Where each connection's relay runs (drained at shutdown).
+    pub relays: TaskTracker,
+    /// `--max-connections`, over all services.
+    pub connections: Limiter,
+    /// Per-service counters.
+    pub metrics: Metrics,
+    /// Shutdown.
+    pub shutdown: Shutdown,
+}
+
+/// Accepts connections to one service until `stop` (a reload) or shutdown, and returns the
+/// listener so that a restart can reuse it. A connection is taken within the service's own
+/// `limit` and `--max-connections`, else refused (counted); a taken one runs `carry` as a
+/// relay task, counted open while it runs and refused when `carry` returns `false`.
+pub async fn accept_loop<C, F>(
+    listener: TcpListener,
+    name: String,
+    serving: Serving,
+    limit: Option<Limiter>,
+    stop: CancellationToken,
+    carry: C,
+) -> TcpListener
+where
+    C: Fn(TcpStream, SocketAddr, String, Arc<ServiceCounters>) -> F,
+    F: Future<Output = bool> + Send + 'static,
+{
+    let counters = serving.metrics.service(&name);
+    loop {
+        let accepted = tokio::select! {
+            _ = serving.shutdown.requested() => return listener,
+            _ = stop.cancelled() => return listener,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!("{name}: accepting a connection failed: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let own = match &limit {
+            Some(limit) => match limit.try_acquire() {
+                Some(permit) => Some(permit),
+                None => {
+                    counters.refused();
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let Some(permit) = serving.connections.try_acquire() else {
+            counters.refused();
+            continue;
+        };
+        tcp.set_nodelay(true).ok();
+        let carried = carry(tcp, peer, name.clone(), counters.clone());
+        let counters = counters.clone();
+        serving.relays.spawn(async move {
+            let _open = counters.opened();
+            if !carried.await {
+                counters.refused();
+            }
+            drop((permit, own));
+        });
+    }
+}
+
+/// The next configuration from [`watch`]'s receiver, or never when there is none (no
+/// `--config`): a `select!` arm for the reload loops of both servers and clients.
+pub async fn next(reloads: &mut Option<mpsc::Receiver<FileConfig>>) -> Option<FileConfig> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => futures::future::pending().await,
+    }
+}
 
 /// Watches `path` until shutdown; sends each new valid configuration. `current` holds the
 /// bytes of the configuration already running (so that only changes are sent).

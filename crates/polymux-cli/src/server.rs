@@ -17,13 +17,116 @@ use polymux::{Config, Session};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
-use crate::args::ServerGuardArgs;
-use crate::auth::{self, Refusal, Status};
+use crate::args::{ServerGuardArgs, SessionArgs};
+use crate::auth::{self, Expectation, Mode, Refusal, Status, Token};
+use crate::config_file::{self, ServiceConfig};
 use crate::guard::{self, Handshakes, Watch, Watched};
 use crate::limits::Limiter;
+use crate::metrics::{self, Metrics};
+use crate::noise::{ServerNoise, ServerNoiseArgs};
+use crate::protocol::{session_config, MemoryLimit, Protocol};
 use crate::sessions::{Entry, SessionSet};
 use crate::shutdown::Shutdown;
-use crate::transport::{BoxIo, DriverHandle, Gate};
+use crate::tls::{ServerTls, ServerTlsArgs};
+use crate::transport::{self, BoxIo, DriverHandle, Gate};
+
+/// The resolved settings `tunnel server` and `forward server` both start from.
+pub struct Common<'a> {
+    /// `--listen`.
+    pub listen: &'a str,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The default token.
+    pub token: Option<&'a Token>,
+    /// The services (with their own tokens).
+    pub services: &'a [ServiceConfig],
+    /// `--insecure-no-token`.
+    pub insecure_no_token: bool,
+    /// TLS settings.
+    pub tls: &'a ServerTlsArgs,
+    /// Noise settings.
+    pub noise: &'a ServerNoiseArgs,
+    /// Per-session settings.
+    pub session: &'a SessionArgs,
+    /// `--max-clients` (the memory pool is shared among this many sessions).
+    pub max_clients: usize,
+    /// `--memory-limit`.
+    pub memory_limit: usize,
+    /// `--metrics`.
+    pub metrics: Option<&'a str>,
+}
+
+/// What a tunnel or forward server sets up before it listens: its TLS or Noise identity, the
+/// token table, the session configuration with one memory pool for all sessions, and the
+/// metrics (served when `--metrics` asks).
+pub struct Setup {
+    /// The admission gate (TLS or Noise, and the tokens).
+    pub gate: Gate,
+    /// The token expectation (shared with the gate; reloads replace its table).
+    pub expect: Expectation,
+    /// The session configuration.
+    pub config: Config,
+    /// The process's metrics.
+    pub metrics: Metrics,
+}
+
+impl Setup {
+    /// Checks the security policy, loads keys, builds the token table and the session
+    /// configuration, and starts the metrics endpoint.
+    pub async fn new(mode: Mode, c: Common<'_>, shutdown: &Shutdown) -> anyhow::Result<Setup> {
+        let tls = ServerTls::from_args(c.tls)?;
+        let noise = ServerNoise::from_args(c.noise)?;
+        transport::check_server_security(
+            c.listen,
+            config_file::any_token(c.token, c.services),
+            c.insecure_no_token,
+            tls.is_some() || noise.is_some(),
+        )
+        .await?;
+        let table = config_file::token_table(c.token, c.services, c.insecure_no_token)?;
+        // One memory pool for all the server's sessions (the guard flags hold with a config
+        // file too; `max_clients` may come from the file).
+        let mut tuning = c.session.tuning();
+        tuning.memory = Some(MemoryLimit {
+            limit: c.memory_limit,
+            sessions: c.max_clients,
+        });
+        let config = session_config(c.protocol, &tuning)?;
+        let metrics = Metrics::new(&config);
+        if let Some(addr) = c.metrics {
+            metrics::serve(addr, metrics.clone(), shutdown.clone()).await?;
+        }
+        let expect = Expectation::with_table(mode, c.protocol, table);
+        Ok(Setup {
+            gate: Gate {
+                tls,
+                noise,
+                expect: expect.clone(),
+            },
+            expect,
+            config,
+            metrics,
+        })
+    }
+
+    /// ", TLS" / ", Noise" / "", for the listening line.
+    pub fn security_label(&self) -> &'static str {
+        crate::noise::security_label(self.gate.tls.is_some(), self.gate.noise.is_some())
+    }
+
+    /// Logs what clients pin: the certificate's fingerprint, or the Noise public key.
+    pub fn log_identity(&self) {
+        if let Some(tls) = &self.gate.tls {
+            tracing::info!(
+                "TLS certificate SHA-256 fingerprint {} (clients may pin it with --tls-pin)",
+                tls.fingerprint
+            );
+        }
+        if let Some(noise) = &self.gate.noise {
+            crate::noise::log_server_key(noise);
+        }
+    }
+}
 
 /// How a server admits a connection before it takes a slot.
 #[derive(Clone)]

@@ -34,8 +34,8 @@ use crate::auth::{Expectation, Mode, Token};
 use crate::config_file::{self, FileArgs, FileConfig, ServiceConfig, Side};
 use crate::limits::Limiter;
 use crate::metrics::{self, Metrics};
-use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoise, ServerNoiseArgs};
-use crate::protocol::{session_config, MemoryLimit, Protocol};
+use crate::noise::{ClientNoise, ClientNoiseArgs, ServerNoiseArgs};
+use crate::protocol::{session_config, Protocol};
 use crate::reconnect::{self, SessionEnd};
 use crate::relay::{self, RelayError};
 use crate::reload::{self, Bound, ListenerSet};
@@ -43,8 +43,8 @@ use crate::server::{Admission, Guard};
 use crate::services::{self, ServiceSpec, Targets};
 use crate::sessions::{Entry, SessionSet};
 use crate::shutdown::{self, parse_duration, Shutdown};
-use crate::tls::{ClientTls, ClientTlsArgs, ServerTls, ServerTlsArgs};
-use crate::transport::{self, CredentialSet, Credentials, Dialer, Gate};
+use crate::tls::{ClientTls, ClientTlsArgs, ServerTlsArgs};
+use crate::transport::{self, CredentialSet, Credentials, Dialer};
 use crate::udp::UdpArgs;
 use crate::{server, target, udp};
 
@@ -158,11 +158,7 @@ impl ServerSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ServerSettings> {
         let f = file.cloned().unwrap_or_default();
-        let listen = match (&args.listen, &f.listen) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--listen", "listen")),
-        };
+        let listen = config_file::required(&args.listen, &f.listen, "--listen", "listen")?;
         let services = config_file::effective_services(file, &args.expose, true);
         if services.is_empty() {
             return Err(config_file::missing("--expose", "[services.NAME] bind"));
@@ -179,7 +175,7 @@ impl ServerSettings {
         Ok(ServerSettings {
             listen,
             protocol: config_file::pick("protocol", protocol, f.protocol),
-            token: args.auth.token()?.or(f.token),
+            token: args.auth.token()?.or(f.token.clone()),
             insecure_no_token: args.auth.insecure_no_token || f.insecure_no_token == Some(true),
             tls,
             noise,
@@ -198,19 +194,8 @@ impl ServerSettings {
                 f.max_connections,
             ),
             wait_for_client: config_file::pick("wait_for_client", args.wait_for_client, f.wait),
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics),
             services,
         })
@@ -270,13 +255,10 @@ impl ServerSettings {
 /// What every exposed service's accept loop shares.
 #[derive(Clone)]
 struct ExposeContext {
+    serving: reload::Serving,
     set: SessionSet,
-    relays: TaskTracker,
-    connections: Limiter,
     wait: Duration,
-    shutdown: Shutdown,
     expect: Expectation,
-    metrics: Metrics,
     udp: UdpArgs,
 }
 
@@ -290,71 +272,57 @@ pub async fn run_server(
         config_file::load_initial(args.file.config.as_deref(), Side::TunnelServer)?;
     let mut settings = ServerSettings::resolve(&args, protocol, file.as_ref())?;
     let protocol = settings.protocol;
-    let tls = ServerTls::from_args(&settings.tls)?;
-    let noise = ServerNoise::from_args(&settings.noise)?;
-    transport::check_server_security(
-        &settings.listen,
-        config_file::any_token(settings.token.as_ref(), &settings.services),
-        settings.insecure_no_token,
-        tls.is_some() || noise.is_some(),
+    let setup = server::Setup::new(
+        Mode::Tunnel,
+        server::Common {
+            listen: &settings.listen,
+            protocol,
+            token: settings.token.as_ref(),
+            services: &settings.services,
+            insecure_no_token: settings.insecure_no_token,
+            tls: &settings.tls,
+            noise: &settings.noise,
+            session: &settings.session,
+            max_clients: settings.max_clients,
+            memory_limit: args.guard.memory_limit,
+            metrics: settings.metrics.as_deref(),
+        },
+        &shutdown,
     )
     .await?;
-    let table = config_file::token_table(
-        settings.token.as_ref(),
-        &settings.services,
-        settings.insecure_no_token,
-    )?;
-    // One memory pool for all the server's sessions (the guard flags hold with a config file
-    // too; `max_clients` may come from the file).
-    let mut tuning = settings.session.tuning();
-    tuning.memory = Some(MemoryLimit {
-        limit: args.guard.memory_limit,
-        sessions: settings.max_clients,
-    });
-    let config = session_config(protocol, &tuning)?;
-    let metrics = Metrics::new(&config);
-    if let Some(addr) = &settings.metrics {
-        metrics::serve(addr, metrics.clone(), shutdown.clone()).await?;
-    }
+    let metrics = setup.metrics.clone();
 
     let backlog = args.guard.backlog.backlog;
     let control = transport::bind_with_backlog(&settings.listen, "--listen", backlog).await?;
     let control_addr = control.local_addr()?;
     tracing::info!(
         "tunnel server listening on {control_addr} for tunnel clients ({protocol}{})",
-        crate::noise::security_label(tls.is_some(), noise.is_some())
+        setup.security_label()
     );
-    if let Some(tls) = &tls {
-        tracing::info!(
-            "TLS certificate SHA-256 fingerprint {} (clients may pin it with --tls-pin)",
-            tls.fingerprint
-        );
-    }
-
-    if let Some(noise) = &noise {
-        crate::noise::log_server_key(noise);
-    }
-    let expect = Expectation::with_table(Mode::Tunnel, protocol, table);
-    let gate = Gate {
-        tls,
-        noise,
-        expect: expect.clone(),
-    };
+    setup.log_identity();
+    let server::Setup {
+        gate,
+        expect,
+        config,
+        ..
+    } = setup;
     let set = SessionSet::default();
     let client_tasks = TaskTracker::new();
     let relays = TaskTracker::new();
     let context = ExposeContext {
+        serving: reload::Serving {
+            relays: relays.clone(),
+            connections: Limiter::new(
+                settings.max_connections,
+                "connections to exposed services",
+                "--max-connections",
+            ),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        },
         set: set.clone(),
-        relays: relays.clone(),
-        connections: Limiter::new(
-            settings.max_connections,
-            "connections to exposed services",
-            "--max-connections",
-        ),
         wait: settings.wait_for_client,
-        shutdown: shutdown.clone(),
         expect: expect.clone(),
-        metrics: metrics.clone(),
         udp: settings.udp.clone(),
     };
     let mut listeners = ListenerSet::new(
@@ -396,13 +364,13 @@ pub async fn run_server(
                         name: service.name.clone(),
                         set: context.set.clone(),
                         usable,
-                        relays: context.relays.clone(),
-                        connections: context.connections.clone(),
+                        relays: context.serving.relays.clone(),
+                        connections: context.serving.connections.clone(),
                         limit,
                         wait: context.wait,
                         settings: context.udp.clone(),
-                        counters: context.metrics.service(&service.name),
-                        shutdown: context.shutdown.clone(),
+                        counters: context.serving.metrics.service(&service.name),
+                        shutdown: context.serving.shutdown.clone(),
                     };
                     let looping = udp::expose_loop(socket, exposed, stop);
                     tokio::spawn(async move { Bound::Udp(looping.await) })
@@ -441,7 +409,7 @@ pub async fn run_server(
     loop {
         let next = tokio::select! {
             _ = shutdown.requested() => break,
-            Some(file) = next_reload(&mut reloads) => file,
+            Some(file) = reload::next(&mut reloads) => file,
         };
         let path = next.path.display().to_string();
         let next = match ServerSettings::resolve(&args, protocol, Some(&next)) {
@@ -508,16 +476,6 @@ pub async fn run_server(
     }
 }
 
-/// The next configuration from the watcher, or never (no `--config`).
-async fn next_reload(
-    reloads: &mut Option<tokio::sync::mpsc::Receiver<FileConfig>>,
-) -> Option<FileConfig> {
-    match reloads {
-        Some(rx) => rx.recv().await,
-        None => futures::future::pending().await,
-    }
-}
-
 /// Accepts connections to one exposed service until `stop` (a reload) or shutdown; returns
 /// the listener so that a restart can reuse it.
 async fn expose_loop(
@@ -527,47 +485,19 @@ async fn expose_loop(
     limit: Option<Limiter>,
     stop: CancellationToken,
 ) -> TcpListener {
-    let counters = context.metrics.service(&name);
-    loop {
-        let accepted = tokio::select! {
-            _ = context.shutdown.requested() => return listener,
-            _ = stop.cancelled() => return listener,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!("{name}: accepting a connection failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let own = match &limit {
-            Some(limit) => match limit.try_acquire() {
-                Some(permit) => Some(permit),
-                None => {
-                    counters.refused();
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let Some(permit) = context.connections.try_acquire() else {
-            counters.refused();
-            continue;
-        };
-        tcp.set_nodelay(true).ok();
-        let name = name.clone();
-        let context2 = context.clone();
-        let counters = counters.clone();
-        context.relays.spawn(async move {
-            let _open = counters.opened();
-            if !carry(tcp, peer, &name, &context2, counters.meter()).await {
-                counters.refused();
-            }
-            drop((permit, own));
-        });
-    }
+    let serving = context.serving.clone();
+    reload::accept_loop(
+        listener,
+        name,
+        serving,
+        limit,
+        stop,
+        move |tcp, peer, name, counters| {
+            let context = context.clone();
+            async move { carry(tcp, peer, &name, &context, counters.meter()).await }
+        },
+    )
+    .await
 }
 
 /// Carries one exposed connection over the newest live session whose client proved this
@@ -659,11 +589,7 @@ impl ClientSettings {
         file: Option<&FileConfig>,
     ) -> anyhow::Result<ClientSettings> {
         let f = file.cloned().unwrap_or_default();
-        let server = match (&args.server, &f.server) {
-            (Some(flag), _) => flag.clone(),
-            (None, Some(file)) => file.clone(),
-            (None, None) => return Err(config_file::missing("--server", "server")),
-        };
+        let server = config_file::required(&args.server, &f.server, "--server", "server")?;
         let targets = config_file::merge_services(&f.services, &args.target);
         if targets.is_empty() {
             return Err(config_file::missing("--target", "[services.NAME] target"));
@@ -685,33 +611,15 @@ impl ClientSettings {
             server,
             protocol: config_file::pick("protocol", protocol, f.protocol),
             credentials: CredentialSet {
-                token: args.auth.token()?.or(f.token),
+                token: args.auth.token()?.or(f.token.clone()),
                 services,
             },
             tls,
             noise,
             targets,
-            session: SessionArgs {
-                max_streams: config_file::pick(
-                    "max_streams",
-                    args.session.max_streams,
-                    f.max_streams,
-                ),
-                keepalive: config_file::pick("keepalive", args.session.keepalive, f.keepalive),
-            },
-            reconnect: ReconnectArgs {
-                max_backoff: config_file::pick(
-                    "max_backoff",
-                    args.reconnect.max_backoff,
-                    f.max_backoff,
-                ),
-                max_retries: args.reconnect.max_retries.or(f.max_retries),
-            },
-            shutdown_timeout: config_file::pick(
-                "shutdown_timeout",
-                args.shutdown.shutdown_timeout,
-                f.shutdown_timeout,
-            ),
+            session: config_file::session(&args.session, &f),
+            reconnect: config_file::reconnect(&args.reconnect, &f),
+            shutdown_timeout: config_file::shutdown_timeout(&args.shutdown, &f),
             metrics: args.file.metrics.clone().or(f.metrics),
         })
     }
