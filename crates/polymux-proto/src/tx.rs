@@ -16,10 +16,9 @@
 //! remainder may exceed it once, see `connection/direct.rs`), and one stream's outbox holds at
 //! most [`stream_cap`](TxBuffers::stream_cap), so one writer cannot take the whole budget.
 //!
-//! A direct write bypasses all of this; it may start only when the output is
-//! [idle](TxBuffers::is_idle), and while it runs no batch is handed out, so frames never
-//! interleave on the wire. Whatever the transport did not take of it goes to the *front* of
-//! the control buffer, ahead of anything queued meanwhile.
+//! What is on its way to the transport has one owner here, [`Writing`]: nothing, handed-out
+//! batches, or a direct write (the path and its invariant are `connection/direct.rs`'s; this
+//! module only refuses batches while one runs and puts its remainder first).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -113,6 +112,22 @@ impl Outbox {
     }
 }
 
+/// What has left the buffers for the transport and was not reported written yet. Batches and a
+/// direct write exclude each other: a direct write starts only from `Nothing`, and no batch is
+/// handed out while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writing {
+    Nothing,
+    /// `batches` handed out (a driver takes one at a time; tests may take several), carrying
+    /// `data` bytes of stream data, which count against the write budget until written.
+    Batches {
+        batches: usize,
+        data: usize,
+    },
+    /// A stream writes its frames to the transport itself (`connection/direct.rs`).
+    Direct,
+}
+
 #[derive(Debug)]
 pub(crate) struct TxBuffers {
     dialect: Dialect,
@@ -121,14 +136,10 @@ pub(crate) struct TxBuffers {
     ready: VecDeque<StreamKey>,
     /// Payload bytes in all outboxes.
     queued: usize,
-    /// Data bytes handed to the driver and not yet reported written.
-    in_flight: usize,
-    /// A batch was handed to the driver and not yet reported written.
-    batch_outstanding: bool,
-    /// A stream is writing to the transport directly.
-    direct_writing: bool,
-    /// Headers of the frames of the batch being built (kept, so encoding them rarely
-    /// allocates).
+    /// What is on its way to the transport.
+    writing: Writing,
+    /// Data-frame headers of the batch being built, and scratch for a direct write's (kept, so
+    /// encoding them rarely allocates).
     headers: BytesMut,
     /// Spare buffer for putting a direct write's remainder ahead of `control` (kept, so that
     /// doing so does not allocate).
@@ -155,9 +166,7 @@ impl TxBuffers {
             control: BytesMut::new(),
             ready: VecDeque::new(),
             queued: 0,
-            in_flight: 0,
-            batch_outstanding: false,
-            direct_writing: false,
+            writing: Writing::Nothing,
             headers: BytesMut::new(),
             spare: BytesMut::new(),
             spare_outboxes: Vec::new(),
@@ -180,7 +189,7 @@ impl TxBuffers {
 
     /// Payload bytes the stream with `outbox` may queue now.
     pub(crate) fn room(&self, outbox: &Outbox, frame_payload: usize) -> usize {
-        let session = self.budget.saturating_sub(self.queued + self.in_flight);
+        let session = self.budget.saturating_sub(self.queued + self.in_flight());
         let stream = self.stream_cap(frame_payload).saturating_sub(outbox.len());
         session.min(stream)
     }
@@ -254,7 +263,7 @@ impl TxBuffers {
     /// The next stream whose turn it is, taken off the ring; the caller serves it with
     /// [`serve`](Self::serve).
     pub(crate) fn next_ready(&mut self) -> Option<StreamKey> {
-        if self.direct_writing {
+        if self.writing == Writing::Direct {
             return None;
         }
         self.ready.pop_front()
@@ -278,12 +287,7 @@ impl TxBuffers {
         let mut added = 0;
         let n = inner.payload.len().min(frame_payload);
         if n > 0 {
-            let header = Frame::Data {
-                stream: id,
-                flags: crate::frame::Flags::NONE,
-                len: n as u32,
-            };
-            self.dialect.encode(&header, &mut self.headers);
+            self.encode_data_header(id, n);
             let header = self.headers.split().freeze();
             let payload = inner.payload.split_to(n).freeze();
             added += header.len() + payload.len();
@@ -323,15 +327,51 @@ impl TxBuffers {
         added
     }
 
+    /// Encodes the header of a data frame of stream `id` carrying `len` bytes at the end of
+    /// the header scratch.
+    fn encode_data_header(&mut self, id: crate::frame::StreamId, len: usize) {
+        let header = Frame::Data {
+            stream: id,
+            flags: crate::frame::Flags::NONE,
+            len: len as u32,
+        };
+        self.dialect.encode(&header, &mut self.headers);
+    }
+
+    /// Encodes the header of a data frame of stream `id` carrying `len` bytes into the front of
+    /// `out`; returns its length. Uses the header scratch's spare room and gives it back, so
+    /// it does not allocate.
+    pub(crate) fn data_header_into(
+        &mut self,
+        id: crate::frame::StreamId,
+        len: usize,
+        out: &mut [u8],
+    ) -> usize {
+        let start = self.headers.len();
+        self.encode_data_header(id, len);
+        let n = self.headers.len() - start;
+        out[..n].copy_from_slice(&self.headers[start..]);
+        self.headers.truncate(start);
+        n
+    }
+
     /// Takes the control bytes for a new batch (`None` while a direct write runs).
     pub(crate) fn take_control(&mut self) -> Option<Bytes> {
-        (!self.direct_writing).then(|| self.control.split().freeze())
+        (self.writing != Writing::Direct).then(|| self.control.split().freeze())
     }
 
     /// A batch with `data_len` data bytes was handed out.
     pub(crate) fn handed_out(&mut self, data_len: usize) {
-        self.batch_outstanding = true;
-        self.in_flight += data_len;
+        self.writing = match self.writing {
+            Writing::Batches { batches, data } => Writing::Batches {
+                batches: batches + 1,
+                data: data + data_len,
+            },
+            _ => Writing::Batches {
+                batches: 1,
+                data: data_len,
+            },
+        };
     }
 
     pub(crate) fn control_full(&self) -> bool {
@@ -343,13 +383,17 @@ impl TxBuffers {
         self.control.is_empty() && self.ready.is_empty()
     }
 
+    /// Data bytes handed out in batches and not yet reported written.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
+        match self.writing {
+            Writing::Batches { data, .. } => data,
+            _ => 0,
+        }
     }
 
     /// Nothing queued, nothing being written: a direct write may start.
     pub(crate) fn is_idle(&self) -> bool {
-        self.is_empty() && !self.batch_outstanding && !self.direct_writing
+        self.is_empty() && self.writing == Writing::Nothing
     }
 
     /// Whether anything is queued, handed out, or being written directly.
@@ -357,15 +401,17 @@ impl TxBuffers {
         !self.is_idle()
     }
 
+    /// A direct write starts (the output is idle; see `connection/direct.rs`).
     pub(crate) fn begin_direct(&mut self) {
         debug_assert!(self.is_idle());
-        self.direct_writing = true;
+        self.writing = Writing::Direct;
     }
 
-    /// Ends a direct write; `unwritten` (what the transport did not take, in order) is queued
-    /// ahead of everything else.
+    /// The direct write ended; `unwritten` (what the transport did not take, in order) is
+    /// queued ahead of everything else.
     pub(crate) fn end_direct<'a>(&mut self, unwritten: impl Iterator<Item = &'a [u8]>) {
-        self.direct_writing = false;
+        debug_assert_eq!(self.writing, Writing::Direct);
+        self.writing = Writing::Nothing;
         self.spare.clear();
         for piece in unwritten {
             self.spare.extend_from_slice(piece);
@@ -378,8 +424,16 @@ impl TxBuffers {
 
     /// The driver wrote `batch`.
     pub(crate) fn written(&mut self, batch: Transmit) {
-        self.batch_outstanding = false;
-        self.in_flight = self.in_flight.saturating_sub(batch.data_len());
+        if let Writing::Batches { batches, data } = self.writing {
+            let data = data.saturating_sub(batch.data_len());
+            self.writing = match batches {
+                0 | 1 => Writing::Nothing,
+                n => Writing::Batches {
+                    batches: n - 1,
+                    data,
+                },
+            };
+        }
         let mut pieces = batch.data;
         pieces.clear();
         self.pieces = pieces;
