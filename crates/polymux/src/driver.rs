@@ -336,7 +336,11 @@ impl<T: Transport> Driver<T> {
         }
         drop(conn);
         match &mut self.timer {
-            Some((at, delay)) if *at == deadline => {
+            // A timer armed for an earlier instant is kept: deadlines move later all the time
+            // (each received frame postpones the keep-alive, each write the spare-buffer trim),
+            // and arming a new `Delay` wakes the timer thread, a futex call and a context switch
+            // each. Firing early costs one more turn, which arms the timer for the new deadline.
+            Some((at, delay)) if *at <= deadline => {
                 if Pin::new(delay).poll(cx).is_ready() {
                     self.timer = None;
                     return Step::Progress;
