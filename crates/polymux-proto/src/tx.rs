@@ -5,7 +5,11 @@
 //!   data. Bounded by [`CONTROL_LIMIT`]: past it the session stops decoding input (each control
 //!   frame is a reply to input or to a local call), so a ping flood cannot grow it.
 //! - **stream data**: each stream keeps its unsent payload in its own [`Outbox`], framed only
-//!   when a batch is built. Streams with something to send wait in the `ready` ring and are
+//!   when a batch is built. An outbox appends and never moves what it holds: payload goes
+//!   into the spare room of its last segment, and a full last segment is followed by a new one
+//!   (a frame may span two segments: one more piece in the vectored write). Full-size segments
+//!   come from a pool and return to it once the batches that carried their bytes are written,
+//!   so a busy session neither allocates nor touches fresh pages per write. Streams with something to send wait in the `ready` ring and are
 //!   served round-robin, one frame (at most `max_frame_payload`) each per turn, into batches
 //!   of about [`BATCH_TARGET`] bytes: a small frame waits behind at most one frame of every
 //!   other busy stream, never behind megabytes of one of them. A stream's FIN or RST follows its data
@@ -40,6 +44,10 @@ pub(crate) const BATCH_TARGET: usize = 128 * 1024;
 const SPARE_OUTBOXES: usize = 256;
 /// Spare outboxes unused for this long are dropped: a quiet session keeps no send memory.
 const SPARES_KEPT_FOR: Duration = Duration::from_secs(1);
+/// The largest outbox segment, and the size that is pooled. Smaller segments (for small
+/// writes: a new segment is as large as the write or the outbox's content, whichever is
+/// larger) are allocated and freed as needed; from half this size up, a pooled one is used.
+const SEGMENT: usize = 64 * 1024;
 
 /// One batch for the driver to write: all of `control`, then every piece of `data`, in order.
 #[derive(Debug, Default)]
@@ -91,24 +99,43 @@ pub(crate) struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutboxInner {
-    payload: BytesMut,
-    /// A frame to send once `payload` is out (FIN or RST).
+    /// Unsent payload, oldest first. Only the last segment has spare room; the others are
+    /// full, and leave (to be [retired](TxBuffers::retire)) once served.
+    segments: VecDeque<Segment>,
+    /// Payload bytes in `segments`.
+    len: usize,
+    /// A frame to send once the payload is out (FIN or RST).
     then: Option<Frame>,
     /// Listed in the ready ring.
     ready: bool,
 }
 
+impl OutboxInner {
+    /// Buffer capacity held (spare room included).
+    fn capacity(&self) -> usize {
+        self.segments.iter().map(|s| s.buf.capacity()).sum()
+    }
+}
+
+/// A run of an outbox's payload.
+#[derive(Debug)]
+struct Segment {
+    buf: BytesMut,
+    /// Allocated at [`SEGMENT`] bytes: returns to the pool once its bytes are written.
+    pooled: bool,
+}
+
 impl Outbox {
     /// Unsent payload bytes.
     pub(crate) fn len(&self) -> usize {
-        self.inner.as_ref().map_or(0, |i| i.payload.len())
+        self.inner.as_ref().map_or(0, |i| i.len)
     }
 
     /// Nothing to send, not even a FIN or RST.
     pub(crate) fn is_empty(&self) -> bool {
         self.inner
             .as_ref()
-            .is_none_or(|i| i.payload.is_empty() && i.then.is_none())
+            .is_none_or(|i| i.len == 0 && i.then.is_none())
     }
 }
 
@@ -156,6 +183,12 @@ pub(crate) struct TxBuffers {
     spares_used_at: Option<Instant>,
     /// The piece list of the last batch written, kept for the next.
     pieces: Vec<Bytes>,
+    /// Full-size segments ready for reuse (empty, capacity [`SEGMENT`]); with `retired`, at
+    /// most [`pool_limit`](Self::pool_limit) of them, dropped with the spare outboxes.
+    free_segments: Vec<BytesMut>,
+    /// Served full-size segments whose bytes may still be in a batch being written; they
+    /// become free when `written` finds them reclaimable.
+    retired: Vec<BytesMut>,
     budget: usize,
 }
 
@@ -173,6 +206,8 @@ impl TxBuffers {
             spare_bytes: 0,
             spares_used_at: None,
             pieces: Vec::new(),
+            free_segments: Vec::new(),
+            retired: Vec::new(),
             budget,
         }
     }
@@ -203,9 +238,59 @@ impl TxBuffers {
         now: Instant,
     ) {
         let inner = self.open_outbox(outbox, now);
-        inner.payload.extend_from_slice(payload);
+        let mut rest = payload;
+        while !rest.is_empty() {
+            let room = inner
+                .segments
+                .back()
+                .map_or(0, |s| s.buf.capacity() - s.buf.len());
+            if room == 0 {
+                let size = rest.len().max(inner.len).min(SEGMENT);
+                let segment = self.new_segment(size, now);
+                inner.segments.push_back(segment);
+                continue;
+            }
+            if let Some(last) = inner.segments.back_mut() {
+                let n = room.min(rest.len());
+                last.buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+        inner.len += payload.len();
         self.queued += payload.len();
         self.mark_ready(key, outbox);
+    }
+
+    /// A segment with room for `size` bytes: a pooled full-size one from half of [`SEGMENT`]
+    /// up (at most twice the room asked for, and the next write of a busy stream fills it).
+    fn new_segment(&mut self, size: usize, now: Instant) -> Segment {
+        if size < SEGMENT / 2 {
+            return Segment {
+                buf: BytesMut::with_capacity(size),
+                pooled: false,
+            };
+        }
+        let buf = match self.free_segments.pop() {
+            Some(buf) => {
+                self.spares_used_at = Some(now);
+                buf
+            }
+            None => BytesMut::with_capacity(SEGMENT),
+        };
+        Segment { buf, pooled: true }
+    }
+
+    /// Pooled segments kept (free and retired together): the write budget's worth.
+    fn pool_limit(&self) -> usize {
+        (self.budget / SEGMENT).max(1)
+    }
+
+    /// A served segment leaves its outbox; a pooled one waits in `retired` for its bytes to be
+    /// written (if there is room; otherwise it is freed with the last batch holding it).
+    fn retire(&mut self, segment: Segment) {
+        if segment.pooled && self.free_segments.len() + self.retired.len() < self.pool_limit() {
+            self.retired.push(segment.buf);
+        }
     }
 
     /// Queues `frame` (FIN or RST) to follow everything the stream `key` queued before it.
@@ -225,7 +310,7 @@ impl TxBuffers {
             outbox.inner = Some(match self.spare_outboxes.pop() {
                 Some(spare) => {
                     self.spares_used_at = Some(now);
-                    self.spare_bytes -= spare.payload.capacity();
+                    self.spare_bytes -= spare.capacity();
                     spare
                 }
                 None => Box::default(),
@@ -245,7 +330,7 @@ impl TxBuffers {
 
     /// When the spare outboxes are to be dropped (a quiet second after their last use).
     pub(crate) fn spares_deadline(&self) -> Option<Instant> {
-        if self.spare_outboxes.is_empty() {
+        if self.spare_outboxes.is_empty() && self.free_segments.is_empty() {
             return None;
         }
         self.spares_used_at.map(|t| t + SPARES_KEPT_FOR)
@@ -255,6 +340,8 @@ impl TxBuffers {
     pub(crate) fn trim_spares(&mut self, now: Instant) {
         if self.spares_deadline().is_some_and(|t| t <= now) {
             self.spare_outboxes = Vec::new();
+            self.free_segments = Vec::new();
+            self.retired = Vec::new();
             self.spare_bytes = 0;
             self.spares_used_at = None;
         }
@@ -285,17 +372,30 @@ impl TxBuffers {
             return 0;
         };
         let mut added = 0;
-        let n = inner.payload.len().min(frame_payload);
+        let n = inner.len.min(frame_payload);
         if n > 0 {
             self.encode_data_header(id, n);
-            let header = self.headers.split().freeze();
-            let payload = inner.payload.split_to(n).freeze();
-            added += header.len() + payload.len();
+            batch.push(self.headers.split().freeze());
+            let mut left = n;
+            while left > 0 {
+                let Some(front) = inner.segments.front_mut() else {
+                    break;
+                };
+                let take = left.min(front.buf.len());
+                batch.push(front.buf.split_to(take).freeze());
+                left -= take;
+                // A served segment with no room left is done; the last one keeps its room.
+                if front.buf.is_empty() && front.buf.capacity() == 0 {
+                    if let Some(done) = inner.segments.pop_front() {
+                        self.retire(done);
+                    }
+                }
+            }
+            added += self.dialect.header_len() + n;
+            inner.len -= n;
             self.queued -= n;
-            batch.push(header);
-            batch.push(payload);
         }
-        if inner.payload.is_empty() {
+        if inner.len == 0 {
             if let Some(frame) = inner.then.take() {
                 self.dialect.encode(&frame, &mut self.headers);
                 let bytes = self.headers.split().freeze();
@@ -303,12 +403,12 @@ impl TxBuffers {
                 batch.push(bytes);
             }
         }
-        if inner.payload.is_empty() && inner.then.is_none() {
+        if inner.len == 0 && inner.then.is_none() {
             // Written out: the stream holds no memory while it sends nothing. The box and its
             // buffer go to the spares (the batch holds what it still needs of the buffer; once
             // the batch is dropped, the next writer reuses the whole allocation).
             if let Some(mut spare) = outbox.inner.take() {
-                let capacity = spare.payload.capacity();
+                let capacity = spare.capacity();
                 if self.spare_outboxes.len() < SPARE_OUTBOXES
                     && self.spare_bytes + capacity <= self.budget
                 {
@@ -437,10 +537,165 @@ impl TxBuffers {
         let mut pieces = batch.data;
         pieces.clear();
         self.pieces = pieces;
+        // The batch's pieces are dropped: segments that only they still shared are free.
+        let mut i = 0;
+        while i < self.retired.len() {
+            if self.retired[i].try_reclaim(SEGMENT) {
+                let segment = self.retired.swap_remove(i);
+                self.free_segments.push(segment);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// An empty list for the next batch's data pieces (the last batch's, reused).
     pub(crate) fn piece_list(&mut self) -> Vec<Bytes> {
         std::mem::take(&mut self.pieces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Poll, Waker};
+    use std::time::Instant;
+
+    use super::SEGMENT;
+    use crate::{Config, Connection, Dialect, Role, StreamKey};
+
+    fn open(dialect: Dialect, now: Instant) -> (Connection, StreamKey) {
+        let mut c = Connection::new(Role::Client, Config::for_dialect(dialect), now);
+        let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop(), now) else {
+            panic!("open")
+        };
+        while let Some(batch) = c.poll_transmit(now) {
+            c.transmitted(batch);
+        }
+        (c, key)
+    }
+
+    /// Writes all of `bytes` (one frame's worth per call, as `poll_write` takes them).
+    fn write(c: &mut Connection, key: StreamKey, bytes: &[u8], now: Instant) {
+        let mut off = 0;
+        while off < bytes.len() {
+            let Poll::Ready(Ok(n)) = c.poll_write(key, Waker::noop(), &bytes[off..], now) else {
+                panic!("no room for the write")
+            };
+            off += n;
+        }
+    }
+
+    /// Writes of sizes that do not line up with segments or frames come out whole and in
+    /// order, and no frame carries more than the frame payload.
+    #[test]
+    fn frames_spanning_segments_carry_the_bytes_in_order() {
+        for dialect in [Dialect::Yamux, Dialect::SmuxV2] {
+            let now = Instant::now();
+            let (mut c, key) = open(dialect, now);
+            let sent: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+            let mut off = 0;
+            for len in [40_000, 40_000, 10, 3, 69_987] {
+                write(&mut c, key, &sent[off..off + len], now);
+                off += len;
+            }
+            let mut wire = Vec::new();
+            while let Some(batch) = c.poll_transmit(now) {
+                batch.copy_to(&mut wire);
+                c.transmitted(batch);
+            }
+            let mut got = Vec::new();
+            let mut at = 0;
+            let max = Config::for_dialect(dialect).max_frame_payload();
+            while at < wire.len() {
+                let Ok(Some((frame, used))) = dialect.decode(&wire[at..]) else {
+                    panic!("{}: undecodable output", dialect.name())
+                };
+                at += used;
+                if let crate::Frame::Data { len, .. } = frame {
+                    assert!(len <= max, "{}: frame of {len}", dialect.name());
+                    got.extend_from_slice(&wire[at..at + len as usize]);
+                    at += len as usize;
+                }
+            }
+            assert_eq!(got, sent, "{}", dialect.name());
+        }
+    }
+
+    /// A full-size segment whose bytes were written goes back to the pool and carries a later
+    /// write, also while another batch is being written: a busy stream does not allocate (or
+    /// touch fresh pages) per write.
+    #[test]
+    fn written_segments_are_reused() {
+        let now = Instant::now();
+        let (mut c, key) = open(Dialect::Yamux, now);
+        let chunk = vec![7u8; SEGMENT];
+        let payload_at = |batch: &crate::Transmit| {
+            let payload = batch.data.iter().find(|p| p.len() == SEGMENT);
+            payload.expect("a whole segment").as_ptr() as usize
+        };
+        write(&mut c, key, &chunk, now);
+        let a = c.poll_transmit(now).expect("batch a");
+        // Written and taken while `a` is in flight: another segment.
+        write(&mut c, key, &chunk, now);
+        let b = c.poll_transmit(now).expect("batch b");
+        let (first, second) = (payload_at(&a), payload_at(&b));
+        assert_ne!(first, second, "a segment in flight is not reused");
+        // `a` is written: its segment carries the next write while `b` is in flight.
+        c.transmitted(a);
+        write(&mut c, key, &chunk, now);
+        let third = c.poll_transmit(now).expect("batch c");
+        assert_eq!(payload_at(&third), first, "the written segment is reused");
+        c.transmitted(b);
+        c.transmitted(third);
+        write(&mut c, key, &chunk, now);
+        let d = c.poll_transmit(now).expect("batch d");
+        assert!(
+            [first, second].contains(&payload_at(&d)),
+            "a pooled segment"
+        );
+        c.transmitted(d);
+    }
+
+    /// Segments still in flight are not reused; the pool never holds more than the budget.
+    #[test]
+    fn the_pool_is_bounded_by_the_budget() {
+        let now = Instant::now();
+        let (mut c, _) = open(Dialect::Yamux, now);
+        let chunk = vec![1u8; SEGMENT];
+        let mut keys = Vec::new();
+        for _ in 0..40 {
+            let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop(), now) else {
+                panic!("open")
+            };
+            keys.push(key);
+        }
+        let mut in_flight = Vec::new();
+        for round in 0..3 {
+            for &key in &keys {
+                // Budget permitting; the rest waits for room.
+                let _ = c.poll_write(key, Waker::noop(), &chunk, now);
+            }
+            while let Some(batch) = c.poll_transmit(now) {
+                in_flight.push(batch);
+            }
+            if round > 0 {
+                // Pieces still held by an unwritten batch are never handed out again.
+                let held: Vec<usize> = in_flight
+                    .iter()
+                    .flat_map(|b| b.data.iter().map(|p| p.as_ptr() as usize))
+                    .collect();
+                let unique: std::collections::HashSet<_> = held.iter().collect();
+                assert_eq!(unique.len(), held.len(), "a buffer handed out twice");
+            }
+            for batch in in_flight.drain(..) {
+                c.transmitted(batch);
+            }
+            let tx = c.tx_buffers();
+            assert!(
+                (tx.free_segments.len() + tx.retired.len()) * SEGMENT
+                    <= c.config().write_budget().max(SEGMENT),
+                "pool within the budget"
+            );
+        }
     }
 }

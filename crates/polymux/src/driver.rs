@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use futures_timer::Delay;
 use polymux_proto::dialect::goaway;
-use polymux_proto::{Error, Transmit, PAUSED_READ_AHEAD};
+use polymux_proto::{Connection, Error, Transmit, PAUSED_READ_AHEAD};
 
 use crate::rx_buffers::{self, RxBuffers};
 use crate::session::Shared;
@@ -319,13 +319,13 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Fires the engine's timer when due and arms a `Delay` for the next deadline.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Step {
+    /// Fires the engine's timer when due and arms a `Delay` for the next deadline (`conn`:
+    /// the engine, locked by the caller).
+    fn poll_timer(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Step {
         let now = Instant::now();
         if now.saturating_duration_since(self.last_read) >= TRIM_AFTER {
             self.rx.trim();
         }
-        let mut conn = self.shared.lock();
         let Some(deadline) = conn.poll_timeout() else {
             self.timer = None;
             return Step::Idle;
@@ -334,7 +334,6 @@ impl<T: Transport> Driver<T> {
             conn.handle_timeout(now);
             return Step::Progress;
         }
-        drop(conn);
         match &mut self.timer {
             // A timer armed for an earlier instant is kept: deadlines move later all the time
             // (each received frame postpones the keep-alive, each write the spare-buffer trim),
@@ -406,15 +405,20 @@ impl<T: Transport> Future for Driver<T> {
         if this.done {
             return Poll::Ready(Ok(()));
         }
+        // Registered before every turn's steps, so a wake-up during them is not lost: here for
+        // the first turn, and at the end of each turn (under the lock taken for the timer and
+        // the end check anyway: one engine lock fewer per turn) for the next.
+        this.shared.lock().register_driver(cx.waker());
         for _ in 0..TURNS_PER_POLL {
-            // Register first, so a wake-up that happens during this turn is not lost.
-            this.shared.lock().register_driver(cx.waker());
             let wrote = this.poll_output(cx);
             let read = this.poll_input(cx);
-            let timed = this.poll_timer(cx);
-            let (ended, reason, pending_output) = {
-                let conn = this.shared.lock();
+            let (timed, ended, reason, pending_output) = {
+                let shared = Arc::clone(&this.shared);
+                let mut conn = shared.lock();
+                let timed = this.poll_timer(&mut conn, cx);
+                conn.register_driver(cx.waker());
                 (
+                    timed,
                     conn.is_ended(),
                     conn.end_reason().cloned(),
                     conn.has_pending_output(),

@@ -358,8 +358,10 @@ impl Connection {
             data_len += self
                 .tx
                 .serve(key, s.id, &mut s.outbox, frame_payload, &mut data, now);
-            if s.waiting_for_budget {
-                // Its outbox shrank: a writer held back by the per-stream cap may go on.
+            if s.waiting_for_budget && self.tx.room(&s.outbox, frame_payload) > 0 {
+                // Its outbox shrank: a writer held back by the per-stream cap may go on. (Not
+                // one held back by the session's budget: serving moves bytes from queued to in
+                // flight, which frees none of it; `transmitted` wakes those.)
                 s.wake_writer();
             }
             if s.outbox.is_empty() {
@@ -384,6 +386,11 @@ impl Connection {
                 s.wake_writer();
             }
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tx_buffers(&self) -> &TxBuffers {
+        &self.tx
     }
 
     /// Whether anything is queued for writing or handed out and not yet reported written.
