@@ -553,6 +553,14 @@ impl TxBuffers {
     pub(crate) fn piece_list(&mut self) -> Vec<Bytes> {
         std::mem::take(&mut self.pieces)
     }
+
+    /// Takes back an empty piece list that carried no batch.
+    pub(crate) fn keep_piece_list(&mut self, pieces: Vec<Bytes>) {
+        debug_assert!(pieces.is_empty());
+        if pieces.capacity() > self.pieces.capacity() {
+            self.pieces = pieces;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -370,6 +370,9 @@ impl Connection {
             }
         }
         if control.is_empty() && data.is_empty() {
+            // Nothing to send: the (empty) piece list is kept for the next batch, not dropped
+            // with its capacity (an idle driver asks every turn).
+            self.tx.keep_piece_list(data);
             return None;
         }
         self.tx.handed_out(data_len);
