@@ -189,7 +189,7 @@ pub fn apply_api(
     let waker = Waker::noop();
     match *api {
         Api::Open => {
-            if let Poll::Ready(Ok(key)) = conn.poll_open(waker) {
+            if let Poll::Ready(Ok(key)) = conn.poll_open(waker, now) {
                 let id = conn.stream_id(key).0;
                 app.opens += 1;
                 app.reads.insert(id, (0, false));
@@ -197,7 +197,7 @@ pub fn apply_api(
             }
         }
         Api::Accept => {
-            if let Poll::Ready(Ok(key)) = conn.poll_accept(waker) {
+            if let Poll::Ready(Ok(key)) = conn.poll_accept(waker, now) {
                 let id = conn.stream_id(key).0;
                 app.reads.insert(id, (0, false));
                 app.handles.push(Handle::new(key, id));
@@ -216,7 +216,7 @@ pub fn apply_api(
             let len = usize::from(len) % (MAX_IO + 1);
             scratch.resize(len, 0);
             fill(client, h.id, h.written, scratch);
-            match conn.poll_write(h.key, waker, scratch) {
+            match conn.poll_write(h.key, waker, scratch, now) {
                 Poll::Ready(Ok(n)) => {
                     assert!(n <= len, "wrote {n} of {len}");
                     h.written += n as u64;
@@ -232,7 +232,7 @@ pub fn apply_api(
             let len = usize::from(len) % (MAX_IO + 1);
             scratch.resize(len, 0);
             fill(client, h.id, h.written, scratch);
-            match conn.poll_write_direct(h.key, waker, scratch) {
+            match conn.poll_write_direct(h.key, waker, scratch, now) {
                 Poll::Ready(Ok(WriteOutcome::Queued(n))) => {
                     assert!(n <= len, "wrote {n} of {len}");
                     h.written += n as u64;
@@ -245,7 +245,7 @@ pub fn apply_api(
                     app.bytes_written += n as u64;
                     let all: Vec<u8> = d.pieces(scratch).flatten().copied().collect();
                     let took = usize::from(took).min(all.len());
-                    conn.direct_done(&d, scratch, took, false);
+                    conn.direct_done(&d, scratch, took);
                     return Some(all[..took].to_vec());
                 }
                 Poll::Ready(Err(e)) => h.note(&e),
@@ -256,7 +256,14 @@ pub fn apply_api(
             let i = pick(app.handles.len(), s)?;
             let h = &mut app.handles[i];
             let writer = check_pattern.then_some(!client);
-            read_once(conn, h, writer, usize::from(len) % (MAX_IO + 1), scratch);
+            read_once(
+                conn,
+                h,
+                writer,
+                usize::from(len) % (MAX_IO + 1),
+                scratch,
+                now,
+            );
             if let Some(r) = app.reads.get_mut(&h.id) {
                 r.0 = h.read;
             }
@@ -264,7 +271,7 @@ pub fn apply_api(
         Api::CloseWrite(s) => {
             let i = pick(app.handles.len(), s)?;
             let h = &mut app.handles[i];
-            match conn.close_write(h.key) {
+            match conn.close_write(h.key, now) {
                 Ok(()) => h.write_closed = true,
                 Err(e) => h.note(&e),
             }
@@ -272,14 +279,14 @@ pub fn apply_api(
         Api::Reset(s) => {
             let i = pick(app.handles.len(), s)?;
             let h = &mut app.handles[i];
-            conn.reset(h.key);
+            conn.reset(h.key, now);
             h.reset = true;
             app.reads.entry(h.id).or_default().1 = true;
         }
         Api::Release(s) => {
             let i = pick(app.handles.len(), s)?;
             let h = app.handles.swap_remove(i);
-            conn.release(h.key);
+            conn.release(h.key, now);
             app.reads.entry(h.id).or_default().1 = true;
         }
         Api::Ping => {
@@ -342,9 +349,10 @@ pub fn read_once(
     writer_is_client: Option<bool>,
     len: usize,
     scratch: &mut Vec<u8>,
+    now: Instant,
 ) -> ReadResult {
     scratch.resize(len, 0);
-    match conn.poll_read(h.key, Waker::noop(), scratch) {
+    match conn.poll_read(h.key, Waker::noop(), scratch, now) {
         Poll::Ready(Ok(0)) if len == 0 => ReadResult::Nothing,
         Poll::Ready(Ok(0)) => {
             h.eof = true;
@@ -403,14 +411,19 @@ pub fn check_bounds(conn: &Connection) {
 
 /// Checks that an ended session answers every call at once (no task waits forever): reads,
 /// writes, opens, accepts, pings, and the end itself.
-pub fn check_ended_answers(conn: &mut Connection, app: &mut App, scratch: &mut Vec<u8>) {
+pub fn check_ended_answers(
+    conn: &mut Connection,
+    app: &mut App,
+    scratch: &mut Vec<u8>,
+    now: Instant,
+) {
     let waker = Waker::noop();
     assert!(conn.is_ended(), "check_ended_answers on a live session");
     assert!(!conn.wants_input(), "an ended session wants input");
     assert_eq!(conn.poll_timeout(), None, "an ended session has a timer");
     assert!(conn.poll_ended(waker).is_ready());
-    assert!(matches!(conn.poll_open(waker), Poll::Ready(Err(_))));
-    assert!(matches!(conn.poll_accept(waker), Poll::Ready(Err(_))));
+    assert!(matches!(conn.poll_open(waker, now), Poll::Ready(Err(_))));
+    assert!(matches!(conn.poll_accept(waker, now), Poll::Ready(Err(_))));
     if let Some(&t) = app.tickets.last() {
         assert!(
             conn.poll_ping(t, waker).is_ready(),
@@ -422,14 +435,14 @@ pub fn check_ended_answers(conn: &mut Connection, app: &mut App, scratch: &mut V
         scratch.resize(MAX_IO, 0);
         for reads in 0.. {
             assert!(reads < 100_000, "stream {}: reads never end", h.id);
-            match conn.poll_read(h.key, waker, scratch) {
+            match conn.poll_read(h.key, waker, scratch, now) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
                 Poll::Ready(Ok(n)) => h.read += n as u64,
                 Poll::Pending => panic!("stream {}: read waits after the session ended", h.id),
             }
         }
         assert!(
-            conn.poll_write(h.key, waker, b"x").is_ready(),
+            conn.poll_write(h.key, waker, b"x", now).is_ready(),
             "stream {}: write waits after the end",
             h.id
         );

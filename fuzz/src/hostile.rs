@@ -292,7 +292,7 @@ impl Run {
         let dialect = self.dialect;
         let track = dialect.has_ack();
         for _ in 0..batches {
-            let Some(batch) = self.conn.poll_transmit() else {
+            let Some(batch) = self.conn.poll_transmit(self.now()) else {
                 break;
             };
             let sent = &mut self.sent;
@@ -390,9 +390,10 @@ impl Run {
             if self.eof_seen || self.conn.is_ended() {
                 break;
             }
+            let now = self.now();
             for h in &mut self.app.handles {
                 while let engine::ReadResult::Bytes(_) =
-                    engine::read_once(&mut self.conn, h, None, 64 * 1024, &mut self.scratch)
+                    engine::read_once(&mut self.conn, h, None, 64 * 1024, &mut self.scratch, now)
                 {
                 }
             }
@@ -411,7 +412,7 @@ impl Run {
                     // Accepted and dropped: what arrives for it is discarded.
                     let key = h.key;
                     self.app.handles.pop();
-                    self.conn.release(key);
+                    self.conn.release(key, now);
                 }
             }
             self.feed(usize::MAX);
@@ -422,10 +423,12 @@ impl Run {
             self.conn.is_ended(),
             "the transport reached EOF, yet the session goes on"
         );
-        engine::check_ended_answers(&mut self.conn, &mut self.app, &mut self.scratch);
+        let now = self.now();
+        engine::check_ended_answers(&mut self.conn, &mut self.app, &mut self.scratch, now);
         self.drain(usize::MAX);
+        let now = self.now();
         for h in self.app.handles.drain(..) {
-            self.conn.release(h.key);
+            self.conn.release(h.key, now);
         }
         self.check();
     }

@@ -188,13 +188,14 @@ impl Pair {
     /// Writes up to `max` bytes of side `s`'s output to its wire. Returns the bytes written.
     fn send(&mut self, s: usize, max: usize) -> usize {
         let mut total = 0;
+        let now = self.now();
         while total < max {
             let side = &mut self.sides[s];
             if side.closed {
                 break;
             }
             if side.sending.is_none() {
-                match side.conn.poll_transmit() {
+                match side.conn.poll_transmit(now) {
                     Some(batch) => side.sending = Some((batch, 0)),
                     None => break,
                 }
@@ -338,6 +339,7 @@ impl Pair {
                             Some(!client),
                             64 * 1024,
                             &mut self.scratch,
+                            now,
                         ) {
                             moved += 1;
                         }
@@ -415,10 +417,11 @@ impl Pair {
         for side in &mut self.sides {
             side.conn.close(now);
             for h in side.app.handles.drain(..) {
-                side.conn.release(h.key);
+                side.conn.release(h.key, now);
             }
         }
         self.settle();
+        let now = self.now();
         for s in 0..2 {
             let side = &mut self.sides[s];
             assert!(
@@ -427,7 +430,7 @@ impl Pair {
                 role(s),
                 side.conn.stats().streams
             );
-            engine::check_ended_answers(&mut side.conn, &mut side.app, &mut self.scratch);
+            engine::check_ended_answers(&mut side.conn, &mut side.app, &mut self.scratch, now);
         }
         summary.wire_bytes = [
             self.sides[0].conn.stats().bytes_sent,

@@ -66,7 +66,7 @@ impl Pair {
         let mut client = Connection::new(Role::Client, Config::for_dialect(d), now);
         let server = Connection::new(Role::Server, Config::for_dialect(d), now);
         let w = Waker::noop();
-        let Poll::Ready(Ok(client_key)) = client.poll_open(w) else {
+        let Poll::Ready(Ok(client_key)) = client.poll_open(w, now) else {
             panic!("open")
         };
         let mut pair = Pair {
@@ -77,7 +77,7 @@ impl Pair {
             now,
         };
         pair.pump();
-        let Poll::Ready(Ok(server_key)) = pair.server.poll_accept(w) else {
+        let Poll::Ready(Ok(server_key)) = pair.server.poll_accept(w, now) else {
             panic!("accept")
         };
         pair.server_key = server_key;
@@ -105,7 +105,7 @@ impl Pair {
 /// Hands `from`'s pending output to `to` as input; whether there was any.
 fn move_batches(from: &mut Connection, to: &mut Connection, now: Instant) -> bool {
     let mut any = false;
-    while let Some(batch) = from.poll_transmit() {
+    while let Some(batch) = from.poll_transmit(now) {
         let mut rx = BytesMut::with_capacity(batch.len());
         batch.copy_to(&mut rx);
         from.transmitted(batch);
@@ -151,13 +151,13 @@ fn recv(c: &mut Criterion) {
                 server.handle_input(&mut rx, now);
                 let mut got = 0;
                 while got < RECV_LEN {
-                    match server.poll_read(key, Waker::noop(), &mut app) {
+                    match server.poll_read(key, Waker::noop(), &mut app, now) {
                         Poll::Ready(Ok(n)) if n > 0 => got += n,
                         other => panic!("read: {other:?}"),
                     }
                 }
                 // The credit returned to the sender goes to the transport (discarded here).
-                while let Some(batch) = server.poll_transmit() {
+                while let Some(batch) = server.poll_transmit(now) {
                     server.transmitted(batch);
                 }
                 black_box(got)
@@ -181,13 +181,13 @@ fn send(c: &mut Criterion) {
                 b.iter(|| {
                     let mut off = 0;
                     while off < len {
-                        match client.poll_write(key, Waker::noop(), &payload[off..]) {
+                        match client.poll_write(key, Waker::noop(), &payload[off..], now) {
                             Poll::Ready(Ok(n)) => off += n,
                             other => panic!("write: {other:?}"),
                         }
                     }
                     let mut bytes = 0;
-                    while let Some(batch) = client.poll_transmit() {
+                    while let Some(batch) = client.poll_transmit(now) {
                         bytes += batch.len();
                         client.transmitted(batch);
                     }

@@ -144,7 +144,7 @@ impl Side {
     /// Everything queued for the peer, taken and reported written (the peer reads).
     fn output(&mut self) -> Vec<u8> {
         let mut wire = Vec::new();
-        while let Some(batch) = self.conn.poll_transmit() {
+        while let Some(batch) = self.conn.poll_transmit(self.now) {
             batch.copy_to(&mut wire);
             self.conn.transmitted(batch);
         }
@@ -158,7 +158,7 @@ impl Side {
         let mut largest = 0;
         for _ in 0..1_000_000 {
             self.conn.handle_input(&mut self.rx, self.now);
-            while let Some(batch) = self.conn.poll_transmit() {
+            while let Some(batch) = self.conn.poll_transmit(self.now) {
                 largest = largest.max(batch.control.len());
                 self.conn.transmitted(batch);
             }
@@ -171,7 +171,7 @@ impl Side {
     }
 
     fn accept(&mut self) -> StreamKey {
-        match self.conn.poll_accept(waker()) {
+        match self.conn.poll_accept(waker(), self.now) {
             Poll::Ready(Ok(key)) => key,
             other => panic!("{}: accept: {other:?}", self.ctx()),
         }
@@ -180,7 +180,7 @@ impl Side {
     fn read_all(&mut self, key: StreamKey) -> Vec<u8> {
         let mut got = Vec::new();
         let mut buf = vec![0; 64 * KIB];
-        while let Poll::Ready(Ok(n)) = self.conn.poll_read(key, waker(), &mut buf) {
+        while let Poll::Ready(Ok(n)) = self.conn.poll_read(key, waker(), &mut buf, self.now) {
             if n == 0 {
                 break;
             }
@@ -242,7 +242,7 @@ fn check_stream_works(s: &mut Side, key: StreamKey) {
     s.feed(&data(d, 1, b"still here"));
     assert_eq!(s.read_all(key), b"still here", "{}", d.name());
     assert_eq!(
-        s.conn.poll_write(key, waker(), b"reply"),
+        s.conn.poll_write(key, waker(), b"reply", s.now),
         Poll::Ready(Ok(5)),
         "{}",
         d.name()
@@ -274,13 +274,13 @@ fn never_reading_peer_ends_with_write_timeout() {
         // The application writes until the session refuses more.
         let chunk = vec![7u8; 64 * KIB];
         let mut queued = 0;
-        while let Poll::Ready(Ok(n)) = s.conn.poll_write(key, waker(), &chunk) {
+        while let Poll::Ready(Ok(n)) = s.conn.poll_write(key, waker(), &chunk, s.now) {
             queued += n;
             assert!(queued <= 2 * 1024 * KIB, "{}: writes unbounded", d.name());
         }
         assert!(queued > 0, "{}", d.name());
         // The driver takes a batch; the transport accepts none of it.
-        let batch = s.conn.poll_transmit().expect("output");
+        let batch = s.conn.poll_transmit(s.now).expect("output");
         assert!(!batch.is_empty());
         let blocked_at = s.now;
         s.conn.handle_write_blocked(blocked_at);
@@ -303,7 +303,7 @@ fn never_reading_peer_ends_with_write_timeout() {
             d.name()
         );
         assert_eq!(
-            s.conn.poll_write(key, waker(), b"x"),
+            s.conn.poll_write(key, waker(), b"x", s.now),
             Poll::Ready(Err(Error::WriteTimeout)),
             "{}",
             d.name()
@@ -337,7 +337,7 @@ fn slow_reader_is_not_cut_off() {
                 d.name()
             );
             // A little progress (the transport took a few bytes), then blocked again.
-            s.conn.handle_write_progress(s.now);
+            s.conn.handle_write_progress();
             s.output();
         }
         check_stream_works(&mut s, key);
@@ -603,7 +603,7 @@ fn syn_flood_paced_admits_exactly_the_limit() {
             let t = s.now + 10 * MS;
             s.feed(&syn(d, next_id));
             next_id += 2;
-            while let Poll::Ready(Ok(k)) = s.conn.poll_accept(waker()) {
+            while let Poll::Ready(Ok(k)) = s.conn.poll_accept(waker(), s.now) {
                 held.push(k);
             }
             s.output();
@@ -623,8 +623,8 @@ fn syn_flood_paced_admits_exactly_the_limit() {
         // Both ends close the held streams: their slots are free again.
         for (i, k) in held.drain(..).enumerate() {
             s.feed(&fin(d, 3 + 2 * i as u32));
-            assert_eq!(s.conn.close_write(k), Ok(()), "{}", d.name());
-            s.conn.release(k);
+            assert_eq!(s.conn.close_write(k, s.now), Ok(()), "{}", d.name());
+            s.conn.release(k, s.now);
         }
         s.output();
         assert_eq!(s.conn.stats().streams, 1, "{}", d.name());
@@ -669,7 +669,7 @@ fn ping_flood_is_held_at_the_control_cap() {
         // Again, but the peer reads nothing: the session holds, then ends on the write side.
         s.feed(&flood);
         assert!(!s.conn.wants_input(), "{}", d.name());
-        let batch = s.conn.poll_transmit().expect("pongs");
+        let batch = s.conn.poll_transmit(s.now).expect("pongs");
         assert!(batch.control.len() <= CONTROL_CAP, "{}", d.name());
         let blocked_at = s.now;
         s.conn.handle_write_blocked(blocked_at);
@@ -802,7 +802,7 @@ fn window_update_overflow_is_typed() {
     assert_eq!(s.conn.end_reason(), None);
     let chunk = vec![0u8; 256 * KIB];
     let mut queued = 0;
-    while let Poll::Ready(Ok(n)) = s.conn.poll_write(key, waker(), &chunk) {
+    while let Poll::Ready(Ok(n)) = s.conn.poll_write(key, waker(), &chunk, s.now) {
         queued += n;
         // One stream may hold a quarter of the write budget (the others find room).
         assert!(
@@ -853,7 +853,7 @@ fn go_away_and_close_refuse_new_streams_and_drain_open_ones() {
         s.feed(&syn(d, 5));
         assert_eq!(s.conn.stats().refused_closing, 2, "{}", d.name());
         assert_eq!(
-            s.conn.poll_open(waker()),
+            s.conn.poll_open(waker(), s.now),
             Poll::Ready(Err(Error::SessionClosed)),
             "{}",
             d.name()
@@ -864,8 +864,8 @@ fn go_away_and_close_refuse_new_streams_and_drain_open_ones() {
         assert_eq!(s.conn.end_reason(), None, "{}", d.name());
         s.feed(&fin(d, 1));
         assert_eq!(s.conn.end_reason(), None, "{}", d.name());
-        assert_eq!(s.conn.close_write(key), Ok(()), "{}", d.name());
-        s.conn.release(key);
+        assert_eq!(s.conn.close_write(key, s.now), Ok(()), "{}", d.name());
+        s.conn.release(key, s.now);
         assert_eq!(
             s.conn.end_reason(),
             Some(&Error::SessionClosed),

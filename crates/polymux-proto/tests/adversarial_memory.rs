@@ -96,7 +96,7 @@ fn server(d: Dialect, budget: usize, pool: Option<&MemoryBudget>) -> Connection 
 /// Throws away what the server wants to send (the hostile peer never reads), so its control
 /// queue never fills and input is paused only by memory.
 fn discard_output(c: &mut Connection) {
-    while let Some(batch) = c.poll_transmit() {
+    while let Some(batch) = c.poll_transmit(Instant::now()) {
         c.transmitted(batch);
     }
 }
@@ -110,7 +110,7 @@ fn open_stalled(d: Dialect, server: &mut Connection, n: u32) -> Vec<StreamKey> {
     server.handle_input(&mut wire, Instant::now());
     assert!(wire.is_empty());
     let mut keys = Vec::new();
-    while let Poll::Ready(Ok(k)) = server.poll_accept(Waker::noop()) {
+    while let Poll::Ready(Ok(k)) = server.poll_accept(Waker::noop(), Instant::now()) {
         keys.push(k);
     }
     assert_eq!(keys.len(), n as usize, "{}", d.name());
@@ -215,8 +215,8 @@ fn small_slices_pinning_input_buffers_are_charged_the_buffer() {
             let mut s = server(d, BUDGET, None);
             let keys = open_stalled(d, &mut s, 2);
             // Stream 1 is closed by its application: later data for it is discarded.
-            s.reset(keys[1]);
-            s.release(keys[1]);
+            s.reset(keys[1], Instant::now());
+            s.release(keys[1], Instant::now());
             discard_output(&mut s);
             let sink = if unknown { id(1000) } else { id(1) };
             let (small, large) = (vec![7; 8 * KIB], vec![9; 60 * KIB]);
@@ -275,8 +275,8 @@ fn data_on_unknown_and_closed_streams_is_discarded_in_constant_memory() {
             );
             let mut s = server(d, BUDGET, None);
             let keys = open_stalled(d, &mut s, 1);
-            s.reset(keys[0]);
-            s.release(keys[0]);
+            s.reset(keys[0], Instant::now());
+            s.release(keys[0], Instant::now());
             discard_output(&mut s);
             let sink = if unknown { id(1000) } else { id(0) };
             let payload = vec![3u8; 32 * KIB];
@@ -326,7 +326,7 @@ impl Wake for CountingWake {
 /// Moves everything `from` has to send into `to`.
 fn pump(from: &mut Connection, to: &mut Connection) {
     let mut wire = BytesMut::new();
-    while let Some(batch) = from.poll_transmit() {
+    while let Some(batch) = from.poll_transmit(Instant::now()) {
         batch.copy_to(&mut wire);
         from.transmitted(batch);
     }
@@ -390,18 +390,19 @@ fn a_shared_budget_pauses_the_hostile_sessions_and_the_others_go_on() {
         );
 
         // The well-behaved session echoes 1 MiB in 16 KiB messages through the full pool.
-        let Poll::Ready(Ok(c)) = good_client.poll_open(Waker::noop()) else {
+        let Poll::Ready(Ok(c)) = good_client.poll_open(Waker::noop(), Instant::now()) else {
             panic!("{ctx}: open")
         };
         pump(&mut good_client, &mut good_server);
-        let Poll::Ready(Ok(srv)) = good_server.poll_accept(Waker::noop()) else {
+        let Poll::Ready(Ok(srv)) = good_server.poll_accept(Waker::noop(), Instant::now()) else {
             panic!("{ctx}: accept")
         };
         let mut echoed = 0;
         let mut buf = vec![0u8; 16 * KIB];
         for round in 0..64u8 {
             let msg = vec![round; 16 * KIB];
-            let Poll::Ready(Ok(n)) = good_client.poll_write(c, Waker::noop(), &msg) else {
+            let Poll::Ready(Ok(n)) = good_client.poll_write(c, Waker::noop(), &msg, Instant::now())
+            else {
                 panic!("{ctx}: write")
             };
             assert_eq!(n, msg.len(), "{ctx}");
@@ -412,20 +413,24 @@ fn a_shared_budget_pauses_the_hostile_sessions_and_the_others_go_on() {
             );
             let mut got = 0;
             while got < n {
-                let Poll::Ready(Ok(k)) = good_server.poll_read(srv, Waker::noop(), &mut buf[got..])
+                let Poll::Ready(Ok(k)) =
+                    good_server.poll_read(srv, Waker::noop(), &mut buf[got..], Instant::now())
                 else {
                     panic!("{ctx}: server read")
                 };
                 got += k;
             }
-            let Poll::Ready(Ok(_)) = good_server.poll_write(srv, Waker::noop(), &buf[..got]) else {
+            let Poll::Ready(Ok(_)) =
+                good_server.poll_write(srv, Waker::noop(), &buf[..got], Instant::now())
+            else {
                 panic!("{ctx}: echo")
             };
             pump(&mut good_server, &mut good_client);
             let mut back = vec![0u8; n];
             let mut read = 0;
             while read < n {
-                let Poll::Ready(Ok(k)) = good_client.poll_read(c, Waker::noop(), &mut back[read..])
+                let Poll::Ready(Ok(k)) =
+                    good_client.poll_read(c, Waker::noop(), &mut back[read..], Instant::now())
                 else {
                     panic!("{ctx}: client read")
                 };
@@ -451,7 +456,7 @@ fn a_shared_budget_pauses_the_hostile_sessions_and_the_others_go_on() {
         hostile[1].register_driver(&Waker::from(counter.clone()));
         assert!(!hostile[1].wants_input(), "{ctx}: still paused");
         for &k in &stalled[0] {
-            hostile[0].reset(k);
+            hostile[0].reset(k, Instant::now());
         }
         assert!(
             counter.0.load(Ordering::SeqCst) > 0,

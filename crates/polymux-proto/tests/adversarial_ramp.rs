@@ -122,7 +122,7 @@ impl Side {
     /// The peer reads all our output.
     fn drain(&mut self) {
         let mut wire = Vec::new();
-        while let Some(batch) = self.conn.poll_transmit() {
+        while let Some(batch) = self.conn.poll_transmit(self.now) {
             batch.copy_to(&mut wire);
             self.conn.transmitted(batch);
         }
@@ -130,7 +130,7 @@ impl Side {
     }
 
     fn accept(&mut self) -> StreamKey {
-        match self.conn.poll_accept(Waker::noop()) {
+        match self.conn.poll_accept(Waker::noop(), self.now) {
             Poll::Ready(Ok(key)) => key,
             other => panic!("{}: accept: {other:?}", self.d.name()),
         }
@@ -139,7 +139,7 @@ impl Side {
     fn read_all(&mut self, key: StreamKey) -> usize {
         let mut got = 0;
         let mut buf = vec![0; 64 * KIB];
-        while let Poll::Ready(Ok(n)) = self.conn.poll_read(key, Waker::noop(), &mut buf) {
+        while let Poll::Ready(Ok(n)) = self.conn.poll_read(key, Waker::noop(), &mut buf, self.now) {
             if n == 0 {
                 break;
             }
@@ -244,7 +244,7 @@ fn streams_reset_mid_ramp_leave_no_ramp_behind() {
             s.now += MS;
             s.conn.handle_timeout(s.now);
             s.feed(&rst(d, id));
-            s.conn.release(key);
+            s.conn.release(key, s.now);
             s.drain();
         }
         assert!(slots.len() <= 2, "{}: slots not reused", d.name());
@@ -264,7 +264,7 @@ fn streams_reset_mid_ramp_leave_no_ramp_behind() {
         let a = s.ramp_stream(1001);
         s.run_until(s.now + 500 * MS);
         s.feed(&rst(d, 1001));
-        s.conn.release(a);
+        s.conn.release(a, s.now);
         let reused = paced_credit(&mut s, 1003);
         let expected = paced_credit(&mut fresh(d), 1);
         // The pace: 3 × 64 KiB over 30 ms. Ticks fall at other times in the two sessions.

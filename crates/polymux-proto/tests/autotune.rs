@@ -12,7 +12,7 @@ const KIB: usize = 1024;
 
 fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
     let mut wire = BytesMut::new();
-    while let Some(batch) = from.poll_transmit() {
+    while let Some(batch) = from.poll_transmit(now) {
         batch.copy_to(&mut wire);
         from.transmitted(batch);
     }
@@ -21,19 +21,19 @@ fn pump(from: &mut Connection, to: &mut Connection, now: Instant) {
 }
 
 /// Writes as much as credit allows; returns the bytes written.
-fn write_max(c: &mut Connection, key: StreamKey) -> usize {
+fn write_max(c: &mut Connection, key: StreamKey, now: Instant) -> usize {
     let chunk = vec![0x5a; 64 * KIB];
     let mut total = 0;
-    while let Poll::Ready(Ok(n)) = c.poll_write(key, Waker::noop(), &chunk) {
+    while let Poll::Ready(Ok(n)) = c.poll_write(key, Waker::noop(), &chunk, now) {
         total += n;
     }
     total
 }
 
-fn read_all(c: &mut Connection, key: StreamKey) -> usize {
+fn read_all(c: &mut Connection, key: StreamKey, now: Instant) -> usize {
     let mut buf = vec![0u8; 256 * KIB];
     let mut total = 0;
-    while let Poll::Ready(Ok(n)) = c.poll_read(key, Waker::noop(), &mut buf) {
+    while let Poll::Ready(Ok(n)) = c.poll_read(key, Waker::noop(), &mut buf, now) {
         if n == 0 {
             break;
         }
@@ -55,18 +55,18 @@ fn window_after_warmup(dialect: Dialect, max_window: u32, budget: usize) -> usiz
     let mut now = Instant::now();
     let mut client = Connection::new(Role::Client, config.clone(), now);
     let mut server = Connection::new(Role::Server, config, now);
-    let Poll::Ready(Ok(tx)) = client.poll_open(Waker::noop()) else {
+    let Poll::Ready(Ok(tx)) = client.poll_open(Waker::noop(), now) else {
         panic!("open")
     };
     pump(&mut client, &mut server, now);
-    let Poll::Ready(Ok(rx)) = server.poll_accept(Waker::noop()) else {
+    let Poll::Ready(Ok(rx)) = server.poll_accept(Waker::noop(), now) else {
         panic!("accept")
     };
     for _ in 0..200 {
-        write_max(&mut client, tx);
+        write_max(&mut client, tx, now);
         now += Duration::from_millis(1);
         pump(&mut client, &mut server, now);
-        read_all(&mut server, rx);
+        read_all(&mut server, rx, now);
         now += Duration::from_millis(1);
         pump(&mut server, &mut client, now);
     }
@@ -74,13 +74,13 @@ fn window_after_warmup(dialect: Dialect, max_window: u32, budget: usize) -> usiz
         assert!(server.stats().rtt.is_some(), "an RTT probe was answered");
     }
     // Drain what is in flight, then measure the credit with the reader stopped.
-    read_all(&mut server, rx);
+    read_all(&mut server, rx, now);
     pump(&mut server, &mut client, now);
     // Credit, not the writer's buffer, is what is measured: keep writing and delivering
     // (the server's credit updates are not delivered) until the writer is stuck.
     let mut in_flight = 0;
     loop {
-        let n = write_max(&mut client, tx);
+        let n = write_max(&mut client, tx, now);
         pump(&mut client, &mut server, now);
         if n == 0 {
             break;

@@ -56,9 +56,13 @@ impl Wire {
     }
 }
 
-fn read(conn: &mut Connection, key: polymux_proto::StreamKey) -> Poll<Result<Vec<u8>, String>> {
+fn read(
+    conn: &mut Connection,
+    key: polymux_proto::StreamKey,
+    now: Instant,
+) -> Poll<Result<Vec<u8>, String>> {
     let mut buf = [0u8; 64];
-    conn.poll_read(key, Waker::noop(), &mut buf)
+    conn.poll_read(key, Waker::noop(), &mut buf, now)
         .map(|r| r.map(|n| buf[..n].to_vec()).map_err(|e| e.to_string()))
 }
 
@@ -76,16 +80,16 @@ fn data_after_the_peers_fin_is_not_read_after_eof() {
             .data(1, Flags::NONE, b"abc")
             .fin(1)
             .deliver(&mut server, now);
-        let Poll::Ready(Ok(key)) = server.poll_accept(Waker::noop()) else {
+        let Poll::Ready(Ok(key)) = server.poll_accept(Waker::noop(), now) else {
             panic!("{ctx}: the stream was not accepted")
         };
         assert_eq!(
-            read(&mut server, key),
+            read(&mut server, key, now),
             Poll::Ready(Ok(b"abc".to_vec())),
             "{ctx}"
         );
         assert_eq!(
-            read(&mut server, key),
+            read(&mut server, key, now),
             Poll::Ready(Ok(Vec::new())),
             "{ctx}: EOF"
         );
@@ -93,15 +97,15 @@ fn data_after_the_peers_fin_is_not_read_after_eof() {
         // The peer sends more on the stream it finished: both before and after our FIN.
         wire.data(1, Flags::NONE, b"late").deliver(&mut server, now);
         assert_eq!(
-            read(&mut server, key),
+            read(&mut server, key, now),
             Poll::Ready(Ok(Vec::new())),
             "{ctx}: EOF again"
         );
-        server.close_write(key).expect("half-close");
+        server.close_write(key, now).expect("half-close");
         wire.data(1, Flags::NONE, b"later")
             .deliver(&mut server, now);
         assert_eq!(
-            read(&mut server, key),
+            read(&mut server, key, now),
             Poll::Ready(Ok(Vec::new())),
             "{ctx}: EOF still"
         );

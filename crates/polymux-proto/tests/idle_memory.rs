@@ -25,7 +25,7 @@ const ENGINE_BOUND: i64 = 256 - 24;
 
 /// Moves everything `from` has to send into `to`, through `wire` (cleared, never grown).
 fn pump(from: &mut Connection, to: &mut Connection, wire: &mut BytesMut, now: Instant) {
-    while let Some(batch) = from.poll_transmit() {
+    while let Some(batch) = from.poll_transmit(now) {
         batch.copy_to(wire);
         from.transmitted(batch);
     }
@@ -48,13 +48,13 @@ fn idle_bytes_per_stream(dialect: Dialect) -> i64 {
     let before = alloc::net_bytes();
     while keys.len() < STREAMS {
         for _ in 0..BATCH.min(STREAMS - keys.len()) {
-            let Poll::Ready(Ok(key)) = client.poll_open(waker) else {
+            let Poll::Ready(Ok(key)) = client.poll_open(waker, now) else {
                 panic!("{}: open {}", dialect.name(), keys.len())
             };
             keys.push(key);
         }
         pump(&mut client, &mut server, &mut wire, now);
-        while let Poll::Ready(Ok(key)) = server.poll_accept(waker) {
+        while let Poll::Ready(Ok(key)) = server.poll_accept(waker, now) {
             accepted.push(key);
         }
         pump(&mut server, &mut client, &mut wire, now);

@@ -231,7 +231,7 @@ fn keepalive_timeout_is_announced_where_the_dialect_has_a_code() {
         while let Some(at) = conn.poll_timeout() {
             wire.clear();
             conn.handle_timeout(at);
-            pump(&mut conn, &mut wire);
+            pump(&mut conn, &mut wire, at);
             steps += 1;
             assert!(steps < 100, "{}: never timed out", dialect.name());
         }
@@ -415,8 +415,8 @@ fn budget_pause_resumes_without_loss() {
 // ---- regressions for engine bugs the simulation found ------------------------------------------
 
 /// Moves everything `from` has queued into `wire`.
-fn pump(from: &mut Connection, wire: &mut BytesMut) {
-    while let Some(batch) = from.poll_transmit() {
+fn pump(from: &mut Connection, wire: &mut BytesMut, now: Instant) {
+    while let Some(batch) = from.poll_transmit(now) {
         batch.copy_to(wire);
         from.transmitted(batch);
     }
@@ -437,16 +437,16 @@ fn connected_stream(
     let mut client = Connection::new(Role::Client, config.clone(), now);
     let mut server = Connection::new(Role::Server, config, now);
     let w = Waker::noop();
-    let Poll::Ready(Ok(ck)) = client.poll_open(w) else {
+    let Poll::Ready(Ok(ck)) = client.poll_open(w, now) else {
         panic!("open")
     };
     let mut wire = BytesMut::new();
-    pump(&mut client, &mut wire);
+    pump(&mut client, &mut wire, now);
     server.handle_input(&mut wire, now);
-    let Poll::Ready(Ok(sk)) = server.poll_accept(w) else {
+    let Poll::Ready(Ok(sk)) = server.poll_accept(w, now) else {
         panic!("accept")
     };
-    pump(&mut server, &mut wire);
+    pump(&mut server, &mut wire, now);
     client.handle_input(&mut wire, now);
     assert!(client.poll_established(ck, w).is_ready());
     (client, server, ck, sk)
@@ -465,22 +465,22 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
     for dialect in [Dialect::Yamux, Dialect::NetMux] {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
         assert_eq!(
-            client.poll_write(ck, w, &[7u8; 20_000]),
+            client.poll_write(ck, w, &[7u8; 20_000], now),
             Poll::Ready(Ok(20_000))
         );
         let mut wire = BytesMut::new();
-        pump(&mut client, &mut wire);
+        pump(&mut client, &mut wire, now);
         assert_eq!(wire.len(), dialect.header_len() + 20_000);
         // Half the frame, more than the engine copies (smaller pieces wait for the rest).
         const { assert!(10_000 >= polymux_proto::connection::COPY_BELOW) };
         let mut first = wire.split_to(dialect.header_len() + 10_000);
         server.handle_input(&mut first, now);
         assert!(first.is_empty());
-        server.reset(sk);
-        server.release(sk);
+        server.reset(sk, now);
+        server.release(sk, now);
         // The RST goes out; with nothing left to send, the stream leaves the table.
-        pump(&mut server, &mut BytesMut::new());
-        let Poll::Ready(Ok(reused)) = server.poll_open(w) else {
+        pump(&mut server, &mut BytesMut::new(), now);
+        let Poll::Ready(Ok(reused)) = server.poll_open(w, now) else {
             panic!("open")
         };
         assert_eq!(
@@ -491,7 +491,7 @@ fn frame_payload_never_reaches_a_stream_reusing_the_slot() {
         assert!(wire.is_empty() && !server.is_ended());
         let mut buf = [0u8; 64];
         assert_eq!(
-            server.poll_read(reused, w, &mut buf),
+            server.poll_read(reused, w, &mut buf, now),
             Poll::Pending,
             "{}: the new stream received the released stream's bytes",
             dialect.name()
@@ -507,15 +507,18 @@ fn read_after_local_reset_fails_even_after_fin() {
     let w = Waker::noop();
     for dialect in ALL {
         let (mut client, mut server, ck, sk) = connected_stream(dialect, now);
-        assert_eq!(client.poll_write(ck, w, &[1u8; 100]), Poll::Ready(Ok(100)));
-        client.close_write(ck).expect("half-close");
+        assert_eq!(
+            client.poll_write(ck, w, &[1u8; 100], now),
+            Poll::Ready(Ok(100))
+        );
+        client.close_write(ck, now).expect("half-close");
         let mut wire = BytesMut::new();
-        pump(&mut client, &mut wire);
+        pump(&mut client, &mut wire, now);
         server.handle_input(&mut wire, now);
-        server.reset(sk);
+        server.reset(sk, now);
         let mut buf = [0u8; 200];
         assert_eq!(
-            server.poll_read(sk, w, &mut buf),
+            server.poll_read(sk, w, &mut buf, now),
             Poll::Ready(Err(Error::StreamReset)),
             "{}",
             dialect.name()
@@ -556,14 +559,14 @@ fn every_task_waiting_to_accept_is_woken() {
         let mut server = Connection::new(Role::Server, config, now);
         let (a, wa) = CountingWake::waker();
         let (b, wb) = CountingWake::waker();
-        assert!(server.poll_accept(&wa).is_pending());
-        assert!(server.poll_accept(&wb).is_pending());
-        assert!(server.poll_accept(&wa).is_pending(), "polling again");
-        let Poll::Ready(Ok(_)) = client.poll_open(Waker::noop()) else {
+        assert!(server.poll_accept(&wa, now).is_pending());
+        assert!(server.poll_accept(&wb, now).is_pending());
+        assert!(server.poll_accept(&wa, now).is_pending(), "polling again");
+        let Poll::Ready(Ok(_)) = client.poll_open(Waker::noop(), now) else {
             panic!("open")
         };
         let mut wire = BytesMut::new();
-        pump(&mut client, &mut wire);
+        pump(&mut client, &mut wire, now);
         server.handle_input(&mut wire, now);
         assert_eq!(
             (a.count(), b.count()),
@@ -572,11 +575,11 @@ fn every_task_waiting_to_accept_is_woken() {
             dialect.name()
         );
         // The winner takes the stream; the loser waits again and still sees the session end.
-        assert!(server.poll_accept(&wb).is_ready());
-        assert!(server.poll_accept(&wa).is_pending());
+        assert!(server.poll_accept(&wb, now).is_ready());
+        assert!(server.poll_accept(&wa, now).is_pending());
         server.handle_eof(0);
         assert_eq!(a.count(), 2, "{}: woken by the end", dialect.name());
-        assert!(server.poll_accept(&wa).is_ready());
+        assert!(server.poll_accept(&wa, now).is_ready());
     }
 }
 
@@ -606,29 +609,29 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             let mut wire = BytesMut::new();
             let mut keys = Vec::new();
             for _ in 0..2 {
-                let Poll::Ready(Ok(k)) = client.poll_open(w) else {
+                let Poll::Ready(Ok(k)) = client.poll_open(w, now) else {
                     panic!("open")
                 };
                 keys.push(k);
             }
-            pump(&mut client, &mut wire);
+            pump(&mut client, &mut wire, now);
             server.handle_input(&mut wire, now);
             let mut accepted = Vec::new();
-            while let Poll::Ready(Ok(k)) = server.poll_accept(w) {
+            while let Poll::Ready(Ok(k)) = server.poll_accept(w, now) {
                 accepted.push(k);
             }
             assert_eq!(accepted.len(), 2, "{ctx}");
-            pump(&mut server, &mut wire);
+            pump(&mut server, &mut wire, now);
             client.handle_input(&mut wire, now);
             // A whole window on each stream: the first fills the server's budget.
             for &k in &keys {
                 let mut sent = 0;
                 while sent < PROTOCOL_WINDOW {
-                    match client.poll_write(k, w, &vec![9u8; PROTOCOL_WINDOW - sent]) {
+                    match client.poll_write(k, w, &vec![9u8; PROTOCOL_WINDOW - sent], now) {
                         Poll::Ready(Ok(n)) => sent += n,
                         other => panic!("{ctx}: write {other:?}"),
                     }
-                    pump(&mut client, &mut wire);
+                    pump(&mut client, &mut wire, now);
                 }
             }
             server.handle_input(&mut wire, now);
@@ -637,9 +640,9 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             server.register_driver(&dw);
             let first = accepted[0];
             if drop_it {
-                server.release(first);
+                server.release(first, now);
             } else {
-                server.reset(first);
+                server.reset(first, now);
             }
             assert!(server.wants_input(), "{ctx}: input resumes");
             assert!(driver.count() > 0, "{ctx}: the driver is told");
@@ -647,7 +650,7 @@ fn budget_pause_resumes_when_the_buffered_stream_is_reset_or_dropped() {
             assert!(wire.is_empty(), "{ctx}: the rest is taken in");
             let mut buf = vec![0u8; PROTOCOL_WINDOW];
             let mut got = 0;
-            while let Poll::Ready(Ok(n)) = server.poll_read(accepted[1], w, &mut buf) {
+            while let Poll::Ready(Ok(n)) = server.poll_read(accepted[1], w, &mut buf, now) {
                 if n == 0 {
                     break;
                 }
@@ -668,19 +671,19 @@ fn smux_v2_first_read_sends_an_update() {
     let w = Waker::noop();
     let (mut client, mut server, ck, sk) = connected_stream(Dialect::SmuxV2, now);
     assert_eq!(
-        client.poll_write(ck, w, &[5u8; 1000]),
+        client.poll_write(ck, w, &[5u8; 1000], now),
         Poll::Ready(Ok(1000))
     );
     let mut wire = BytesMut::new();
-    pump(&mut client, &mut wire);
+    pump(&mut client, &mut wire, now);
     server.handle_input(&mut wire, now);
     // A zero-length read is not the first read: it reports nothing.
-    assert_eq!(server.poll_read(sk, w, &mut []), Poll::Ready(Ok(0)));
-    pump(&mut server, &mut wire);
+    assert_eq!(server.poll_read(sk, w, &mut [], now), Poll::Ready(Ok(0)));
+    pump(&mut server, &mut wire, now);
     assert!(wire.is_empty(), "no update for an empty read");
     let mut buf = [0u8; 10];
-    assert_eq!(server.poll_read(sk, w, &mut buf), Poll::Ready(Ok(10)));
-    pump(&mut server, &mut wire);
+    assert_eq!(server.poll_read(sk, w, &mut buf, now), Poll::Ready(Ok(10)));
+    pump(&mut server, &mut wire, now);
     let window = Config::smux_v2().stream_window();
     let mut upd = vec![2u8, 4, 8, 0];
     upd.extend_from_slice(&3u32.to_le_bytes());
@@ -688,8 +691,8 @@ fn smux_v2_first_read_sends_an_update() {
     upd.extend_from_slice(&window.to_le_bytes());
     assert_eq!(&wire[..], &upd[..], "UPD(consumed 10, window)");
     // The second read is not the first: nothing until half a window is read.
-    assert_eq!(server.poll_read(sk, w, &mut buf), Poll::Ready(Ok(10)));
+    assert_eq!(server.poll_read(sk, w, &mut buf, now), Poll::Ready(Ok(10)));
     wire.clear();
-    pump(&mut server, &mut wire);
+    pump(&mut server, &mut wire, now);
     assert!(wire.is_empty(), "no update for a small second read");
 }

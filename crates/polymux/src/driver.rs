@@ -6,7 +6,8 @@
 //! it to the engine; (3) fire the keep-alive / close timer. Socket reads and writes happen
 //! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
 //! The transport itself lives in [`Shared`], where a stream may also write its data frames
-//! directly while the output is idle; the driver writes everything else.
+//! directly while the output is idle (`direct.rs`); the driver writes everything else, and
+//! does the flush either kind of write may leave it (`Io::needs_flush`).
 //! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
 //!
 //! Liveness (the engine decides, on the times the driver reports): a write or flush that
@@ -26,7 +27,7 @@ use std::time::Instant;
 
 use futures_timer::Delay;
 use polymux_proto::dialect::goaway;
-use polymux_proto::{Error, Transmit, PAUSED_READ_AHEAD};
+use polymux_proto::{Connection, Error, Transmit, PAUSED_READ_AHEAD};
 
 use crate::rx_buffers::{self, RxBuffers};
 use crate::session::Shared;
@@ -76,7 +77,6 @@ pub struct Driver<T> {
     batch_limit: usize,
     /// Bytes of `batch` already written.
     written: usize,
-    needs_flush: bool,
     /// The engine was told the transport accepts no output; progress must be reported.
     write_blocked: bool,
     eof: bool,
@@ -120,7 +120,6 @@ impl<T: Transport> Driver<T> {
             batch: None,
             batch_limit: MIN_BATCH,
             written: 0,
-            needs_flush: false,
             write_blocked: false,
             eof: false,
             eof_reported: false,
@@ -136,15 +135,23 @@ impl<T: Transport> Driver<T> {
         let mut progress = false;
         loop {
             if self.batch.is_none() {
-                self.batch = self.shared.lock().poll_transmit_within(self.batch_limit);
+                let mut conn = self.shared.lock();
+                self.batch = conn.poll_transmit_within(self.batch_limit, Instant::now());
                 self.written = 0;
             }
             let Some(batch) = &self.batch else { break };
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let count = unwritten_slices(batch, self.written, &mut slices);
-            let written = match self.shared.lock_io().as_mut() {
-                Some(io) => io.poll_write_slices(cx, &slices[..count]),
-                None => Poll::Ready(Err(closed())),
+            let written = {
+                let mut io = self.shared.lock_io();
+                let written = match io.transport.as_mut() {
+                    Some(transport) => transport.poll_write_slices(cx, &slices[..count]),
+                    None => Poll::Ready(Err(closed())),
+                };
+                if matches!(written, Poll::Ready(Ok(1..))) {
+                    io.needs_flush = true;
+                }
+                written
             };
             match written {
                 Poll::Ready(Ok(0)) => {
@@ -157,11 +164,10 @@ impl<T: Transport> Driver<T> {
                     progress = true;
                     // Inline `report_write_progress`: `batch` borrows `self.batch`.
                     if std::mem::take(&mut self.write_blocked) {
-                        self.shared.lock().handle_write_progress(Instant::now());
+                        self.shared.lock().handle_write_progress();
                     }
                     let whole = self.written == 0 && n >= batch.len();
                     self.written += n;
-                    self.needs_flush = true;
                     // A batch the transport took in one write delayed nothing: the next may be
                     // larger (fewer writes for bulk). One it took in parts made later frames
                     // wait: back to the default, which bounds that wait.
@@ -186,19 +192,24 @@ impl<T: Transport> Driver<T> {
                 }
             }
         }
-        if self.shared.lock().take_flush_request() {
-            self.needs_flush = true;
-        }
-        if self.batch.is_none() && self.needs_flush {
-            let flushed = match self.shared.lock_io().as_mut() {
-                Some(io) => io.poll_flush_out(cx),
+        // Flush once every batch is out (the transport's lock is only taken then).
+        let flushed = self.batch.is_none().then(|| {
+            let mut io = self.shared.lock_io();
+            if !io.needs_flush {
+                return None;
+            }
+            let flushed = match io.transport.as_mut() {
+                Some(transport) => transport.poll_flush_out(cx),
                 None => Poll::Ready(Ok(())),
             };
+            if flushed.is_ready() {
+                io.needs_flush = false;
+            }
+            Some(flushed)
+        });
+        if let Some(Some(flushed)) = flushed {
             match flushed {
-                Poll::Ready(Ok(())) => {
-                    self.needs_flush = false;
-                    self.report_write_progress();
-                }
+                Poll::Ready(Ok(())) => self.report_write_progress(),
                 Poll::Ready(Err(e)) => {
                     self.fail(&e);
                     return Step::Progress;
@@ -221,7 +232,7 @@ impl<T: Transport> Driver<T> {
 
     fn report_write_progress(&mut self) {
         if std::mem::take(&mut self.write_blocked) {
-            self.shared.lock().handle_write_progress(Instant::now());
+            self.shared.lock().handle_write_progress();
         }
     }
 
@@ -276,7 +287,7 @@ impl<T: Transport> Driver<T> {
         drop(conn);
         self.rx.reserve(want);
         let rx = &mut self.rx.current;
-        let polled = match self.shared.lock_io().as_mut() {
+        let polled = match self.shared.lock_io().transport.as_mut() {
             Some(io) => io.poll_read_into(cx, rx, want),
             None => Poll::Ready(Err(closed())),
         };
@@ -308,13 +319,13 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Fires the engine's timer when due and arms a `Delay` for the next deadline.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Step {
+    /// Fires the engine's timer when due and arms a `Delay` for the next deadline (`conn`:
+    /// the engine, locked by the caller).
+    fn poll_timer(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Step {
         let now = Instant::now();
         if now.saturating_duration_since(self.last_read) >= TRIM_AFTER {
             self.rx.trim();
         }
-        let mut conn = self.shared.lock();
         let Some(deadline) = conn.poll_timeout() else {
             self.timer = None;
             return Step::Idle;
@@ -323,9 +334,12 @@ impl<T: Transport> Driver<T> {
             conn.handle_timeout(now);
             return Step::Progress;
         }
-        drop(conn);
         match &mut self.timer {
-            Some((at, delay)) if *at == deadline => {
+            // A timer armed for an earlier instant is kept: deadlines move later all the time
+            // (each received frame postpones the keep-alive, each write the spare-buffer trim),
+            // and arming a new `Delay` wakes the timer thread, a futex call and a context switch
+            // each. Firing early costs one more turn, which arms the timer for the new deadline.
+            Some((at, delay)) if *at <= deadline => {
                 if Pin::new(delay).poll(cx).is_ready() {
                     self.timer = None;
                     return Step::Progress;
@@ -375,7 +389,7 @@ impl<T> Drop for Driver<T> {
     fn drop(&mut self) {
         // A driver dropped before it finished takes the transport with it, and the session
         // ends, so streams fail instead of waiting for I/O that will never happen.
-        let transport = self.shared.lock_io().take();
+        let transport = self.shared.lock_io().transport.take();
         if !self.done {
             self.shared.lock().handle_transport_error(&closed());
         }
@@ -391,15 +405,20 @@ impl<T: Transport> Future for Driver<T> {
         if this.done {
             return Poll::Ready(Ok(()));
         }
+        // Registered before every turn's steps, so a wake-up during them is not lost: here for
+        // the first turn, and at the end of each turn (under the lock taken for the timer and
+        // the end check anyway: one engine lock fewer per turn) for the next.
+        this.shared.lock().register_driver(cx.waker());
         for _ in 0..TURNS_PER_POLL {
-            // Register first, so a wake-up that happens during this turn is not lost.
-            this.shared.lock().register_driver(cx.waker());
             let wrote = this.poll_output(cx);
             let read = this.poll_input(cx);
-            let timed = this.poll_timer(cx);
-            let (ended, reason, pending_output) = {
-                let conn = this.shared.lock();
+            let (timed, ended, reason, pending_output) = {
+                let shared = Arc::clone(&this.shared);
+                let mut conn = shared.lock();
+                let timed = this.poll_timer(&mut conn, cx);
+                conn.register_driver(cx.waker());
                 (
+                    timed,
                     conn.is_ended(),
                     conn.end_reason().cloned(),
                     conn.has_pending_output(),
@@ -415,14 +434,14 @@ impl<T: Transport> Future for Driver<T> {
             if ended && (!pending_output || this.write_failed || stalled || lingered_enough) {
                 // Everything queued (GoAway included) is written, or cannot be: close.
                 let mut io = this.shared.lock_io();
-                if let Some(transport) = io.as_mut().filter(|_| !stalled) {
+                if let Some(transport) = io.transport.as_mut().filter(|_| !stalled) {
                     if transport.poll_shutdown_out(cx).is_pending() {
                         return Poll::Pending;
                     }
                 }
                 // Drop the transport now, as owning it would: the peer must not wait on a
                 // half-open connection until every handle is gone.
-                *io = None;
+                io.transport = None;
                 drop(io);
                 this.done = true;
                 return Poll::Ready(match reason {

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod direct;
 mod driver;
 mod rx_buffers;
 mod session;

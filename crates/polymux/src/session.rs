@@ -5,7 +5,7 @@
 //! cannot complete — leaves its waker in the engine, which wakes it when it can.
 //!
 //! The transport sits behind a second mutex, so that a stream's writer can put its frames on
-//! it directly when the output is idle (see `Stream`'s write). Lock order: transport, then
+//! it directly when the output is idle (see `direct.rs`). Lock order: transport, then
 //! engine — never the engine while waiting for the transport (writers only `try_lock` it).
 
 use std::future::poll_fn;
@@ -24,8 +24,8 @@ use crate::transport::Transport;
 /// State shared by the session handles, the streams and the driver.
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
-    /// The transport; `None` once the driver has finished (or was dropped) and closed it.
-    io: Mutex<Option<BoxedTransport>>,
+    /// The transport and its flush state.
+    io: Mutex<Io>,
     /// Live `Session`, `Incoming` and `Stream` handles. When the last one goes, nobody can use
     /// the session any more, so it closes gracefully (instead of idling on keep-alives forever).
     handles: AtomicUsize,
@@ -62,14 +62,14 @@ impl Shared {
     }
 
     /// Locks the transport (the driver). Same poisoning rule as [`lock`](Self::lock).
-    pub(crate) fn lock_io(&self) -> MutexGuard<'_, Option<BoxedTransport>> {
+    pub(crate) fn lock_io(&self) -> MutexGuard<'_, Io> {
         self.io
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The transport, if nobody else is using it (a stream's direct write).
-    pub(crate) fn try_lock_io(&self) -> Option<MutexGuard<'_, Option<BoxedTransport>>> {
+    pub(crate) fn try_lock_io(&self) -> Option<MutexGuard<'_, Io>> {
         match self.io.try_lock() {
             Ok(guard) => Some(guard),
             Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
@@ -80,6 +80,16 @@ impl Shared {
 
 /// The transport, type-erased so streams (which are not generic) can write to it.
 pub(crate) type BoxedTransport = Box<dyn Transport + Send>;
+
+/// What the transport's lock guards: the transport, and the one chore both of its writers (the
+/// driver, a direct write) share, which is no business of the engine's.
+pub(crate) struct Io {
+    /// `None` once the driver has finished (or was dropped) and closed it.
+    pub(crate) transport: Option<BoxedTransport>,
+    /// Bytes were written that the transport may hold until a flush; the driver flushes once
+    /// it has no batch left to write, and clears this only when the flush completes.
+    pub(crate) needs_flush: bool,
+}
 
 /// A multiplexed session. Clone it freely; every clone refers to the same session.
 ///
@@ -187,7 +197,10 @@ impl Session {
         let dialect = config.dialect();
         let shared = Arc::new(Shared {
             conn: Mutex::new(Connection::new(role, config, Instant::now())),
-            io: Mutex::new(Some(Box::new(io))),
+            io: Mutex::new(Io {
+                transport: Some(Box::new(io)),
+                needs_flush: false,
+            }),
             handles: AtomicUsize::new(1),
         });
         let driver = Driver::new(shared.clone());
@@ -250,7 +263,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn open(&self) -> Result<Stream, Error> {
-        let key = poll_fn(|cx| self.shared.lock().poll_open(cx.waker())).await?;
+        let key = poll_fn(|cx| self.shared.lock().poll_open(cx.waker(), Instant::now())).await?;
         // Made before waiting, so that dropping this future releases the stream.
         let stream = Stream::new(self.shared.clone(), key);
         // Whether the opener waits for the peer's ACK (net-mux) is the engine's decision.
@@ -283,7 +296,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn accept(&self) -> Result<Stream, Error> {
-        let key = poll_fn(|cx| self.shared.lock().poll_accept(cx.waker())).await?;
+        let key = poll_fn(|cx| self.shared.lock().poll_accept(cx.waker(), Instant::now())).await?;
         Ok(Stream::new(self.shared.clone(), key))
     }
 
@@ -474,7 +487,7 @@ impl futures::Stream for Incoming {
     type Item = Stream;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Stream>> {
-        let polled = self.shared.lock().poll_accept(cx.waker());
+        let polled = self.shared.lock().poll_accept(cx.waker(), Instant::now());
         match polled {
             Poll::Ready(Ok(key)) => Poll::Ready(Some(Stream::new(self.shared.clone(), key))),
             Poll::Ready(Err(_)) => Poll::Ready(None),

@@ -9,13 +9,13 @@
 //! | reset (either side) | buffered bytes, then `ConnectionReset` | `ConnectionReset` |
 //! | session ended | buffered bytes, then the end reason | the end reason |
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
-use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_FRAMES};
 use polymux_proto::{StreamId, StreamKey};
 
 use crate::session::Shared;
@@ -89,7 +89,7 @@ impl Stream {
     /// # Ok(()) }
     /// ```
     pub fn reset(&mut self) {
-        self.shared.lock().reset(self.key);
+        self.shared.lock().reset(self.key, Instant::now());
     }
 
     /// Takes up to `max` received bytes as they arrived, without copying them into a
@@ -150,12 +150,15 @@ impl Stream {
         let polled = self
             .shared
             .lock()
-            .poll_read_chunk(self.key, cx.waker(), max);
+            .poll_read_chunk(self.key, cx.waker(), max, Instant::now());
         polled.map_err(io::Error::from)
     }
 
     pub(crate) fn read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let polled = self.shared.lock().poll_read(self.key, cx.waker(), buf);
+        let polled = self
+            .shared
+            .lock()
+            .poll_read(self.key, cx.waker(), buf, Instant::now());
         polled.map_err(io::Error::from)
     }
 
@@ -178,57 +181,18 @@ impl Stream {
     /// Writes directly to the transport when the session's output is idle and the transport
     /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
     pub(crate) fn write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let Some(mut io) = self.shared.try_lock_io() else {
-            let polled = self.shared.lock().poll_write(self.key, cx.waker(), buf);
-            return polled.map_err(io::Error::from);
-        };
-        let outcome = self
-            .shared
-            .lock()
-            .poll_write_direct(self.key, cx.waker(), buf);
-        let direct = match outcome {
-            Poll::Ready(Ok(WriteOutcome::Direct(direct))) => direct,
-            Poll::Ready(Ok(WriteOutcome::Queued(n))) => return Poll::Ready(Ok(n)),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-            Poll::Pending => return Poll::Pending,
-        };
-        let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MAX_FRAMES];
-        for (slot, piece) in slices.iter_mut().zip(direct.pieces(buf)) {
-            *slot = IoSlice::new(piece);
-        }
-        let (written, flushed) = match io.as_mut() {
-            Some(transport) => match transport.poll_write_slices(cx, &slices) {
-                Poll::Ready(Ok(n)) => (n, transport.poll_flush_out(cx)),
-                // The transport is full: everything is queued for the driver instead.
-                Poll::Pending => (0, Poll::Ready(Ok(()))),
-                Poll::Ready(Err(e)) => (0, Poll::Ready(Err(e))),
-            },
-            None => (0, Poll::Ready(Ok(()))),
-        };
-        // Still holding the transport, so nothing can be written between these bytes and
-        // whatever of them is left for the driver.
-        let mut conn = self.shared.lock();
-        match flushed {
-            Poll::Ready(Err(e)) => {
-                conn.direct_failed(&e);
-                Poll::Ready(Err(e))
-            }
-            flushed => {
-                conn.direct_done(&direct, buf, written, flushed.is_pending());
-                Poll::Ready(Ok(direct.payload_len()))
-            }
-        }
+        crate::direct::poll_write(&self.shared, self.key, cx, buf)
     }
 
     pub(crate) fn close_write(&self) -> Poll<io::Result<()>> {
-        let closed = self.shared.lock().close_write(self.key);
+        let closed = self.shared.lock().close_write(self.key, Instant::now());
         Poll::Ready(closed.map_err(io::Error::from))
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.shared.lock().release(self.key);
+        self.shared.lock().release(self.key, Instant::now());
         self.shared.release();
     }
 }

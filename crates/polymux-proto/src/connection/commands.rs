@@ -23,7 +23,7 @@ impl Connection {
     /// Opens a stream. The open is sent at once (data may follow before the peer
     /// acknowledges). Waits while `max_unacked_outbound` opens are unacknowledged (yamux,
     /// net-mux). Fails after the peer's GoAway, after `close()`, or at `max_streams`.
-    pub fn poll_open(&mut self, waker: &Waker) -> Poll<Result<StreamKey, Error>> {
+    pub fn poll_open(&mut self, waker: &Waker, now: Instant) -> Poll<Result<StreamKey, Error>> {
         match &self.state {
             State::Ended(e) => return Poll::Ready(Err(e.clone())),
             State::Closing { .. } => return Poll::Ready(Err(Error::SessionClosed)),
@@ -53,7 +53,7 @@ impl Connection {
         };
         let key = self.insert_stream(id, opening);
         let s = &mut self.streams[key.0];
-        let extra = s.recv.grant(self.now);
+        let extra = s.recv.grant(now);
         let (open, credit) = crate::policy::open(self.dialect, id, extra);
         self.push_control(&open);
         if let Some(credit) = credit {
@@ -98,9 +98,8 @@ impl Connection {
     }
 
     /// Takes the next inbound stream, acknowledging it to the peer (yamux, net-mux).
-    pub fn poll_accept(&mut self, waker: &Waker) -> Poll<Result<StreamKey, Error>> {
+    pub fn poll_accept(&mut self, waker: &Waker, now: Instant) -> Poll<Result<StreamKey, Error>> {
         if let Some(key) = self.accept_queue.pop_front() {
-            let now = self.now;
             let dialect = self.dialect;
             let s = &mut self.streams[key.0];
             if !s.is_reset() {
@@ -131,6 +130,7 @@ impl Connection {
         key: StreamKey,
         waker: &Waker,
         buf: &mut [u8],
+        now: Instant,
     ) -> Poll<Result<usize, Error>> {
         let ended = self.ended_error();
         let Some(s) = self.streams.get_mut(key.0) else {
@@ -139,7 +139,7 @@ impl Connection {
         if !s.queue.is_empty() {
             let before = (s.queue.charge(), s.queue.retained());
             let n = s.queue.read_into(buf, &mut self.memory);
-            self.consumed(key, n, before);
+            self.consumed(key, n, before, now);
             return Poll::Ready(Ok(n));
         }
         if buf.is_empty() {
@@ -163,6 +163,7 @@ impl Connection {
         key: StreamKey,
         waker: &Waker,
         max: usize,
+        now: Instant,
     ) -> Poll<Result<Option<Bytes>, Error>> {
         let ended = self.ended_error();
         let Some(s) = self.streams.get_mut(key.0) else {
@@ -173,7 +174,7 @@ impl Connection {
         }
         let before = (s.queue.charge(), s.queue.retained());
         if let Some(chunk) = s.queue.pop_chunk(max, &mut self.memory) {
-            self.consumed(key, chunk.len(), before);
+            self.consumed(key, chunk.len(), before, now);
             return Poll::Ready(Ok(Some(chunk)));
         }
         self.poll_read_end(key, waker, ended)
@@ -182,7 +183,13 @@ impl Connection {
 
     /// Credit and memory bookkeeping after the application took `n` queued bytes of `key`;
     /// `(charge, retained)` are its queue's figures from before.
-    fn consumed(&mut self, key: StreamKey, n: usize, (charge, retained): (usize, usize)) {
+    fn consumed(
+        &mut self,
+        key: StreamKey,
+        n: usize,
+        (charge, retained): (usize, usize),
+        now: Instant,
+    ) {
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
@@ -192,7 +199,7 @@ impl Connection {
         let first_read = n > 0 && s.recv.consumed() == 0;
         s.recv.consume(n as u64);
         self.unbuffer(n, uncharged);
-        self.return_credit(key, first_read);
+        self.return_credit(key, first_read, now);
     }
 
     /// A read of `key` that found nothing queued: `Ok(())` at EOF, the stream's or session's
@@ -227,6 +234,7 @@ impl Connection {
         key: StreamKey,
         waker: &Waker,
         buf: &[u8],
+        now: Instant,
     ) -> Poll<Result<usize, Error>> {
         if let Some(e) = self.ended_error() {
             return Poll::Ready(Err(e));
@@ -264,14 +272,14 @@ impl Connection {
             .min(room)
             .min(frame_payload);
         s.send.spend(n as u64);
-        self.tx.push_data(key, &mut s.outbox, &buf[..n], self.now);
+        self.tx.push_data(key, &mut s.outbox, &buf[..n], now);
         self.stats.bytes_sent += n as u64;
         self.wake_driver();
         Poll::Ready(Ok(n))
     }
 
     /// Half-closes `key`: sends FIN after the data already written. Reading continues.
-    pub fn close_write(&mut self, key: StreamKey) -> Result<(), Error> {
+    pub fn close_write(&mut self, key: StreamKey, now: Instant) -> Result<(), Error> {
         let ended = self.ended_error();
         let Some(s) = self.streams.get_mut(key.0) else {
             return Err(Error::SessionClosed);
@@ -287,7 +295,7 @@ impl Connection {
         }
         s.close_local();
         let fin = crate::policy::fin(self.dialect, s.id);
-        self.push_after_data(key, fin);
+        self.push_after_data(key, fin, now);
         self.maybe_remove(key);
         self.progress_close();
         Ok(())
@@ -295,7 +303,7 @@ impl Connection {
 
     /// Aborts `key` in both directions: RST (FIN on smux, whose peers cannot tell), discards
     /// what was received, fails pending reads and writes.
-    pub fn reset(&mut self, key: StreamKey) {
+    pub fn reset(&mut self, key: StreamKey, now: Instant) {
         let ended = self.is_ended();
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
@@ -313,7 +321,7 @@ impl Connection {
         self.unbuffer(discarded, charge);
         if send_frame {
             let frame = crate::policy::reset(self.dialect, id);
-            self.push_after_data(key, frame);
+            self.push_after_data(key, frame, now);
         }
         self.maybe_remove(key);
         self.progress_close();
@@ -321,7 +329,7 @@ impl Connection {
 
     /// The application dropped its handle to `key`. An unfinished stream is half-closed (FIN)
     /// and detached: inbound data is discarded until the peer finishes too.
-    pub fn release(&mut self, key: StreamKey) {
+    pub fn release(&mut self, key: StreamKey, now: Instant) {
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
         };
@@ -335,9 +343,9 @@ impl Connection {
         let needs_fin = s.can_send();
         self.unbuffer(discarded, charge);
         if needs_fin && !self.is_ended() {
-            let _ = self.close_write(key);
+            let _ = self.close_write(key, now);
         }
-        self.maybe_return_credit(key);
+        self.maybe_return_credit(key, now);
         self.maybe_remove(key);
     }
 
@@ -391,7 +399,6 @@ impl Connection {
     /// existing streams run to completion until `close_timeout`; then the session ends with
     /// [`Error::SessionClosed`] and the driver closes the transport.
     pub fn close(&mut self, now: Instant) {
-        self.now = now;
         if !matches!(self.state, State::Open) {
             return;
         }

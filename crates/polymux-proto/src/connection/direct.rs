@@ -1,20 +1,24 @@
 //! The direct write path: a stream's writer puts its data frames on the transport itself,
-//! with no copy into the session's write buffer and no hop through the driver task.
+//! with no copy into the session's write buffer and no hop through the driver task. This
+//! module owns the path; the async layer only performs the I/O it is handed.
 //!
-//! The caller (the async layer) holds the transport, asks
+//! Protocol: the caller holds the transport, asks
 //! [`poll_write_direct`](Connection::poll_write_direct) for permission, writes the frames it
-//! gets, and reports what the transport took with
-//! [`direct_done`](Connection::direct_done). Permission is given only while nothing else is
-//! queued or being written; otherwise the write takes the ordinary queued path. Invariant:
-//! between the two calls the engine hands out no batch, and what the transport did not take is
-//! queued ahead of everything else — so frames never interleave on the wire and no accepted
-//! byte is lost. Such a remainder (at most [`DIRECT_MAX_FRAMES`] frames) may exceed the write
-//! budget once, until the driver has written it.
+//! gets, and reports what the transport took with [`direct_done`](Connection::direct_done)
+//! (or [`direct_failed`](Connection::direct_failed)). Anything the transport buffers and only
+//! a flush sends is the caller's and its driver's business, not the engine's.
+//!
+//! **Invariant** (kept here, with the output state in `tx.rs`): permission is given only while
+//! nothing is queued or being written; between the two calls the engine hands out no batch;
+//! what the transport did not take is queued ahead of everything else. So frames never
+//! interleave on the wire and no accepted byte is lost. Such a remainder (at most
+//! [`DIRECT_MAX_FRAMES`] frames) may exceed the write budget once, until the driver has
+//! written it.
 
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use crate::error::Error;
-use crate::frame::{Flags, Frame};
 
 use super::{Connection, StreamKey};
 
@@ -27,6 +31,8 @@ const MAX_HEADER: usize = crate::codec::MAX_HEADER_LEN;
 /// caller's buffer. Obtained from [`Connection::poll_write_direct`].
 #[derive(Debug)]
 pub struct DirectWrite {
+    /// The frames' headers, back to back, `header_len` bytes each (in the value itself: a
+    /// direct write allocates nothing).
     headers: [u8; DIRECT_MAX_FRAMES * MAX_HEADER],
     header_len: usize,
     frames: usize,
@@ -81,6 +87,7 @@ impl Connection {
         key: StreamKey,
         waker: &Waker,
         buf: &[u8],
+        now: Instant,
     ) -> Poll<Result<WriteOutcome, Error>> {
         let credit = match self.streams.get(key.0) {
             Some(s) if s.can_send() => s.send.available(),
@@ -88,7 +95,7 @@ impl Connection {
         };
         if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.is_idle() {
             return self
-                .poll_write(key, waker, buf)
+                .poll_write(key, waker, buf, now)
                 .map(|r| r.map(WriteOutcome::Queued));
         }
         let frame_payload = self.config.max_frame_payload() as usize;
@@ -110,39 +117,24 @@ impl Connection {
             payload: n,
         };
         for i in 0..direct.frames {
-            let len = (n - i * frame_payload).min(frame_payload) as u32;
-            let header = Frame::Data {
-                stream: id,
-                flags: Flags::NONE,
-                len,
-            };
-            self.direct_headers.clear();
-            self.dialect.encode(&header, &mut self.direct_headers);
-            direct.headers[i * header_len..(i + 1) * header_len]
-                .copy_from_slice(&self.direct_headers);
+            let len = (n - i * frame_payload).min(frame_payload);
+            let slot = &mut direct.headers[i * header_len..(i + 1) * header_len];
+            self.tx.data_header_into(id, len, slot);
         }
         self.stats.bytes_sent += n as u64;
         self.tx.begin_direct();
         Poll::Ready(Ok(WriteOutcome::Direct(direct)))
     }
 
-    /// The transport took `written` bytes of `direct`'s frames; the rest is queued first.
-    /// `needs_flush`: the transport holds bytes that only a flush sends, which the driver
-    /// will do.
-    pub fn direct_done(
-        &mut self,
-        direct: &DirectWrite,
-        buf: &[u8],
-        written: usize,
-        needs_flush: bool,
-    ) {
+    /// The transport took `written` bytes of `direct`'s frames; the rest is queued first, for
+    /// the driver.
+    pub fn direct_done(&mut self, direct: &DirectWrite, buf: &[u8], written: usize) {
         self.tx.end_direct(direct.unwritten(buf, written));
         if written > 0 {
             // The transport took bytes: the peer reads (see `handle_write_progress`).
-            self.write_blocked_since = None;
+            self.handle_write_progress();
         }
-        self.flush_requested |= needs_flush;
-        if self.tx.has_pending() || needs_flush {
+        if self.tx.has_pending() {
             self.wake_driver();
         }
     }
@@ -152,11 +144,6 @@ impl Connection {
         self.tx.end_direct(std::iter::empty());
         self.handle_transport_error(error);
     }
-
-    /// Whether a direct write asked for a flush since the last call.
-    pub fn take_flush_request(&mut self) -> bool {
-        std::mem::take(&mut self.flush_requested)
-    }
 }
 
 #[cfg(test)]
@@ -165,18 +152,18 @@ mod tests {
     use crate::{Config, Dialect, Role};
     use std::time::Instant;
 
-    fn open_pair(dialect: Dialect) -> (Connection, StreamKey) {
+    fn open_pair(dialect: Dialect, now: Instant) -> (Connection, StreamKey) {
         let config = Config::for_dialect(dialect);
-        let mut c = Connection::new(Role::Client, config, Instant::now());
-        let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop()) else {
+        let mut c = Connection::new(Role::Client, config, now);
+        let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop(), now) else {
             panic!("open")
         };
         (c, key)
     }
 
-    fn drain(c: &mut Connection) -> Vec<u8> {
+    fn drain(c: &mut Connection, now: Instant) -> Vec<u8> {
         let mut out = Vec::new();
-        while let Some(batch) = c.poll_transmit() {
+        while let Some(batch) = c.poll_transmit(now) {
             out.extend(batch.pieces().flatten());
             c.transmitted(batch);
         }
@@ -192,39 +179,40 @@ mod tests {
             Dialect::SmuxV2,
             Dialect::NetMux,
         ] {
+            let now = Instant::now();
             let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-            let (mut queued, qk) = open_pair(dialect);
-            drain(&mut queued);
+            let (mut queued, qk) = open_pair(dialect, now);
+            drain(&mut queued, now);
             let mut expected = Vec::new();
             let mut off = 0;
             while off < payload.len() {
-                let Poll::Ready(Ok(n)) = queued.poll_write(qk, Waker::noop(), &payload[off..])
+                let Poll::Ready(Ok(n)) = queued.poll_write(qk, Waker::noop(), &payload[off..], now)
                 else {
                     panic!("queued write")
                 };
                 off += n;
-                expected.extend(drain(&mut queued));
+                expected.extend(drain(&mut queued, now));
             }
 
-            let (mut direct, dk) = open_pair(dialect);
-            drain(&mut direct);
+            let (mut direct, dk) = open_pair(dialect, now);
+            drain(&mut direct, now);
             let mut wire = Vec::new();
             let mut off = 0;
             while off < payload.len() {
                 let buf = &payload[off..];
                 let Poll::Ready(Ok(WriteOutcome::Direct(d))) =
-                    direct.poll_write_direct(dk, Waker::noop(), buf)
+                    direct.poll_write_direct(dk, Waker::noop(), buf, now)
                 else {
                     panic!("{}: expected a direct write", dialect.name())
                 };
                 // While it runs, nothing else is handed out, even if queued meanwhile.
-                assert!(direct.poll_open(Waker::noop()).is_ready());
-                assert!(direct.poll_transmit().is_none());
+                assert!(direct.poll_open(Waker::noop(), now).is_ready());
+                assert!(direct.poll_transmit(now).is_none());
                 // The transport takes only 7 bytes: the rest is queued ahead of that SYN.
                 let all: Vec<u8> = d.pieces(buf).flatten().copied().collect();
                 wire.extend_from_slice(&all[..7]);
-                direct.direct_done(&d, buf, 7, false);
-                let rest = drain(&mut direct);
+                direct.direct_done(&d, buf, 7);
+                let rest = drain(&mut direct, now);
                 assert_eq!(&rest[..all.len() - 7], &all[7..], "{}", dialect.name());
                 wire.extend_from_slice(&rest[..all.len() - 7]);
                 off += d.payload_len();
@@ -235,10 +223,11 @@ mod tests {
 
     #[test]
     fn busy_output_takes_the_queued_path() {
-        let (mut c, key) = open_pair(Dialect::Yamux);
+        let now = Instant::now();
+        let (mut c, key) = open_pair(Dialect::Yamux, now);
         // The SYN is still queued: a direct write now would overtake it.
         assert!(matches!(
-            c.poll_write_direct(key, Waker::noop(), b"abc"),
+            c.poll_write_direct(key, Waker::noop(), b"abc", now),
             Poll::Ready(Ok(WriteOutcome::Queued(3)))
         ));
     }

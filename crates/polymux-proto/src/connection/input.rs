@@ -28,14 +28,13 @@ impl Connection {
     /// (leaving bytes in `rx`) when the receive budget or the control queue is full — see
     /// [`wants_input`](Self::wants_input) — or when the session ends.
     pub fn handle_input(&mut self, rx: &mut BytesMut, now: Instant) {
-        self.now = now;
         self.memory.pins.observe(rx);
         // Re-evaluated below: the pool may have room again.
         self.paused_on_pool = None;
         while !self.is_ended() && !rx.is_empty() {
             match self.rx_frame {
                 RxFrame::Payload { .. } => {
-                    if !self.take_payload(rx) {
+                    if !self.take_payload(rx, now) {
                         break;
                     }
                 }
@@ -49,7 +48,7 @@ impl Connection {
                             rx.advance(used);
                             self.keepalive.on_receive(now);
                             tracing::trace!(?frame, "received");
-                            if let Err(v) = self.on_frame(frame) {
+                            if let Err(v) = self.on_frame(frame, now) {
                                 self.end(v.into());
                             }
                         }
@@ -79,7 +78,7 @@ impl Connection {
 
     /// Moves payload bytes of the current Data frame from `rx` to its stream. Returns `false`
     /// when it cannot make progress (need more bytes, or the receive memory is full).
-    fn take_payload(&mut self, rx: &mut BytesMut) -> bool {
+    fn take_payload(&mut self, rx: &mut BytesMut, now: Instant) -> bool {
         let RxFrame::Payload {
             key,
             flags,
@@ -108,7 +107,7 @@ impl Connection {
                 if let Some(s) = self.streams.get_mut(k.0) {
                     s.recv.consume(n as u64);
                 }
-                self.maybe_return_credit(k);
+                self.maybe_return_credit(k, now);
             }
         }
         self.stats.bytes_received += n as u64;
@@ -211,10 +210,10 @@ impl Connection {
         Some(taken)
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Result<(), Violation> {
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), Violation> {
         match frame {
             Frame::Data { stream, flags, len } => {
-                let key = self.stream_for(stream, flags, "Data")?;
+                let key = self.stream_for(stream, flags, "Data", now)?;
                 if len == 0 {
                     if let Some(k) = key {
                         self.apply_close_flags(k, flags);
@@ -230,10 +229,10 @@ impl Connection {
                                 credit: s.recv.available(),
                             });
                         }
-                        let rtt = s.recv.take_rtt_sample(self.now);
+                        let rtt = s.recv.take_rtt_sample(now);
                         // The time base is the session's start, in wrapping microseconds.
                         let now_us =
-                            self.now.saturating_duration_since(self.epoch).as_micros() as u32;
+                            now.saturating_duration_since(self.epoch).as_micros() as u32;
                         let first = u64::from(crate::config::PROTOCOL_INITIAL_WINDOW);
                         let rate = self
                             .dialect
@@ -241,10 +240,10 @@ impl Connection {
                             .then(|| s.recv.note_arrival(now_us, len.into(), first))
                             .flatten();
                         if let Some(rtt) = rtt {
-                            self.keepalive.on_rtt_sample(rtt, self.now);
+                            self.keepalive.on_rtt_sample(rtt, now);
                         }
                         if let Some(rate) = rate {
-                            self.start_ramp(k, rate);
+                            self.start_ramp(k, rate, now);
                         }
                     }
                 }
@@ -261,7 +260,7 @@ impl Connection {
                 flags,
                 delta,
             } => {
-                let Some(k) = self.stream_for(stream, flags, "WindowUpdate")? else {
+                let Some(k) = self.stream_for(stream, flags, "WindowUpdate", now)? else {
                     return Ok(());
                 };
                 if let Some(s) = self.streams.get_mut(k.0) {
@@ -280,7 +279,7 @@ impl Connection {
                 consumed,
                 window,
             } => {
-                if let Some(k) = self.stream_for(stream, Flags::NONE, "UPD")? {
+                if let Some(k) = self.stream_for(stream, Flags::NONE, "UPD", now)? {
                     if let Some(s) = self.streams.get_mut(k.0) {
                         s.send.set_window(consumed, window);
                         s.wake_writer();
@@ -293,7 +292,7 @@ impl Connection {
                 Ok(())
             }
             Frame::Ping { ack: true, opaque } => {
-                if self.keepalive.on_pong(opaque, self.now) {
+                if self.keepalive.on_pong(opaque, now) {
                     self.ping_waiters.wake_all();
                 }
                 Ok(())
@@ -315,9 +314,10 @@ impl Connection {
         id: StreamId,
         flags: Flags,
         frame: &'static str,
+        now: Instant,
     ) -> Result<Option<StreamKey>, Violation> {
         if flags.contains(Flags::SYN) {
-            return self.on_remote_open(id);
+            return self.on_remote_open(id, now);
         }
         let Some(&key) = self.ids.get(&id) else {
             // yamux-shaped peers legitimately send frames for streams we never saw opened
@@ -356,7 +356,11 @@ impl Connection {
         }
     }
 
-    fn on_remote_open(&mut self, id: StreamId) -> Result<Option<StreamKey>, Violation> {
+    fn on_remote_open(
+        &mut self,
+        id: StreamId,
+        now: Instant,
+    ) -> Result<Option<StreamKey>, Violation> {
         if !self.is_peer_parity(id) {
             return Err(Violation::WrongStreamParity { stream: id });
         }
@@ -381,7 +385,7 @@ impl Connection {
             None
         };
         if let Some(why) = refuse {
-            self.note_refusal(id, why);
+            self.note_refusal(id, why, now);
             self.push_control(&crate::policy::reset(self.dialect, id));
             return Ok(None);
         }

@@ -3,8 +3,7 @@
 //! Methods fall into three groups (after quinn-proto):
 //! - **inputs** — [`handle_input`](Connection::handle_input) (received bytes),
 //!   [`handle_timeout`](Connection::handle_timeout), [`handle_eof`](Connection::handle_eof),
-//!   [`handle_transport_error`](Connection::handle_transport_error); all take the time from
-//!   the caller;
+//!   [`handle_transport_error`](Connection::handle_transport_error);
 //! - **commands** from the application — open, accept, read, write, close, reset, ping, GoAway
 //!   (in `commands.rs`);
 //! - **outputs** — [`poll_transmit`](Connection::poll_transmit) (bytes to write),
@@ -16,16 +15,12 @@
 //!
 //! # Time
 //!
-//! Inputs, [`close`](Connection::close) and [`start_ping`](Connection::start_ping) take `now`
-//! from the caller. Commands and [`poll_transmit`](Connection::poll_transmit) do not: what
-//! they time (a credit grant for the RTT sample and window tuning, when spare send buffers were
-//! last used, refusal summaries) uses the engine's clock, the `now` of the latest
-//! [`handle_input`](Connection::handle_input), [`handle_timeout`](Connection::handle_timeout)
-//! or `close` (and [`handle_write_progress`](Connection::handle_write_progress), which only
-//! moves it forward). Between those calls it stands still, so a command sees the time of the
-//! last bytes received, timer fired or write completed, not the time it runs. Passing `now` to
-//! every command instead (issue 12) would change the public API of every command and what
-//! auto-tuning measures; it is left for a change of its own.
+//! The engine has no clock of its own and keeps none cached: every method whose work depends
+//! on the time takes it as `now` from the caller (as in quinn-proto) — inputs, timers,
+//! [`poll_transmit`](Connection::poll_transmit), and the commands that grant credit, queue
+//! output or close (open, accept, read, write, half-close, reset, release, ping, close). A
+//! method without `now` reads no time. Callers pass a clock that does not run backwards; a
+//! test passes its virtual one.
 //!
 //! # Liveness (DESIGN §3: silent sockets and never-reading peers end, with a typed error)
 //!
@@ -190,21 +185,21 @@ enum RxFrame {
 /// let mut server = Connection::new(Role::Server, Config::yamux(), now);
 /// let waker = std::task::Waker::noop();
 ///
-/// let key = client.poll_open(waker).map(|r| r.unwrap());
+/// let key = client.poll_open(waker, now).map(|r| r.unwrap());
 /// let key = match key { std::task::Poll::Ready(k) => k, _ => unreachable!() };
-/// let _ = client.poll_write(key, waker, b"hello");
+/// let _ = client.poll_write(key, waker, b"hello", now);
 ///
 /// // Move the client's bytes to the server.
 /// let mut wire = BytesMut::new();
-/// while let Some(batch) = client.poll_transmit() {
+/// while let Some(batch) = client.poll_transmit(now) {
 ///     batch.copy_to(&mut wire);
 ///     client.transmitted(batch);
 /// }
 /// server.handle_input(&mut wire, now);
 ///
-/// let std::task::Poll::Ready(Ok(inbound)) = server.poll_accept(waker) else { panic!() };
+/// let std::task::Poll::Ready(Ok(inbound)) = server.poll_accept(waker, now) else { panic!() };
 /// let mut buf = [0u8; 16];
-/// let std::task::Poll::Ready(Ok(n)) = server.poll_read(inbound, waker, &mut buf) else { panic!() };
+/// let std::task::Poll::Ready(Ok(n)) = server.poll_read(inbound, waker, &mut buf, now) else { panic!() };
 /// assert_eq!(&buf[..n], b"hello");
 /// ```
 #[derive(Debug)]
@@ -246,9 +241,6 @@ pub struct Connection {
     /// freed anywhere in the pool wakes the driver, and input resumes once they would fit.
     paused_on_pool: Option<usize>,
     keepalive: KeepAlive,
-    /// The engine's clock: the time of the latest input that carried one (see "Time" above),
-    /// read by commands, `poll_transmit` and the session's end.
-    now: Instant,
     state: State,
     local_goaway: bool,
     remote_goaway: Option<u32>,
@@ -260,10 +252,6 @@ pub struct Connection {
     driver_waker: Option<Waker>,
     /// Streams waiting for write-budget room; each key appears at most once.
     budget_waiters: VecDeque<StreamKey>,
-    /// A direct write left bytes in the transport's own buffer: the driver must flush.
-    flush_requested: bool,
-    /// Scratch space for direct-write headers (kept, so encoding them never allocates).
-    direct_headers: bytes::BytesMut,
     /// Since when the transport has accepted none of our output (the driver reports it);
     /// `None` while writes progress or nothing waits.
     write_blocked_since: Option<Instant>,
@@ -308,7 +296,6 @@ impl Connection {
             paused_on_budget: false,
             paused_on_pool: None,
             keepalive,
-            now,
             state: State::Open,
             local_goaway: false,
             remote_goaway: None,
@@ -318,8 +305,6 @@ impl Connection {
             close_waiters: Waiters::default(),
             driver_waker: None,
             budget_waiters: VecDeque::new(),
-            flush_requested: false,
-            direct_headers: bytes::BytesMut::new(),
             write_blocked_since: None,
             undecoded: 0,
             reading_ahead: false,
@@ -375,15 +360,15 @@ impl Connection {
     /// Control frames come first; stream data follows round-robin, one frame per ready stream
     /// per turn, up to about 128 KiB per batch (see `tx.rs`), so a small frame never waits
     /// behind a long run of another stream's data.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.poll_transmit_within(crate::tx::BATCH_TARGET)
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.poll_transmit_within(crate::tx::BATCH_TARGET, now)
     }
 
     /// Like [`poll_transmit`](Self::poll_transmit), with up to about `limit` data bytes. A
     /// driver whose transport took whole batches at once may ask for more per batch (fewer
     /// writes): a batch only delays the frames queued after it while the transport makes it
     /// wait, which is when it should ask for the default again.
-    pub fn poll_transmit_within(&mut self, limit: usize) -> Option<Transmit> {
+    pub fn poll_transmit_within(&mut self, limit: usize, now: Instant) -> Option<Transmit> {
         let control = self.tx.take_control()?;
         let frame_payload = self.config.max_frame_payload() as usize;
         let mut data = self.tx.piece_list();
@@ -397,9 +382,11 @@ impl Connection {
             };
             data_len += self
                 .tx
-                .serve(key, s.id, &mut s.outbox, frame_payload, &mut data, self.now);
-            if s.waiting_for_budget {
-                // Its outbox shrank: a writer held back by the per-stream cap may go on.
+                .serve(key, s.id, &mut s.outbox, frame_payload, &mut data, now);
+            if s.waiting_for_budget && self.tx.room(&s.outbox, frame_payload) > 0 {
+                // Its outbox shrank: a writer held back by the per-stream cap may go on. (Not
+                // one held back by the session's budget: serving moves bytes from queued to in
+                // flight, which frees none of it; `transmitted` wakes those.)
                 s.wake_writer();
             }
             if s.outbox.is_empty() {
@@ -408,6 +395,9 @@ impl Connection {
             }
         }
         if control.is_empty() && data.is_empty() {
+            // Nothing to send: the (empty) piece list is kept for the next batch, not dropped
+            // with its capacity (an idle driver asks every turn).
+            self.tx.keep_piece_list(data);
             return None;
         }
         self.tx.handed_out(data_len);
@@ -426,9 +416,14 @@ impl Connection {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn tx_buffers(&self) -> &TxBuffers {
+        &self.tx
+    }
+
     /// Whether anything is queued for writing or handed out and not yet reported written.
     pub fn has_pending_output(&self) -> bool {
-        self.tx.has_pending() || self.tx.in_flight() > 0
+        self.tx.has_pending()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
@@ -503,8 +498,7 @@ impl Connection {
 
     /// The transport accepted output (a write took bytes, or a flush completed): the peer
     /// reads, so the write-timeout clock stops.
-    pub fn handle_write_progress(&mut self, now: Instant) {
-        self.now = self.now.max(now);
+    pub fn handle_write_progress(&mut self) {
         self.write_blocked_since = None;
     }
 
@@ -524,7 +518,10 @@ impl Connection {
         crate::stream::register(&mut self.driver_waker, waker);
     }
 
-    fn wake_driver(&mut self) {
+    /// Wakes the driver's registered task. The engine does so itself whenever it has work for
+    /// the driver; the async layer calls it for work it left outside the engine (a direct
+    /// write's bytes that the transport sends only on a flush).
+    pub fn wake_driver(&mut self) {
         if let Some(w) = self.driver_waker.take() {
             w.wake();
         }
@@ -535,7 +532,6 @@ impl Connection {
     /// Advances timers to `now`: sends keep-alives, detects a dead peer, ends a graceful close
     /// whose deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
         if self.is_ended() {
             return;
         }
@@ -553,9 +549,9 @@ impl Connection {
             // our output is caught by the write timeout instead).
             self.keepalive.on_receive(now);
         }
-        self.summarise_refusals(now, false);
+        self.summarise_refusals(Some(now));
         if self.next_pace.is_some_and(|at| now >= at) {
-            self.pace_credit();
+            self.pace_credit(now);
         }
         match self.keepalive.poll(now) {
             Err(()) => {
@@ -624,7 +620,7 @@ impl Connection {
             self.push_control(&Frame::GoAway { code });
         }
         self.state = State::Ended(reason);
-        self.summarise_refusals(self.now, true);
+        self.summarise_refusals(None);
         self.accept_queue.clear();
         for (_, s) in self.streams.iter_mut() {
             s.wake_reader();
@@ -642,7 +638,7 @@ impl Connection {
     /// Counts an inbound open refused for `why` and logs it: the first of a burst at info, the
     /// rest at debug, summarised at info when the burst is over (a SYN flood must not flood
     /// the log, nor go unnoticed).
-    fn note_refusal(&mut self, id: StreamId, why: Refusal) {
+    fn note_refusal(&mut self, id: StreamId, why: Refusal, now: Instant) {
         self.stats.refused_inbound += 1;
         let (counter, reason) = match why {
             Refusal::Closing => (&mut self.stats.refused_closing, "GoAway sent or closing"),
@@ -650,8 +646,7 @@ impl Connection {
             Refusal::Limit => (&mut self.stats.refused_limit, "stream limit reached"),
         };
         *counter += 1;
-        let now = self.now;
-        self.summarise_refusals(now, false);
+        self.summarise_refusals(Some(now));
         match &mut self.refusal_burst {
             Some((_, untold)) => {
                 *untold += 1;
@@ -668,13 +663,13 @@ impl Connection {
         }
     }
 
-    /// Ends the current refusal burst once it is over (or `now`, with `force`), logging how
-    /// many refusals it did not log one by one.
-    fn summarise_refusals(&mut self, now: Instant, force: bool) {
+    /// Ends the current refusal burst once it is over at `now` (or at once, with `None`: the
+    /// session ends), logging how many refusals it did not log one by one.
+    fn summarise_refusals(&mut self, now: Option<Instant>) {
         let Some((start, untold)) = self.refusal_burst else {
             return;
         };
-        if !force && now < start + REFUSAL_BURST {
+        if now.is_some_and(|now| now < start + REFUSAL_BURST) {
             return;
         }
         if untold > 0 {
@@ -697,9 +692,9 @@ impl Connection {
     }
 
     /// Queues `frame` (FIN or RST) for `key` behind the data it already queued.
-    fn push_after_data(&mut self, key: StreamKey, frame: Frame) {
+    fn push_after_data(&mut self, key: StreamKey, frame: Frame, now: Instant) {
         if let Some(s) = self.streams.get_mut(key.0) {
-            self.tx.push_after_data(key, &mut s.outbox, frame, self.now);
+            self.tx.push_after_data(key, &mut s.outbox, frame, now);
             self.wake_driver();
         }
     }
@@ -817,20 +812,20 @@ impl Connection {
 
     /// The first window of `key` arrived whole at `rate` bytes/s: size its window from it
     /// (now if the reader already has it all, else as it reads or at the next tick).
-    fn start_ramp(&mut self, key: StreamKey, rate: u64) {
+    fn start_ramp(&mut self, key: StreamKey, rate: u64, now: Instant) {
         self.ramps
             .entry(key.0)
-            .or_insert_with(|| Ramp::new(self.now, rate));
-        self.next_pace.get_or_insert(self.now + PACE_TICK);
+            .or_insert_with(|| Ramp::new(now, rate));
+        self.next_pace.get_or_insert(now + PACE_TICK);
     }
 
     /// The application read from `key`: if its window is being sized from its first window,
     /// that may proceed now (the reader has it all).
-    fn ramp_on_read(&mut self, key: StreamKey) {
+    fn ramp_on_read(&mut self, key: StreamKey, now: Instant) {
         let Some(mut ramp) = self.ramps.get(&key.0).copied() else {
             return;
         };
-        if self.step_ramp(key, &mut ramp) {
+        if self.step_ramp(key, &mut ramp, now) {
             self.ramps.insert(key.0, ramp);
         } else {
             self.ramps.remove(&key.0);
@@ -839,18 +834,16 @@ impl Connection {
 
     /// A ramp tick: every ramping stream is sized (`Ramp::step`) and paced credit goes out;
     /// streams done drop out.
-    fn pace_credit(&mut self) {
-        let now = self.now;
+    fn pace_credit(&mut self, now: Instant) {
         let mut ramps = std::mem::take(&mut self.ramps);
-        ramps.retain(|&key, ramp| self.step_ramp(StreamKey(key), ramp));
+        ramps.retain(|&key, ramp| self.step_ramp(StreamKey(key), ramp, now));
         self.ramps = ramps;
         self.next_pace = (!self.ramps.is_empty()).then(|| now + PACE_TICK);
     }
 
     /// Steps `key`'s ramp and sends the credit due (paced credit once [`PACE_MIN_GRANT`] is
     /// due); returns whether the ramp goes on.
-    fn step_ramp(&mut self, key: StreamKey, ramp: &mut Ramp) -> bool {
-        let now = self.now;
+    fn step_ramp(&mut self, key: StreamKey, ramp: &mut Ramp, now: Instant) -> bool {
         let rtt = self.keepalive.min_rtt();
         let max_window = self.config.max_stream_window();
         let budget_left = (self.memory.window_budget() as u64).saturating_sub(self.window_sum);
@@ -884,19 +877,18 @@ impl Connection {
 
     /// Returns credit for `key` if enough was consumed, growing its window when the window is
     /// what limits throughput (and the session budget allows).
-    fn maybe_return_credit(&mut self, key: StreamKey) {
-        self.return_credit(key, false);
+    fn maybe_return_credit(&mut self, key: StreamKey, now: Instant) {
+        self.return_credit(key, false, now);
     }
 
     /// Returns credit for `key` (or, with `first_read` on smux v2, reports it anyway: like Go,
     /// the first read announces the window and what was consumed, so the peer learns our
     /// window early instead of after half of it — unless our window is below the 256 KiB the
     /// peer assumed, where an early announcement would shrink the credit it already used).
-    fn return_credit(&mut self, key: StreamKey, first_read: bool) {
+    fn return_credit(&mut self, key: StreamKey, first_read: bool, now: Instant) {
         let max_window = self.config.max_stream_window();
         let rtt = self.keepalive.min_rtt();
         let floor = self.config.stream_window();
-        let now = self.now;
         let dialect = self.dialect;
         let Some(s) = self.streams.get_mut(key.0) else {
             return;
@@ -908,7 +900,7 @@ impl Connection {
         }
         let due = s.recv.wants_update();
         if !due && !announce {
-            self.ramp_on_read(key);
+            self.ramp_on_read(key, now);
             return;
         }
         // Windows grow within half the budget (and of the shared pool's minimum share): the
@@ -939,6 +931,6 @@ impl Connection {
                 self.push_control(&probe);
             }
         }
-        self.ramp_on_read(key);
+        self.ramp_on_read(key, now);
     }
 }

@@ -72,7 +72,7 @@ fn refusal_flood_is_bounded() {
         let mut refused = 0;
         let mut next = 3;
         while refused < SYNS - 1 {
-            let batch = s.conn.poll_transmit().expect("refusals queued");
+            let batch = s.conn.poll_transmit(s.now).expect("refusals queued");
             assert!(batch.control.len() <= 64 * KIB + 12, "{ctx}");
             for frame in batch.control.chunks(d.header_len()) {
                 assert_eq!(frame, refusal(d, next), "{ctx}");
@@ -175,12 +175,12 @@ fn max_unacked_outbound_holds_the_third_open() {
         assert_eq!(s.output(), cat(&[&syn(d, 1), &syn(d, 3)]), "{ctx}");
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
-        assert_eq!(s.conn.poll_open(&waker), Poll::Pending, "{ctx}");
+        assert_eq!(s.conn.poll_open(&waker, s.now), Poll::Pending, "{ctx}");
         assert_eq!(s.output(), b"", "{ctx}: nothing sent for a waiting open");
         // Data and credit for an unacknowledged stream do not count as its ACK.
         s.feed_ok(&cat(&[&window_update(d, 1, 10), &data(d, 1, b"data")]));
         assert!(!flag.0.load(Ordering::SeqCst), "{ctx}");
-        assert_eq!(s.conn.poll_open(&waker), Poll::Pending, "{ctx}");
+        assert_eq!(s.conn.poll_open(&waker, s.now), Poll::Pending, "{ctx}");
         s.feed_ok(&ack(d, 1));
         assert!(
             flag.0.load(Ordering::SeqCst),
@@ -189,7 +189,11 @@ fn max_unacked_outbound_holds_the_third_open() {
         let c = s.open();
         assert_eq!(s.conn.stream_id(c), StreamId(5), "{ctx}");
         assert_eq!(s.output(), syn(d, 5), "{ctx}");
-        assert_eq!(s.conn.poll_open(Waker::noop()), Poll::Pending, "{ctx}");
+        assert_eq!(
+            s.conn.poll_open(Waker::noop(), s.now),
+            Poll::Pending,
+            "{ctx}"
+        );
         // A refusal (RST before ACK) frees a slot too.
         s.feed_ok(&rst(d, 3));
         assert_eq!(
@@ -203,14 +207,14 @@ fn max_unacked_outbound_holds_the_third_open() {
         // A waiting open learns of the peer's GoAway.
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
-        assert_eq!(s.conn.poll_open(&waker), Poll::Pending, "{ctx}");
+        assert_eq!(s.conn.poll_open(&waker, s.now), Poll::Pending, "{ctx}");
         s.feed_ok(&go_away(d, 0));
         assert!(
             flag.0.load(Ordering::SeqCst),
             "{ctx}: GoAway wakes the waiting open"
         );
         assert_eq!(
-            s.conn.poll_open(&waker),
+            s.conn.poll_open(&waker, s.now),
             Poll::Ready(Err(Error::GoAway(0))),
             "{ctx}"
         );
@@ -240,7 +244,7 @@ fn goaway_received_stops_opens_not_streams() {
         s.feed_ok(&cat(&[&ack(d, 1), &go_away(d, 0)]));
         assert_eq!(s.conn.end_reason(), None, "{ctx}");
         assert_eq!(
-            s.conn.poll_open(Waker::noop()),
+            s.conn.poll_open(Waker::noop(), s.now),
             Poll::Ready(Err(Error::GoAway(0))),
             "{ctx}"
         );
@@ -253,7 +257,7 @@ fn goaway_received_stops_opens_not_streams() {
         // A second GoAway does not change the code.
         s.feed_ok(&go_away(d, 2));
         assert_eq!(
-            s.conn.poll_open(Waker::noop()),
+            s.conn.poll_open(Waker::noop(), s.now),
             Poll::Ready(Err(Error::GoAway(0))),
             "{ctx}"
         );
@@ -293,7 +297,7 @@ fn ping_flood_is_bounded() {
         let mut expected = 0u32;
         let mut rounds = 0;
         loop {
-            let batch = s.conn.poll_transmit().expect("pongs queued");
+            let batch = s.conn.poll_transmit(s.now).expect("pongs queued");
             assert!(
                 batch.control.len() <= 64 * KIB + 12,
                 "{ctx}: {} control bytes queued",
@@ -365,7 +369,7 @@ fn receive_budget_pauses_decoding() {
         let mut keys = Vec::new();
         let mut done = Vec::new();
         while done.len() < ids.len() {
-            while let Poll::Ready(Ok(k)) = s.conn.poll_accept(Waker::noop()) {
+            while let Poll::Ready(Ok(k)) = s.conn.poll_accept(Waker::noop(), s.now) {
                 keys.push(k);
             }
             let Some(&k) = keys.iter().find(|k| !done.contains(*k)) else {

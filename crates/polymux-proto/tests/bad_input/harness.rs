@@ -50,7 +50,7 @@ impl Session {
     /// Everything the engine transmits now, in wire order (control, then data, per batch).
     pub(crate) fn output(&mut self) -> Vec<u8> {
         let mut wire = Vec::new();
-        while let Some(batch) = self.conn.poll_transmit() {
+        while let Some(batch) = self.conn.poll_transmit(self.now) {
             batch.copy_to(&mut wire);
             self.conn.transmitted(batch);
         }
@@ -58,14 +58,14 @@ impl Session {
     }
 
     pub(crate) fn accept(&mut self) -> StreamKey {
-        match self.conn.poll_accept(Waker::noop()) {
+        match self.conn.poll_accept(Waker::noop(), self.now) {
             Poll::Ready(Ok(key)) => key,
             other => panic!("{}: accept: {other:?}", self.ctx()),
         }
     }
 
     pub(crate) fn open(&mut self) -> StreamKey {
-        match self.conn.poll_open(Waker::noop()) {
+        match self.conn.poll_open(Waker::noop(), self.now) {
             Poll::Ready(Ok(key)) => key,
             other => panic!("{}: open: {other:?}", self.ctx()),
         }
@@ -76,7 +76,7 @@ impl Session {
         let mut got = Vec::new();
         let mut buf = vec![0; 1024 * KIB];
         loop {
-            match self.conn.poll_read(key, Waker::noop(), &mut buf) {
+            match self.conn.poll_read(key, Waker::noop(), &mut buf, self.now) {
                 Poll::Ready(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
                 other => return (got, other),
             }
@@ -84,7 +84,7 @@ impl Session {
     }
 
     pub(crate) fn write(&mut self, key: StreamKey, bytes: &[u8]) -> Poll<Result<usize, Error>> {
-        self.conn.poll_write(key, Waker::noop(), bytes)
+        self.conn.poll_write(key, Waker::noop(), bytes, self.now)
     }
 }
 
@@ -165,7 +165,7 @@ impl Fixture {
                 self.s.ctx()
             );
             assert_eq!(
-                self.s.conn.close_write(key),
+                self.s.conn.close_write(key, self.s.now),
                 Err(err.clone()),
                 "{}",
                 self.s.ctx()
@@ -198,12 +198,12 @@ pub(crate) fn check_ended_by(s: &mut Session, v: &Violation) {
         assert_eq!(wire, b"", "{ctx}: smux has no GoAway and must send nothing");
     }
     assert_eq!(
-        s.conn.poll_open(Waker::noop()),
+        s.conn.poll_open(Waker::noop(), s.now),
         Poll::Ready(Err(err.clone())),
         "{ctx}"
     );
     assert_eq!(
-        s.conn.poll_accept(Waker::noop()),
+        s.conn.poll_accept(Waker::noop(), s.now),
         Poll::Ready(Err(err.clone())),
         "{ctx}"
     );

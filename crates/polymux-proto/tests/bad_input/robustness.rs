@@ -52,7 +52,7 @@ fn garbage_never_panics() {
             s.feed(&rest[..n]);
             rest = &rest[n..];
             if rand() % 3 == 0 {
-                if let Poll::Ready(Ok(k)) = s.conn.poll_accept(Waker::noop()) {
+                if let Poll::Ready(Ok(k)) = s.conn.poll_accept(Waker::noop(), s.now) {
                     let _ = s.read_all(k);
                     let _ = s.write(k, b"reply");
                 }

@@ -75,8 +75,8 @@ fn reused_stream_id() {
         assert_eq!(got, b"hello");
         fx.in_unread.clear();
         fx.s.feed_ok(&fin(d, 3));
-        fx.s.conn.close_write(fx.inbound).unwrap();
-        fx.s.conn.release(fx.inbound);
+        fx.s.conn.close_write(fx.inbound, fx.s.now).unwrap();
+        fx.s.conn.release(fx.inbound, fx.s.now);
         assert_eq!(
             fx.s.output(),
             cat(&[&first_read_update(d, 3, 5), &fin(d, 3)]),
@@ -151,11 +151,11 @@ fn frame_for_a_closed_or_reset_stream_is_dropped() {
         // #3 (the peer's) closes in order: both FINs, the handle is released, it is gone.
         assert_eq!(s.read_all(fx.inbound).0, b"hello");
         s.feed_ok(&fin(d, 3));
-        s.conn.close_write(fx.inbound).unwrap();
-        s.conn.release(fx.inbound);
+        s.conn.close_write(fx.inbound, s.now).unwrap();
+        s.conn.release(fx.inbound, s.now);
         // #2 (ours) is reset by us and released.
-        s.conn.reset(fx.outbound);
-        s.conn.release(fx.outbound);
+        s.conn.reset(fx.outbound, s.now);
+        s.conn.release(fx.outbound, s.now);
         let expected = if is_smux(d) {
             cat(&[&first_read_update(d, 3, 5), &fin(d, 3), &fin(d, 2)])
         } else {
@@ -218,7 +218,7 @@ fn frame_for_a_closed_or_reset_stream_is_dropped() {
             (b"hello".to_vec(), Poll::Ready(Err(Error::StreamReset))),
             "{ctx}"
         );
-        s.conn.release(fx.inbound);
+        s.conn.release(fx.inbound, s.now);
         assert_eq!(s.output(), b"", "{ctx}: no reply to a RST");
         s.feed_ok(&cat(&[&data(d, 3, b"late"), &window_update(d, 3, 10)]));
         assert_eq!(s.output(), b"", "{ctx}");

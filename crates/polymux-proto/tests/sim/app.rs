@@ -86,9 +86,10 @@ impl Sim {
     }
 
     pub fn op_open(&mut self, s: usize) {
+        let now = self.now();
         let side = &mut self.sides[s];
         let waker = side.open_w.waker().clone();
-        match side.conn.poll_open(&waker) {
+        match side.conn.poll_open(&waker, now) {
             Poll::Pending => {
                 assert!(
                     self.dialect.has_ack(),
@@ -134,9 +135,10 @@ impl Sim {
     }
 
     pub fn op_accept(&mut self, s: usize) -> bool {
+        let now = self.now();
         let side = &mut self.sides[s];
         let waker = side.accept_w.waker().clone();
-        match side.conn.poll_accept(&waker) {
+        match side.conn.poll_accept(&waker, now) {
             Poll::Pending => {
                 side.accept_w.arm();
                 false
@@ -202,6 +204,7 @@ impl Sim {
     /// Writes one chunk of at most `max` bytes of the stream's payload. Returns whether bytes
     /// were written.
     pub fn op_write(&mut self, s: usize, id: u32, max: usize) -> bool {
+        let now = self.now();
         let role = self.sides[s].role;
         let st = self.sides[s].streams.get_mut(&id).expect("modelled stream");
         let Some(key) = st.key else { return false };
@@ -222,7 +225,9 @@ impl Sim {
         fill_payload(salt, from, &mut self.scratch[..real]);
         let side = &mut self.sides[s];
         let st = side.streams.get_mut(&id).expect("modelled stream");
-        let polled = side.conn.poll_write(key, st.write_w.waker(), &self.scratch);
+        let polled = side
+            .conn
+            .poll_write(key, st.write_w.waker(), &self.scratch, now);
         if self.trace {
             eprintln!(
                 "[step {} t={}] {role:?} write stream {id} ({len} at {from}): {polled:?}",
@@ -281,6 +286,7 @@ impl Sim {
     /// Reads once with a buffer of `len` bytes, verifying every byte. Returns whether the read
     /// completed (data, EOF or error).
     pub fn op_read(&mut self, s: usize, id: u32, len: usize) -> bool {
+        let now = self.now();
         let peer_role = self.sides[1 - s].role;
         let role = self.sides[s].role;
         let peer_written = self.sides[1 - s].streams.get(&id).map_or(0, |p| p.written);
@@ -295,7 +301,7 @@ impl Sim {
         self.scratch.resize(len, 0);
         let polled = side
             .conn
-            .poll_read(key, st.read_w.waker(), &mut self.scratch);
+            .poll_read(key, st.read_w.waker(), &mut self.scratch, now);
         if self.trace {
             eprintln!(
                 "[step {} t={}] {role:?} read stream {id} ({len} at {}): {polled:?}",
@@ -373,6 +379,7 @@ impl Sim {
     }
 
     pub(crate) fn op_close_write(&mut self, s: usize, id: u32) {
+        let now = self.now();
         trace!(self, "{:?} close_write stream {id}", self.sides[s].role);
         let side = &mut self.sides[s];
         let st = side.streams.get_mut(&id).expect("modelled stream");
@@ -380,7 +387,7 @@ impl Sim {
         if st.write_closed || st.reset_local || !st.established {
             return;
         }
-        match side.conn.close_write(key) {
+        match side.conn.close_write(key, now) {
             Ok(()) => {
                 // A write still pending is abandoned: closing is this application's own doing.
                 st.write_w.cancel();
@@ -404,6 +411,7 @@ impl Sim {
     }
 
     pub(crate) fn op_reset(&mut self, s: usize, id: u32) {
+        let now = self.now();
         trace!(self, "{:?} reset stream {id}", self.sides[s].role);
         let has_reset = self.dialect.has_reset();
         let peer_reset = has_reset
@@ -417,7 +425,7 @@ impl Sim {
         if st.reset_local {
             return;
         }
-        side.conn.reset(key);
+        side.conn.reset(key, now);
         st.reset_local = true;
         st.reset_maybe_noop = st.write_closed || peer_reset;
         st.abandoned = true;
@@ -430,11 +438,12 @@ impl Sim {
     }
 
     pub(crate) fn op_release(&mut self, s: usize, id: u32) {
+        let now = self.now();
         trace!(self, "{:?} release stream {id}", self.sides[s].role);
         let side = &mut self.sides[s];
         let st = side.streams.get_mut(&id).expect("modelled stream");
         let Some(key) = st.key.take() else { return };
-        side.conn.release(key);
+        side.conn.release(key, now);
         if !st.eof && !st.reset_local && !st.saw_reset && !st.session_gone {
             st.released_early = true;
             self.cov.releases_early += 1;

@@ -10,11 +10,12 @@ impl Sim {
     /// being written. Returns the bytes written.
     pub fn transmit(&mut self, s: usize, max: usize) -> usize {
         let now = self.now_ms;
+        let at = self.now();
         let dialect = self.dialect;
         let budget = self.config.write_budget();
         let side = &mut self.sides[s];
         if side.sending.is_none() {
-            if let Some(batch) = side.conn.poll_transmit() {
+            if let Some(batch) = side.conn.poll_transmit(at) {
                 side.took_output = true;
                 // One flat data piece: the wire model writes byte ranges of it.
                 let batch = Transmit {

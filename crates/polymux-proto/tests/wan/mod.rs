@@ -161,7 +161,7 @@ impl Side {
         let writable = |link: &mut Link| lowat.is_none_or(|l| link.unsent(now) < l);
         while writable(outbound) {
             if self.sending.is_none() {
-                match self.conn.poll_transmit() {
+                match self.conn.poll_transmit(at) {
                     Some(batch) => self.sending = Some((batch, 0)),
                     None => break,
                 }
@@ -225,12 +225,12 @@ pub fn run(scenario: &Scenario) -> Outcome {
 
     let chunk = vec![0x5au8; 64 * 1024];
     let mut scratch = vec![0u8; 64 * 1024];
-    let Poll::Ready(Ok(bulk)) = client.conn.poll_open(waker) else {
+    let Poll::Ready(Ok(bulk)) = client.conn.poll_open(waker, base) else {
         panic!("open the bulk stream")
     };
     let bulk_id = client.conn.stream_id(bulk);
     let mut rpc = scenario.rpc.then(|| {
-        let Poll::Ready(Ok(key)) = client.conn.poll_open(waker) else {
+        let Poll::Ready(Ok(key)) = client.conn.poll_open(waker, base) else {
             panic!("open the RPC stream")
         };
         Rpc {
@@ -265,7 +265,10 @@ pub fn run(scenario: &Scenario) -> Outcome {
             if let Some(r) = rpc.as_mut() {
                 let ready = client.conn.poll_open_ready(r.key, waker).is_ready();
                 if ready && r.next_at.is_some_and(|t| t <= now) {
-                    match client.conn.poll_write(r.key, waker, &[7u8; RPC_BYTES]) {
+                    match client
+                        .conn
+                        .poll_write(r.key, waker, &[7u8; RPC_BYTES], base + now)
+                    {
                         Poll::Ready(Ok(RPC_BYTES)) => {
                             r.next_at = None;
                             r.sent_at = now;
@@ -278,7 +281,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
                     }
                 }
                 while let Poll::Ready(Ok(n @ 1..)) =
-                    client.conn.poll_read(r.key, waker, &mut scratch)
+                    client
+                        .conn
+                        .poll_read(r.key, waker, &mut scratch, base + now)
                 {
                     r.echoed += n;
                     moved = true;
@@ -294,7 +299,10 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 now >= scenario.bulk_at && client.conn.poll_open_ready(bulk, waker).is_ready();
             while established && bulk_written < scenario.bulk_bytes {
                 let want = (scenario.bulk_bytes - bulk_written).min(chunk.len() as u64) as usize;
-                match client.conn.poll_write(bulk, waker, &chunk[..want]) {
+                match client
+                    .conn
+                    .poll_write(bulk, waker, &chunk[..want], base + now)
+                {
                     Poll::Ready(Ok(n)) => {
                         bulk_written += n as u64;
                         moved = true;
@@ -304,7 +312,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 }
             }
             // Server application.
-            while let Poll::Ready(Ok(key)) = server.conn.poll_accept(waker) {
+            while let Poll::Ready(Ok(key)) = server.conn.poll_accept(waker, base + now) {
                 if server.conn.stream_id(key) == bulk_id {
                     server_bulk = Some(key);
                 } else {
@@ -326,7 +334,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 };
                 let want = allowed.min(scratch.len());
                 while let Poll::Ready(Ok(n @ 1..)) =
-                    server.conn.poll_read(key, waker, &mut scratch[..want])
+                    server.conn.poll_read(key, waker, &mut scratch[..want], base + now)
                 {
                     bulk_read += n as u64;
                     moved = true;
@@ -351,14 +359,18 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 }
             }
             if let Some(key) = server_rpc {
-                while let Poll::Ready(Ok(n @ 1..)) = server.conn.poll_read(key, waker, &mut scratch)
+                while let Poll::Ready(Ok(n @ 1..)) =
+                    server.conn.poll_read(key, waker, &mut scratch, base + now)
                 {
                     echo_pending += n;
                     moved = true;
                 }
                 while echo_pending > 0 {
                     let n = echo_pending.min(scratch.len());
-                    match server.conn.poll_write(key, waker, &scratch[..n]) {
+                    match server
+                        .conn
+                        .poll_write(key, waker, &scratch[..n], base + now)
+                    {
                         Poll::Ready(Ok(n)) => {
                             echo_pending -= n;
                             moved = true;

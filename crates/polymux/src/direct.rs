@@ -1,0 +1,73 @@
+//! The I/O half of the direct write path: a stream's writer puts its frames on the transport
+//! itself while the session's output is idle. The rule it follows (permission, no interleaving,
+//! remainder first) is the engine's, stated once in `polymux_proto::connection::direct`; this
+//! module only performs the write it is handed and reports what the transport took.
+//!
+//! It holds the transport's lock from the permission to the report, so nothing else can be
+//! written in between, and takes it with `try_lock` only (the lock order in `session.rs`): a
+//! writer that finds the driver writing queues its bytes instead.
+
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_FRAMES};
+use polymux_proto::StreamKey;
+
+use crate::session::Shared;
+
+/// Writes up to `buf.len()` bytes of stream `key`: directly when the engine allows it and the
+/// transport is free, queued for the driver otherwise.
+pub(crate) fn poll_write(
+    shared: &Shared,
+    key: StreamKey,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let Some(mut io) = shared.try_lock_io() else {
+        let mut conn = shared.lock();
+        let polled = conn.poll_write(key, cx.waker(), buf, Instant::now());
+        return polled.map_err(io::Error::from);
+    };
+    let outcome = {
+        let mut conn = shared.lock();
+        conn.poll_write_direct(key, cx.waker(), buf, Instant::now())
+    };
+    let direct = match outcome {
+        Poll::Ready(Ok(WriteOutcome::Direct(direct))) => direct,
+        Poll::Ready(Ok(WriteOutcome::Queued(n))) => return Poll::Ready(Ok(n)),
+        Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+        Poll::Pending => return Poll::Pending,
+    };
+    let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MAX_FRAMES];
+    for (slot, piece) in slices.iter_mut().zip(direct.pieces(buf)) {
+        *slot = IoSlice::new(piece);
+    }
+    let (written, flushed) = match io.transport.as_mut() {
+        Some(transport) => match transport.poll_write_slices(cx, &slices) {
+            Poll::Ready(Ok(n)) => (n, transport.poll_flush_out(cx)),
+            // The transport is full: everything is queued for the driver instead.
+            Poll::Pending => (0, Poll::Ready(Ok(()))),
+            Poll::Ready(Err(e)) => (0, Poll::Ready(Err(e))),
+        },
+        None => (0, Poll::Ready(Ok(()))),
+    };
+    // Still holding the transport, so nothing can be written between these bytes and
+    // whatever of them is left for the driver.
+    let mut conn = shared.lock();
+    match flushed {
+        Poll::Ready(Err(e)) => {
+            conn.direct_failed(&e);
+            Poll::Ready(Err(e))
+        }
+        flushed => {
+            conn.direct_done(&direct, buf, written);
+            if flushed.is_pending() {
+                // The transport holds some of the bytes until a flush: the driver's chore.
+                io.needs_flush = true;
+                conn.wake_driver();
+            }
+            Poll::Ready(Ok(direct.payload_len()))
+        }
+    }
+}
