@@ -71,6 +71,9 @@ pub struct Driver<T> {
     /// When a read last returned data (for trimming `rx`).
     last_read: Instant,
     batch: Option<Transmit>,
+    /// Tasks the last input made ready, woken once the engine's lock is released (kept for
+    /// its capacity).
+    woken: Vec<std::task::Waker>,
     /// Data bytes to ask for in the next batch: [`MIN_BATCH`], doubling up to [`MAX_BATCH`]
     /// while batches go out whole in one write.
     batch_limit: usize,
@@ -118,6 +121,7 @@ impl<T: Transport> Driver<T> {
             rx: RxBuffers::new(recv_budget),
             last_read: Instant::now(),
             batch: None,
+            woken: Vec::new(),
             batch_limit: MIN_BATCH,
             written: 0,
             needs_flush: false,
@@ -238,10 +242,14 @@ impl<T: Transport> Driver<T> {
         if decoding && !rx.is_empty() {
             // Bytes left over from a pause: offer them again first.
             let before = rx.len();
-            conn.handle_input(rx, now);
-            if rx.len() != before {
+            conn.handle_input_deferring(rx, now, &mut self.woken);
+            let progress = rx.len() != before;
+            drop(conn);
+            wake_all(&mut self.woken);
+            if progress {
                 return Step::Progress;
             }
+            conn = self.shared.lock();
         }
         if self.eof {
             if decoding && !self.eof_reported {
@@ -293,7 +301,10 @@ impl<T: Transport> Driver<T> {
                     }
                 } else if decoding {
                     self.last_read = now;
-                    conn.handle_input(rx, Instant::now());
+                    conn.handle_input_deferring(rx, Instant::now(), &mut self.woken);
+                    drop(conn);
+                    wake_all(&mut self.woken);
+                    return Step::Progress;
                 } else {
                     self.last_read = now;
                     conn.handle_paused_input(rx.len(), false, Instant::now());
@@ -325,7 +336,10 @@ impl<T: Transport> Driver<T> {
         }
         drop(conn);
         match &mut self.timer {
-            Some((at, delay)) if *at == deadline => {
+            // A deadline that moved later (smux's keep-alive deadline follows every frame
+            // received) keeps the armed delay: it fires early and is re-armed then. A new
+            // `Delay` per frame would cost an allocation and a wake of the timer thread.
+            Some((at, delay)) if *at <= deadline => {
                 if Pin::new(delay).poll(cx).is_ready() {
                     self.timer = None;
                     return Step::Progress;
@@ -348,6 +362,13 @@ impl<T: Transport> Driver<T> {
         self.eof_reported = true;
         self.write_failed = true;
         self.shared.lock().handle_transport_error(error);
+    }
+}
+
+/// Wakes the tasks the last input made ready, once the engine's lock is released.
+fn wake_all(woken: &mut Vec<std::task::Waker>) {
+    for waker in woken.drain(..) {
+        waker.wake();
     }
 }
 

@@ -236,6 +236,9 @@ pub struct Connection {
     ping_waiters: Waiters,
     close_waiters: Waiters,
     driver_waker: Option<Waker>,
+    /// While [`handle_input_deferring`](Connection::handle_input_deferring) runs: the wakers
+    /// of the tasks its input made ready, woken by the driver once it released the engine.
+    deferred_wakes: Option<Vec<Waker>>,
     /// Streams waiting for write-budget room; each key appears at most once.
     budget_waiters: VecDeque<StreamKey>,
     /// A direct write left bytes in the transport's own buffer: the driver must flush.
@@ -292,6 +295,7 @@ impl Connection {
             ping_waiters: Waiters::default(),
             close_waiters: Waiters::default(),
             driver_waker: None,
+            deferred_wakes: None,
             budget_waiters: VecDeque::new(),
             flush_requested: false,
             direct_headers: bytes::BytesMut::new(),
@@ -499,9 +503,43 @@ impl Connection {
     }
 
     fn wake_driver(&mut self) {
+        if self.deferred_wakes.is_some() {
+            // The driver itself is handing over input and runs another turn before it waits
+            // (see `handle_input_deferring`): waking it would only reschedule it.
+            return;
+        }
         if let Some(w) = self.driver_waker.take() {
             w.wake();
         }
+    }
+
+    /// Wakes `waker`'s task now, or, while input is handed over by
+    /// [`handle_input_deferring`](Self::handle_input_deferring), once the driver has
+    /// released the engine (so the task does not wake up only to wait for the engine's lock).
+    fn wake(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match &mut self.deferred_wakes {
+            Some(list) => list.push(waker),
+            None => waker.wake(),
+        }
+    }
+
+    /// Wakes the reader of `key`, if one waits (see [`wake`](Self::wake)).
+    fn wake_reader_of(&mut self, key: StreamKey) {
+        let waker = self
+            .streams
+            .get_mut(key.0)
+            .and_then(|s| s.read_waker.take());
+        self.wake(waker);
+    }
+
+    /// Wakes the writer of `key`, if one waits (see [`wake`](Self::wake)).
+    fn wake_writer_of(&mut self, key: StreamKey) {
+        let waker = self
+            .streams
+            .get_mut(key.0)
+            .and_then(|s| s.write_waker.take());
+        self.wake(waker);
     }
 
     // ---- timers and transport events -------------------------------------------------------
@@ -732,7 +770,10 @@ impl Connection {
     }
 
     fn wake_open_waiters(&mut self) {
-        self.open_waiters.wake_all();
+        match &mut self.deferred_wakes {
+            Some(list) => list.extend(self.open_waiters.take_all()),
+            None => self.open_waiters.wake_all(),
+        }
     }
 
     /// `n` received bytes left the session's receive memory (read, discarded, or freed with
