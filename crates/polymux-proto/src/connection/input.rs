@@ -299,7 +299,10 @@ impl Connection {
             }
             Frame::Ping { ack: true, opaque } => {
                 if self.keepalive.on_pong(opaque, self.now) {
-                    self.ping_waiters.wake_all();
+                    match &mut self.deferred_wakes {
+                        Some(list) => list.extend(self.ping_waiters.take_all()),
+                        None => self.ping_waiters.wake_all(),
+                    }
                 }
                 Ok(())
             }

@@ -239,6 +239,10 @@ pub struct Connection {
     /// While [`handle_input_deferring`](Connection::handle_input_deferring) runs: the wakers
     /// of the tasks its input made ready, woken by the driver once it released the engine.
     deferred_wakes: Option<Vec<Waker>>,
+    /// See [`defer_driver_wakes`](Connection::defer_driver_wakes).
+    defer_driver_wakes: bool,
+    /// The driver's waker, due to be woken by whoever releases the engine.
+    driver_wake_due: Option<Waker>,
     /// Streams waiting for write-budget room; each key appears at most once.
     budget_waiters: VecDeque<StreamKey>,
     /// A direct write left bytes in the transport's own buffer: the driver must flush.
@@ -296,6 +300,8 @@ impl Connection {
             close_waiters: Waiters::default(),
             driver_waker: None,
             deferred_wakes: None,
+            defer_driver_wakes: false,
+            driver_wake_due: None,
             budget_waiters: VecDeque::new(),
             flush_requested: false,
             direct_headers: bytes::BytesMut::new(),
@@ -509,8 +515,27 @@ impl Connection {
             return;
         }
         if let Some(w) = self.driver_waker.take() {
-            w.wake();
+            if self.defer_driver_wakes {
+                self.driver_wake_due = Some(w);
+            } else {
+                w.wake();
+            }
         }
+    }
+
+    /// With `true`, the engine does not wake the driver itself: a command that gives the
+    /// driver work leaves its waker for [`take_driver_wake`](Self::take_driver_wake), which
+    /// the caller wakes once it has released the engine. An engine shared behind a lock
+    /// wants this: a driver woken while the lock is still held wakes up, on another thread,
+    /// only to sleep on that lock.
+    pub fn defer_driver_wakes(&mut self, defer: bool) {
+        self.defer_driver_wakes = defer;
+    }
+
+    /// The driver's waker, if a command since the last call gave the driver work (see
+    /// [`defer_driver_wakes`](Self::defer_driver_wakes)): wake it after releasing the engine.
+    pub fn take_driver_wake(&mut self) -> Option<Waker> {
+        self.driver_wake_due.take()
     }
 
     /// Wakes `waker`'s task now, or, while input is handed over by
