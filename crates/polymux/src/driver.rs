@@ -3,7 +3,8 @@
 //!
 //! Each turn of its loop: (1) write the engine's next output batch (vectored: control, then
 //! the data frames' pieces) and flush once the engine has nothing more; (2) read into the receive buffer and hand
-//! it to the engine; (3) fire the keep-alive / close timer. Socket reads and writes happen
+//! it to the engine, then wake the tasks it made ready once the engine's lock is released (a
+//! task woken under the lock would, on another thread, only wake to sleep on it); (3) fire the keep-alive / close timer. Socket reads and writes happen
 //! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
 //! The transport itself lives in [`Shared`], where a stream may also write its data frames
 //! directly while the output is idle; the driver writes everything else.
@@ -336,10 +337,7 @@ impl<T: Transport> Driver<T> {
         }
         drop(conn);
         match &mut self.timer {
-            // A deadline that moved later (smux's keep-alive deadline follows every frame
-            // received) keeps the armed delay: it fires early and is re-armed then. A new
-            // `Delay` per frame would cost an allocation and a wake of the timer thread.
-            Some((at, delay)) if *at <= deadline => {
+            Some((at, delay)) if *at == deadline => {
                 if Pin::new(delay).poll(cx).is_ready() {
                     self.timer = None;
                     return Step::Progress;
