@@ -63,6 +63,11 @@ impl Waiters {
         }
     }
 
+    /// Removes every waiting task's waker, for the caller to wake.
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = Waker> + '_ {
+        self.wakers.drain().map(|(_, w)| w)
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.wakers.len()

@@ -3,7 +3,8 @@
 //!
 //! Each turn of its loop: (1) write the engine's next output batch (vectored: control, then
 //! the data frames' pieces) and flush once the engine has nothing more; (2) read into the receive buffer and hand
-//! it to the engine; (3) fire the keep-alive / close timer. Socket reads and writes happen
+//! it to the engine, then wake the tasks it made ready once the engine's lock is released (a
+//! task woken under the lock would, on another thread, only wake to sleep on it); (3) fire the keep-alive / close timer. Socket reads and writes happen
 //! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
 //! The transport itself lives in [`Shared`], where a stream may also write its data frames
 //! directly while the output is idle (`direct.rs`); the driver writes everything else, and
@@ -72,6 +73,9 @@ pub struct Driver<T> {
     /// When a read last returned data (for trimming `rx`).
     last_read: Instant,
     batch: Option<Transmit>,
+    /// Tasks the last input made ready, woken once the engine's lock is released (kept for
+    /// its capacity).
+    woken: Vec<std::task::Waker>,
     /// Data bytes to ask for in the next batch: [`MIN_BATCH`], doubling up to [`MAX_BATCH`]
     /// while batches go out whole in one write.
     batch_limit: usize,
@@ -118,6 +122,7 @@ impl<T: Transport> Driver<T> {
             rx: RxBuffers::new(recv_budget),
             last_read: Instant::now(),
             batch: None,
+            woken: Vec::new(),
             batch_limit: MIN_BATCH,
             written: 0,
             write_blocked: false,
@@ -249,10 +254,14 @@ impl<T: Transport> Driver<T> {
         if decoding && !rx.is_empty() {
             // Bytes left over from a pause: offer them again first.
             let before = rx.len();
-            conn.handle_input(rx, now);
-            if rx.len() != before {
+            conn.handle_input_deferring(rx, now, &mut self.woken);
+            let progress = rx.len() != before;
+            drop(conn);
+            wake_all(&mut self.woken);
+            if progress {
                 return Step::Progress;
             }
+            conn = self.shared.lock();
         }
         if self.eof {
             if decoding && !self.eof_reported {
@@ -304,7 +313,10 @@ impl<T: Transport> Driver<T> {
                     }
                 } else if decoding {
                     self.last_read = now;
-                    conn.handle_input(rx, Instant::now());
+                    conn.handle_input_deferring(rx, Instant::now(), &mut self.woken);
+                    drop(conn);
+                    wake_all(&mut self.woken);
+                    return Step::Progress;
                 } else {
                     self.last_read = now;
                     conn.handle_paused_input(rx.len(), false, Instant::now());
@@ -362,6 +374,13 @@ impl<T: Transport> Driver<T> {
         self.eof_reported = true;
         self.write_failed = true;
         self.shared.lock().handle_transport_error(error);
+    }
+}
+
+/// Wakes the tasks the last input made ready, once the engine's lock is released.
+fn wake_all(woken: &mut Vec<std::task::Waker>) {
+    for waker in woken.drain(..) {
+        waker.wake();
     }
 }
 

@@ -49,6 +49,8 @@ pub mod tcp;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod transport;
+#[cfg(test)]
+mod wake_tests;
 
 pub use driver::Driver;
 pub use polymux_proto::{

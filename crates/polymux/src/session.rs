@@ -55,10 +55,12 @@ impl Shared {
     /// Locks the engine. A panic while holding the lock cannot leave the engine in a state
     /// that is unsafe to keep using (every command is a small state update), so poisoning is
     /// ignored rather than propagated as a second panic.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn
+    pub(crate) fn lock(&self) -> Engine<'_> {
+        let guard = self
+            .conn
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Engine { guard: Some(guard) }
     }
 
     /// Locks the transport (the driver). Same poisoning rule as [`lock`](Self::lock).
@@ -68,12 +70,58 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether some thread holds the engine's lock (the wake-up tests check that tasks are
+    /// woken only once it is released).
+    #[cfg(test)]
+    pub(crate) fn engine_locked(&self) -> bool {
+        matches!(
+            self.conn.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     /// The transport, if nobody else is using it (a stream's direct write).
     pub(crate) fn try_lock_io(&self) -> Option<MutexGuard<'_, Io>> {
         match self.io.try_lock() {
             Ok(guard) => Some(guard),
             Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// The locked engine. Rule kept here: the driver is woken only after the lock is released
+/// (the engine defers its wakes, `Connection::defer_driver_wakes`), so that a driver on
+/// another worker thread does not wake up only to sleep on the lock still held.
+pub(crate) struct Engine<'a> {
+    /// `Some` until dropped.
+    guard: Option<MutexGuard<'a, Connection>>,
+}
+
+impl std::ops::Deref for Engine<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.guard
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl std::ops::DerefMut for Engine<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.guard
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for Engine<'_> {
+    fn drop(&mut self) {
+        let wake = self.guard.as_mut().and_then(|conn| conn.take_driver_wake());
+        drop(self.guard.take());
+        if let Some(waker) = wake {
+            waker.wake();
         }
     }
 }
@@ -196,7 +244,11 @@ impl Session {
     {
         let dialect = config.dialect();
         let shared = Arc::new(Shared {
-            conn: Mutex::new(Connection::new(role, config, Instant::now())),
+            conn: Mutex::new({
+                let mut conn = Connection::new(role, config, Instant::now());
+                conn.defer_driver_wakes(true);
+                conn
+            }),
             io: Mutex::new(Io {
                 transport: Some(Box::new(io)),
                 needs_flush: false,
@@ -205,6 +257,12 @@ impl Session {
         });
         let driver = Driver::new(shared.clone());
         (Session { shared, dialect }, driver)
+    }
+
+    /// The state this handle shares with its driver and streams (for the wake-up tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The wire protocol of this session.

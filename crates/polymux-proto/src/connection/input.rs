@@ -63,6 +63,26 @@ impl Connection {
         self.progress_close();
     }
 
+    /// [`handle_input`](Self::handle_input) for the driver, which wakes the tasks this input
+    /// made ready itself, once it has released the engine: their wakers are appended to
+    /// `woken` instead of woken here. A task woken while the driver still holds the engine
+    /// would, on another thread, find the lock taken and sleep on it.
+    ///
+    /// The driver must poll its output and input again before it waits: its own waker is not
+    /// woken by what this input queues (control frames, resumed input).
+    pub fn handle_input_deferring(
+        &mut self,
+        rx: &mut BytesMut,
+        now: Instant,
+        woken: &mut Vec<std::task::Waker>,
+    ) {
+        self.deferred_wakes = Some(std::mem::take(woken));
+        self.handle_input(rx, now);
+        if let Some(list) = self.deferred_wakes.take() {
+            *woken = list;
+        }
+    }
+
     /// How many bytes to read next so that the read ends right after the next frame's header:
     /// the rest of the Data payload being received (of which `buffered` bytes are already in
     /// the receive buffer) plus one header. `None` between frames, where any size will do.
@@ -141,9 +161,7 @@ impl Connection {
         self.paused_on_budget = false;
         self.paused_on_pool = None;
         self.recv_buffered += taken;
-        if let Some(s) = self.streams.get_mut(k.0) {
-            s.wake_reader();
-        }
+        self.wake_reader_of(k);
         Some(taken)
     }
 
@@ -231,8 +249,7 @@ impl Connection {
                         }
                         let rtt = s.recv.take_rtt_sample(now);
                         // The time base is the session's start, in wrapping microseconds.
-                        let now_us =
-                            now.saturating_duration_since(self.epoch).as_micros() as u32;
+                        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u32;
                         let first = u64::from(crate::config::PROTOCOL_INITIAL_WINDOW);
                         let rate = self
                             .dialect
@@ -268,7 +285,7 @@ impl Connection {
                         return Err(Violation::WindowOverflow { stream });
                     }
                     if delta > 0 {
-                        s.wake_writer();
+                        self.wake_writer_of(k);
                     }
                 }
                 self.apply_close_flags(k, flags);
@@ -282,7 +299,7 @@ impl Connection {
                 if let Some(k) = self.stream_for(stream, Flags::NONE, "UPD", now)? {
                     if let Some(s) = self.streams.get_mut(k.0) {
                         s.send.set_window(consumed, window);
-                        s.wake_writer();
+                        self.wake_writer_of(k);
                     }
                 }
                 Ok(())
@@ -293,7 +310,10 @@ impl Connection {
             }
             Frame::Ping { ack: true, opaque } => {
                 if self.keepalive.on_pong(opaque, now) {
-                    self.ping_waiters.wake_all();
+                    match &mut self.deferred_wakes {
+                        Some(list) => list.extend(self.ping_waiters.take_all()),
+                        None => self.ping_waiters.wake_all(),
+                    }
                 }
                 Ok(())
             }
@@ -330,14 +350,15 @@ impl Connection {
                 Err(Violation::UnknownStream { frame, stream: id })
             };
         };
-        if flags.contains(Flags::ACK) {
-            if let Some(s) = self.streams.get_mut(key.0) {
-                if s.acknowledged() {
-                    s.wake_writer();
-                    self.unacked_outbound -= 1;
-                    self.wake_open_waiters();
-                }
-            }
+        if flags.contains(Flags::ACK)
+            && self
+                .streams
+                .get_mut(key.0)
+                .is_some_and(|s| s.acknowledged())
+        {
+            self.wake_writer_of(key);
+            self.unacked_outbound -= 1;
+            self.wake_open_waiters();
         }
         Ok(Some(key))
     }
@@ -391,7 +412,10 @@ impl Connection {
         }
         let key = self.insert_stream(id, Opening::Remote);
         self.accept_queue.push_back(key);
-        self.accept_waiters.wake_all();
+        match &mut self.deferred_wakes {
+            Some(list) => list.extend(self.accept_waiters.take_all()),
+            None => self.accept_waiters.wake_all(),
+        }
         Ok(Some(key))
     }
 
@@ -406,11 +430,10 @@ impl Connection {
                 self.unacked_outbound -= 1;
                 self.wake_open_waiters();
             }
-            let s = &mut self.streams[key.0];
-            s.wake_reader();
-            s.wake_writer();
+            self.wake_reader_of(key);
+            self.wake_writer_of(key);
         } else if flags.contains(Flags::FIN) && s.close_remote() {
-            s.wake_reader();
+            self.wake_reader_of(key);
         }
         self.maybe_remove(key);
     }

@@ -250,6 +250,13 @@ pub struct Connection {
     ping_waiters: Waiters,
     close_waiters: Waiters,
     driver_waker: Option<Waker>,
+    /// While [`handle_input_deferring`](Connection::handle_input_deferring) runs: the wakers
+    /// of the tasks its input made ready, woken by the driver once it released the engine.
+    deferred_wakes: Option<Vec<Waker>>,
+    /// See [`defer_driver_wakes`](Connection::defer_driver_wakes).
+    defer_driver_wakes: bool,
+    /// The driver's waker, due to be woken by whoever releases the engine.
+    driver_wake_due: Option<Waker>,
     /// Streams waiting for write-budget room; each key appears at most once.
     budget_waiters: VecDeque<StreamKey>,
     /// Since when the transport has accepted none of our output (the driver reports it);
@@ -304,6 +311,9 @@ impl Connection {
             ping_waiters: Waiters::default(),
             close_waiters: Waiters::default(),
             driver_waker: None,
+            deferred_wakes: None,
+            defer_driver_wakes: false,
+            driver_wake_due: None,
             budget_waiters: VecDeque::new(),
             write_blocked_since: None,
             undecoded: 0,
@@ -520,11 +530,66 @@ impl Connection {
 
     /// Wakes the driver's registered task. The engine does so itself whenever it has work for
     /// the driver; the async layer calls it for work it left outside the engine (a direct
-    /// write's bytes that the transport sends only on a flush).
+    /// write's bytes that the transport sends only on a flush). With
+    /// [`defer_driver_wakes`](Connection::defer_driver_wakes) the wake is left for whoever
+    /// releases the engine.
     pub fn wake_driver(&mut self) {
-        if let Some(w) = self.driver_waker.take() {
-            w.wake();
+        if self.deferred_wakes.is_some() {
+            // The driver itself is handing over input and runs another turn before it waits
+            // (see `handle_input_deferring`): waking it would only reschedule it.
+            return;
         }
+        if let Some(w) = self.driver_waker.take() {
+            if self.defer_driver_wakes {
+                self.driver_wake_due = Some(w);
+            } else {
+                w.wake();
+            }
+        }
+    }
+
+    /// With `true`, the engine does not wake the driver itself: a command that gives the
+    /// driver work leaves its waker for [`take_driver_wake`](Self::take_driver_wake), which
+    /// the caller wakes once it has released the engine. An engine shared behind a lock
+    /// wants this: a driver woken while the lock is still held wakes up, on another thread,
+    /// only to sleep on that lock.
+    pub fn defer_driver_wakes(&mut self, defer: bool) {
+        self.defer_driver_wakes = defer;
+    }
+
+    /// The driver's waker, if a command since the last call gave the driver work (see
+    /// [`defer_driver_wakes`](Self::defer_driver_wakes)): wake it after releasing the engine.
+    pub fn take_driver_wake(&mut self) -> Option<Waker> {
+        self.driver_wake_due.take()
+    }
+
+    /// Wakes `waker`'s task now, or, while input is handed over by
+    /// [`handle_input_deferring`](Self::handle_input_deferring), once the driver has
+    /// released the engine (so the task does not wake up only to wait for the engine's lock).
+    fn wake(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        match &mut self.deferred_wakes {
+            Some(list) => list.push(waker),
+            None => waker.wake(),
+        }
+    }
+
+    /// Wakes the reader of `key`, if one waits (see [`wake`](Self::wake)).
+    fn wake_reader_of(&mut self, key: StreamKey) {
+        let waker = self
+            .streams
+            .get_mut(key.0)
+            .and_then(|s| s.read_waker.take());
+        self.wake(waker);
+    }
+
+    /// Wakes the writer of `key`, if one waits (see [`wake`](Self::wake)).
+    fn wake_writer_of(&mut self, key: StreamKey) {
+        let waker = self
+            .streams
+            .get_mut(key.0)
+            .and_then(|s| s.write_waker.take());
+        self.wake(waker);
     }
 
     // ---- timers and transport events -------------------------------------------------------
@@ -758,7 +823,10 @@ impl Connection {
     }
 
     fn wake_open_waiters(&mut self) {
-        self.open_waiters.wake_all();
+        match &mut self.deferred_wakes {
+            Some(list) => list.extend(self.open_waiters.take_all()),
+            None => self.open_waiters.wake_all(),
+        }
     }
 
     /// `n` received bytes left the session's receive memory (read, discarded, or freed with

@@ -334,7 +334,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 };
                 let want = allowed.min(scratch.len());
                 while let Poll::Ready(Ok(n @ 1..)) =
-                    server.conn.poll_read(key, waker, &mut scratch[..want], base + now)
+                    server
+                        .conn
+                        .poll_read(key, waker, &mut scratch[..want], base + now)
                 {
                     bulk_read += n as u64;
                     moved = true;

@@ -1,0 +1,307 @@
+//! Wake-up counts of a round trip, pinned with counting wakers (issue 10 item 4: the rpc and
+//! open-rate latency). Two sessions over an in-memory pipe, every future polled by hand on
+//! one thread, so the counts are exact and the test deterministic.
+//!
+//! Rules checked: a task the driver's input made ready is woken only after the driver has
+//! released the engine's lock (woken earlier, on another worker thread it would only wake up
+//! to sleep on that lock); the driver never wakes itself while it hands over input (that
+//! would reschedule it for nothing); and a request/response round trip wakes each side's
+//! driver once (the reply's arrival) and each reader once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::io::{AsyncRead, AsyncWrite};
+use polymux_proto::{Config, Dialect};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+use crate::session::Shared;
+use crate::{Driver, Session, Stream};
+
+/// A task's waker that counts its wake-ups, and those that came while the engine was locked
+/// or while the task itself was being polled.
+struct Probe {
+    shared: Arc<Shared>,
+    woken: AtomicUsize,
+    woken_locked: AtomicUsize,
+    woken_in_poll: AtomicUsize,
+    in_poll: AtomicBool,
+}
+
+impl Probe {
+    fn new(session: &Session) -> Arc<Probe> {
+        Arc::new(Probe {
+            shared: session.shared().clone(),
+            woken: AtomicUsize::new(0),
+            woken_locked: AtomicUsize::new(0),
+            woken_in_poll: AtomicUsize::new(0),
+            in_poll: AtomicBool::new(false),
+        })
+    }
+
+    fn woken(&self) -> usize {
+        self.woken.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for Probe {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.fetch_add(1, Ordering::SeqCst);
+        if self.shared.engine_locked() {
+            self.woken_locked.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.in_poll.load(Ordering::SeqCst) {
+            self.woken_in_poll.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// One end of an in-memory pipe whose vectored write takes all its slices, as a socket's
+/// `writev` does (the pipe's own takes only the first one, which would send every direct
+/// write's payload through the driver).
+struct Pipe(Compat<tokio::io::DuplexStream>);
+
+impl AsyncRead for Pipe {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Pipe {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        Pin::new(&mut self.0).poll_write(cx, &joined)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// One side: its session, driver, and the probes of the driver's and the application's task.
+struct Side {
+    session: Session,
+    driver: Driver<Pipe>,
+    driver_probe: Arc<Probe>,
+    app_probe: Arc<Probe>,
+}
+
+impl Side {
+    fn new(session: Session, driver: Driver<Pipe>) -> Side {
+        let driver_probe = Probe::new(&session);
+        let app_probe = Probe::new(&session);
+        Side {
+            session,
+            driver,
+            driver_probe,
+            app_probe,
+        }
+    }
+
+    /// Polls the driver until it waits (it never finishes here).
+    fn run_driver(&mut self) {
+        let waker = Waker::from(self.driver_probe.clone());
+        let mut cx = Context::from_waker(&waker);
+        self.driver_probe.in_poll.store(true, Ordering::SeqCst);
+        let polled = Pin::new(&mut self.driver).poll(&mut cx);
+        self.driver_probe.in_poll.store(false, Ordering::SeqCst);
+        assert!(polled.is_pending(), "the driver finished: {polled:?}");
+    }
+
+    /// Polls `f` once as the application's task.
+    fn poll_app<T>(&self, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let waker = Waker::from(self.app_probe.clone());
+        let mut cx = Context::from_waker(&waker);
+        f(&mut cx)
+    }
+}
+
+fn pair(dialect: Dialect) -> (Side, Side) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (client, cd) = Session::client(Pipe(a.compat()), Config::for_dialect(dialect));
+    let (server, sd) = Session::server(Pipe(b.compat()), Config::for_dialect(dialect));
+    (Side::new(client, cd), Side::new(server, sd))
+}
+
+#[track_caller]
+fn ready<T>(polled: Poll<T>, what: &str) -> T {
+    match polled {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("{what}: pending"),
+    }
+}
+
+/// Opens a stream from `client` and accepts it on `server`, running both drivers (net-mux's
+/// opener waits for the acceptor's ACK).
+fn open(client: &mut Side, server: &mut Side) -> (Stream, Stream) {
+    let (opener, acceptor) = (client.session.clone(), server.session.clone());
+    let mut opening = Box::pin(async move { opener.open().await });
+    let mut accepting = Box::pin(async move { acceptor.accept().await });
+    let (mut opened, mut accepted) = (None, None);
+    for _ in 0..10 {
+        if opened.is_none() {
+            if let Poll::Ready(s) = client.poll_app(|cx| opening.as_mut().poll(cx)) {
+                opened = Some(s.expect("open"));
+            }
+        }
+        if accepted.is_none() {
+            if let Poll::Ready(s) = server.poll_app(|cx| accepting.as_mut().poll(cx)) {
+                accepted = Some(s.expect("accept"));
+            }
+        }
+        if let (Some(_), Some(_)) = (&opened, &accepted) {
+            return (opened.expect("opened"), accepted.expect("accepted"));
+        }
+        client.run_driver();
+        server.run_driver();
+    }
+    panic!("the open did not complete");
+}
+
+#[track_caller]
+fn write(side: &Side, stream: &mut Stream, buf: &[u8]) {
+    let n = ready(
+        side.poll_app(|cx| Pin::new(&mut *stream).poll_write(cx, buf)),
+        "write",
+    )
+    .expect("write");
+    assert_eq!(n, buf.len(), "a small write goes whole");
+}
+
+#[track_caller]
+fn read_pending(side: &Side, stream: &mut Stream) {
+    let mut buf = [0u8; 256];
+    let polled = side.poll_app(|cx| Pin::new(&mut *stream).poll_read(cx, &mut buf));
+    assert!(polled.is_pending(), "nothing to read yet: {polled:?}");
+}
+
+#[track_caller]
+fn read(side: &Side, stream: &mut Stream, len: usize) {
+    let mut buf = [0u8; 256];
+    let n = ready(
+        side.poll_app(|cx| Pin::new(&mut *stream).poll_read(cx, &mut buf)),
+        "read",
+    )
+    .expect("read");
+    assert_eq!(n, len);
+}
+
+#[test]
+fn a_round_trip_wakes_each_task_once_after_the_engine_is_released() {
+    const MSG: [u8; 64] = [0x3C; 64];
+    for dialect in [
+        Dialect::Yamux,
+        Dialect::SmuxV1,
+        Dialect::SmuxV2,
+        Dialect::NetMux,
+    ] {
+        let (mut client, mut server) = pair(dialect);
+        let (mut c, mut s) = open(&mut client, &mut server);
+        // Settle: whatever the open left queued (ACKs, window announcements) goes out.
+        for _ in 0..4 {
+            client.run_driver();
+            server.run_driver();
+        }
+        read_pending(&server, &mut s);
+        read_pending(&client, &mut c);
+        for round in 0..20 {
+            let before = [
+                client.driver_probe.woken(),
+                client.app_probe.woken(),
+                server.driver_probe.woken(),
+                server.app_probe.woken(),
+            ];
+            // The request: written by the application's task itself (the output is idle).
+            write(&client, &mut c, &MSG);
+            client.run_driver();
+            server.run_driver();
+            read(&server, &mut s, MSG.len());
+            read_pending(&server, &mut s);
+            // The echo.
+            write(&server, &mut s, &MSG);
+            server.run_driver();
+            client.run_driver();
+            read(&client, &mut c, MSG.len());
+            read_pending(&client, &mut c);
+            let after = [
+                client.driver_probe.woken(),
+                client.app_probe.woken(),
+                server.driver_probe.woken(),
+                server.app_probe.woken(),
+            ];
+            let delta: Vec<usize> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+            if round == 0 {
+                // Smux v2's first read announces the window (a control frame the driver
+                // writes): the steady state starts with the second round trip.
+                continue;
+            }
+            assert_eq!(
+                delta,
+                [1, 1, 1, 1],
+                "{} round {round}: wake-ups of [client driver, client reader, server driver, \
+                 server reader]",
+                dialect.name()
+            );
+        }
+        for side in [&client, &server] {
+            for probe in [&side.driver_probe, &side.app_probe] {
+                assert_eq!(
+                    probe.woken_locked.load(Ordering::SeqCst),
+                    0,
+                    "{}",
+                    dialect.name()
+                );
+            }
+            assert_eq!(
+                side.driver_probe.woken_in_poll.load(Ordering::SeqCst),
+                0,
+                "{}: the driver woke itself",
+                dialect.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn control_frames_queued_by_input_do_not_wake_the_driver_handling_it() {
+    // A ping's answer is queued while the peer's driver hands over input: it writes it in the
+    // same poll, without waking (rescheduling) itself.
+    let (mut client, mut server) = pair(Dialect::Yamux);
+    let pinger = client.session.clone();
+    let mut ping = Box::pin(async move { pinger.ping().await });
+    assert!(client.poll_app(|cx| ping.as_mut().poll(cx)).is_pending());
+    for _ in 0..4 {
+        client.run_driver();
+        server.run_driver();
+    }
+    ready(client.poll_app(|cx| ping.as_mut().poll(cx)), "ping").expect("ping answered");
+    assert_eq!(server.driver_probe.woken_in_poll.load(Ordering::SeqCst), 0);
+    assert_eq!(client.app_probe.woken_locked.load(Ordering::SeqCst), 0);
+}
