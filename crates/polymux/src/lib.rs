@@ -26,7 +26,8 @@
 //! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature),
 //!   and [`Stream::read_chunk`], received data as zero-copy `Bytes`.
-//! - `split` — [`ReadHalf`] / [`WriteHalf`], a stream's two directions used at once.
+//! - `split` — [`ReadHalf`] / [`WriteHalf`] (borrowed) and [`OwnedReadHalf`] /
+//!   [`OwnedWriteHalf`]: a stream's two directions used at once.
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
 //! - [`tcp`] — socket settings for a session's TCP connection (`TCP_NOTSENT_LOWAT`, no Nagle).
 //! - `tokio` (feature `tokio`) — adapters for tokio I/O and a spawn-it-for-me constructor.
@@ -63,7 +64,7 @@ pub use session::{Incoming, Session};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
-pub use split::{ReadHalf, WriteHalf};
+pub use split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 
 /// The crate's own README (the crates.io page), compiled likewise.
 #[cfg(doctest)]

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use polymux_proto::{StreamId, StreamKey};
 
 use crate::session::Shared;
-use crate::split::{ReadHalf, WriteHalf};
+use crate::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 
 /// A bidirectional stream within a [`Session`](crate::Session).
 ///
@@ -135,6 +135,29 @@ impl Stream {
     /// `futures::AsyncReadExt::split`, which takes the stream by value and locks per call.)
     pub fn halves(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf::new(self), WriteHalf::new(self))
+    }
+
+    /// Splits the stream into owned reading and writing halves, e.g. to move each into a task
+    /// of its own; lock-free like [`halves`](Stream::halves) (they share the stream through an
+    /// `Arc`). Dropping the writing half sends FIN; the stream is released when both are gone.
+    ///
+    /// ```no_run
+    /// # async fn demo(stream: polymux::Stream) -> std::io::Result<()> {
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let (mut reader, mut writer) = stream.into_split();
+    /// let echo_reader = async move {
+    ///     let mut reply = Vec::new();
+    ///     reader.read_to_end(&mut reply).await.map(|_| reply)
+    /// };
+    /// writer.write_all(b"hello").await?;
+    /// drop(writer); // FIN: the peer sees the end of our data
+    /// let reply = echo_reader.await?;
+    /// # let _ = reply;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        OwnedReadHalf::pair(self)
     }
 
     // The I/O below takes `&self`: every piece of state lives in the shared engine, behind its

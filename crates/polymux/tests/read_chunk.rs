@@ -1,6 +1,7 @@
-//! `Stream::read_chunk` and `Stream::halves`: received data taken as `Bytes` without a copy,
-//! with credit returned as by a read (a transfer many windows long completes on chunks alone),
-//! in every dialect, on `futures::executor`-style runtimes (smol) over a Unix socket pair.
+//! `Stream::read_chunk`, `Stream::halves` and `Stream::into_split`: received data taken as
+//! `Bytes` without a copy, with credit returned as by a read (a transfer many windows long
+//! completes on chunks alone), in every dialect, and a stream's two directions used at once,
+//! on `futures::executor`-style runtimes (smol) over a Unix socket pair.
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use polymux::{Config, Session, Stream};
@@ -154,4 +155,55 @@ fn halves_echo_with_chunks_while_the_other_direction_flows() {
         echo.await.close().await;
         client.close().await;
     });
+}
+
+/// `into_split`: each owned half in a task of its own, in every dialect; dropping the writing
+/// half sends FIN (the echo server sees EOF and ends the echo) while the reading half still
+/// reads the whole echo back.
+#[test]
+fn owned_halves_in_two_tasks_echo_and_dropping_the_writer_sends_fin() {
+    for config in dialects() {
+        let dialect = config.dialect();
+        smol::block_on(async move {
+            let (client, server) = pair(config);
+            let echo = smol::spawn(async move {
+                let s = server.accept().await.expect("accept");
+                let (mut r, mut w) = s.into_split();
+                while let Some(chunk) = r.read_chunk(16 * 1024).await.expect("read_chunk") {
+                    w.write_all(&chunk).await.expect("echo");
+                }
+                drop(w);
+                server
+            });
+            let (mut r, mut w) = client.open().await.expect("open").into_split();
+            let sent = pattern(TOTAL);
+            let payload = sent.clone();
+            let writer = smol::spawn(async move {
+                w.write_all(&payload).await.expect("write");
+                // No close: the drop is what must end the echo.
+            });
+            let reader = smol::spawn(async move {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.expect("read the echo");
+                got
+            });
+            writer.await;
+            // Bounded: without the FIN the echo would wait for more input forever.
+            let ended = async { Some(echo.await) };
+            let limit = async {
+                smol::Timer::after(std::time::Duration::from_secs(30)).await;
+                None
+            };
+            let server = smol::future::or(ended, limit)
+                .await
+                .expect("dropping the writing half ended the echo (FIN) within 30 s");
+            let got = reader.await;
+            assert!(
+                got == sent,
+                "{dialect:?}: the echo differs from what was sent"
+            );
+            server.close().await;
+            client.close().await;
+        });
+    }
 }
