@@ -11,6 +11,7 @@
 //!   that `polymux-bench` runs in child processes and `polymux bench` in one process;
 //! * [`payload`]: the verifiable payload generator;
 //! * [`alloc`]: the counting allocator test and bench binaries install;
+//! * [`pipe`](mod@pipe): an in-memory pipe for sessions polled by hand (no sockets);
 //! * with the `peers` feature: [`peers`], adapters for third-party Rust multiplexers
 //!   (yamux 0.14, tokio-yamux 0.3, net-mux 1, async_smux 0.4, smux 0.2), each documenting its
 //!   quirks and missing capabilities; [`go_peer`], which builds and drives the one Go peer
@@ -34,6 +35,7 @@ pub mod go_peer;
 pub mod payload;
 #[cfg(feature = "peers")]
 pub mod peers;
+pub mod pipe;
 pub mod polymux_peer;
 #[cfg(feature = "peers")]
 pub mod runner;

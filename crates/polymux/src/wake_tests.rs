@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures::io::{AsyncRead, AsyncWrite};
 use polymux_proto::{Config, Dialect};
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use polymux_testkit::pipe::{pipe, Pipe};
 
 use crate::session::Shared;
 use crate::{Driver, Session, Stream};
@@ -63,48 +63,6 @@ impl Wake for Probe {
     }
 }
 
-/// One end of an in-memory pipe whose vectored write takes all its slices, as a socket's
-/// `writev` does (the pipe's own takes only the first one, which would send every direct
-/// write's payload through the driver).
-struct Pipe(Compat<tokio::io::DuplexStream>);
-
-impl AsyncRead for Pipe {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Pipe {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-        Pin::new(&mut self.0).poll_write(cx, &joined)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
-}
-
 /// One side: its session, driver, and the probes of the driver's and the application's task.
 struct Side {
     session: Session,
@@ -144,9 +102,9 @@ impl Side {
 }
 
 fn pair(dialect: Dialect) -> (Side, Side) {
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let (client, cd) = Session::client(Pipe(a.compat()), Config::for_dialect(dialect));
-    let (server, sd) = Session::server(Pipe(b.compat()), Config::for_dialect(dialect));
+    let (a, b) = pipe(1 << 20);
+    let (client, cd) = Session::client(a, Config::for_dialect(dialect));
+    let (server, sd) = Session::server(b, Config::for_dialect(dialect));
     (Side::new(client, cd), Side::new(server, sd))
 }
 

@@ -8,14 +8,13 @@
 //! on the test's thread, and the counting allocator counts only that thread's allocations.
 
 use std::future::Future;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use futures::io::{AsyncRead, AsyncWrite};
 use polymux::{Config, Dialect, Driver, Session, Stream};
 use polymux_testkit::alloc::{self, Counting};
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use polymux_testkit::pipe::{pipe, Pipe};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -23,54 +22,6 @@ static GLOBAL: Counting = Counting;
 /// Allocation calls made on this thread so far.
 fn allocations() -> u64 {
     alloc::thread_calls()
-}
-
-/// One end of an in-memory pipe whose vectored write takes all its slices, as a socket's
-/// `writev` does (the pipe's own takes only the first).
-struct Pipe(Compat<tokio::io::DuplexStream>);
-
-impl AsyncRead for Pipe {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Pipe {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        // Copies through a buffer kept per pipe, so the test pipe allocates nothing itself.
-        let mut joined = [0u8; 1024];
-        let mut n = 0;
-        for b in bufs {
-            let take = b.len().min(joined.len() - n);
-            joined[n..n + take].copy_from_slice(&b[..take]);
-            n += take;
-        }
-        Pin::new(&mut self.0).poll_write(cx, &joined[..n])
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
 }
 
 fn run(driver: &mut Driver<Pipe>) {
@@ -126,9 +77,9 @@ fn a_round_trip_allocates_the_same_in_every_dialect() {
         Dialect::SmuxV2,
         Dialect::NetMux,
     ] {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let (client, mut cd) = Session::client(Pipe(a.compat()), Config::for_dialect(dialect));
-        let (server, mut sd) = Session::server(Pipe(b.compat()), Config::for_dialect(dialect));
+        let (a, b) = pipe(1 << 20);
+        let (client, mut cd) = Session::client(a, Config::for_dialect(dialect));
+        let (server, mut sd) = Session::server(b, Config::for_dialect(dialect));
         let mut opening = Box::pin(async { client.open().await });
         let mut accepting = Box::pin(async { server.accept().await });
         let (mut opened, mut accepted) = (None, None);
