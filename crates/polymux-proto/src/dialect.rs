@@ -41,11 +41,13 @@ impl Dialect {
         matches!(self, Dialect::Yamux | Dialect::NetMux)
     }
 
-    /// Whether the opener waits for the peer's ACK before using a new stream: net-mux peers
-    /// expect it (its own client does); yamux sends data right after the SYN, and smux has
-    /// no ACK.
+    /// Whether the opener waits for the peer's ACK before using a new stream. No dialect
+    /// needs it: yamux sends data right after the SYN; net-mux's own client waits, but its
+    /// receiver registers the stream on the SYN and queues data that follows it (or rides on
+    /// it) before its application accepts, so waiting would only cost a round trip per open;
+    /// smux has no ACK. A refused open shows as a reset on the stream's first read or write.
     pub const fn open_waits_for_ack(self) -> bool {
-        matches!(self, Dialect::NetMux)
+        false
     }
 
     /// Whether the dialect has per-stream flow control.

@@ -285,8 +285,9 @@ impl Session {
     }
 
     /// Opens a new stream. The open is sent at once, so the peer sees the stream even before
-    /// this side writes anything. Waits while too many opens are unacknowledged, and on
-    /// net-mux until the peer acknowledges (its peers require it).
+    /// this side writes anything. Waits while too many opens are unacknowledged (yamux,
+    /// net-mux); data may be written before the peer's ACK in every dialect, and a refused
+    /// open shows as a reset on the stream's first read or write.
     ///
     /// Fails with [`Error::GoAway`] after the peer's GoAway, [`Error::SessionClosed`] after
     /// [`close`](Self::close), [`Error::TooManyStreams`] at the stream limit, or the session's
@@ -324,7 +325,7 @@ impl Session {
         let key = poll_fn(|cx| self.shared.lock().poll_open(cx.waker(), Instant::now())).await?;
         // Made before waiting, so that dropping this future releases the stream.
         let stream = Stream::new(self.shared.clone(), key);
-        // Whether the opener waits for the peer's ACK (net-mux) is the engine's decision.
+        // Whether the opener waits for the peer's ACK is the engine's decision (no dialect does).
         poll_fn(|cx| self.shared.lock().poll_open_ready(key, cx.waker())).await?;
         Ok(stream)
     }

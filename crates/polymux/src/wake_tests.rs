@@ -116,8 +116,7 @@ fn ready<T>(polled: Poll<T>, what: &str) -> T {
     }
 }
 
-/// Opens a stream from `client` and accepts it on `server`, running both drivers (net-mux's
-/// opener waits for the acceptor's ACK).
+/// Opens a stream from `client` and accepts it on `server`, running both drivers.
 fn open(client: &mut Side, server: &mut Side) -> (Stream, Stream) {
     let (opener, acceptor) = (client.session.clone(), server.session.clone());
     let mut opening = Box::pin(async move { opener.open().await });

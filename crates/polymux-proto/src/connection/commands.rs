@@ -65,8 +65,8 @@ impl Connection {
 
     /// Waits until an outbound stream from [`poll_open`](Self::poll_open) may be handed to the
     /// application: at once, except where the dialect's opener waits for the peer's ACK
-    /// (net-mux, [`Dialect::open_waits_for_ack`](crate::Dialect::open_waits_for_ack)), which
-    /// is then [`poll_established`](Self::poll_established). Callers of `poll_open` call this
+    /// ([`Dialect::open_waits_for_ack`](crate::Dialect::open_waits_for_ack): no dialect today),
+    /// which is then [`poll_established`](Self::poll_established). Callers of `poll_open` call this
     /// next instead of deciding per dialect.
     pub fn poll_open_ready(&mut self, key: StreamKey, waker: &Waker) -> Poll<Result<(), Error>> {
         if !self.dialect.open_waits_for_ack() {
