@@ -459,6 +459,9 @@ impl TxBuffers {
                     if let Some(done) = inner.segments.pop_front() {
                         self.retire(done);
                     }
+                } else if take == 0 {
+                    // Nothing left to take (`len` says otherwise): never spin on it.
+                    break;
                 }
             }
             added += self.dialect.header_len() + n;
