@@ -7,7 +7,9 @@
 //! - **stream data**: each stream keeps its unsent payload in its own [`Outbox`], framed only
 //!   when a batch is built. An outbox appends and never moves what it holds: payload goes
 //!   into the spare room of its last segment, and a full last segment is followed by a new one
-//!   (a frame may span two segments: one more piece in the vectored write). Full-size segments
+//!   (a frame may span two segments: one more piece in the vectored write). A zero-copy write
+//!   ([`push_chunk`](TxBuffers::push_chunk)) appends the caller's `Bytes` as a segment of its
+//!   own, which frames take slices of, never copying it. Full-size segments
 //!   come from a pool and return to it once the batches that carried their bytes are written,
 //!   so a busy session neither allocates nor touches fresh pages per write. Streams with something to send wait in the `ready` ring and are
 //!   served round-robin, one frame (at most `max_frame_payload`) each per turn, into batches
@@ -48,6 +50,9 @@ const SPARES_KEPT_FOR: Duration = Duration::from_secs(1);
 /// writes: a new segment is as large as the write or the outbox's content, whichever is
 /// larger) are allocated and freed as needed; from half this size up, a pooled one is used.
 const SEGMENT: usize = 64 * 1024;
+/// Zero-copy writes smaller than this are copied into the outbox (see
+/// [`push_chunk`](TxBuffers::push_chunk)); the receive side copies small payloads alike.
+const COPY_BELOW: usize = 8 * 1024;
 
 /// One batch for the driver to write: all of `control`, then every piece of `data`, in order.
 #[derive(Debug, Default)]
@@ -113,16 +118,54 @@ struct OutboxInner {
 impl OutboxInner {
     /// Buffer capacity held (spare room included).
     fn capacity(&self) -> usize {
-        self.segments.iter().map(|s| s.buf.capacity()).sum()
+        self.segments.iter().map(Segment::capacity).sum()
     }
 }
 
 /// A run of an outbox's payload.
 #[derive(Debug)]
-struct Segment {
-    buf: BytesMut,
-    /// Allocated at [`SEGMENT`] bytes: returns to the pool once its bytes are written.
-    pooled: bool,
+enum Segment {
+    /// Payload copied into the outbox's own buffer.
+    Owned {
+        buf: BytesMut,
+        /// Allocated at [`SEGMENT`] bytes: returns to the pool once its bytes are written.
+        pooled: bool,
+    },
+    /// A caller's buffer, queued as it is (zero-copy write): full, never appended to.
+    Shared(Bytes),
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        match self {
+            Segment::Owned { buf, .. } => buf.len(),
+            Segment::Shared(b) => b.len(),
+        }
+    }
+
+    /// Buffer capacity this outbox may reuse (a caller's buffer is not the outbox's).
+    fn capacity(&self) -> usize {
+        match self {
+            Segment::Owned { buf, .. } => buf.capacity(),
+            Segment::Shared(_) => 0,
+        }
+    }
+
+    /// Room left for appending.
+    fn room(&self) -> usize {
+        match self {
+            Segment::Owned { buf, .. } => buf.capacity() - buf.len(),
+            Segment::Shared(_) => 0,
+        }
+    }
+
+    /// Takes the first `n` (at most `len()`) bytes, as a piece for a batch.
+    fn split_to(&mut self, n: usize) -> Bytes {
+        match self {
+            Segment::Owned { buf, .. } => buf.split_to(n).freeze(),
+            Segment::Shared(b) => b.split_to(n),
+        }
+    }
 }
 
 impl Outbox {
@@ -240,19 +283,16 @@ impl TxBuffers {
         let inner = self.open_outbox(outbox, now);
         let mut rest = payload;
         while !rest.is_empty() {
-            let room = inner
-                .segments
-                .back()
-                .map_or(0, |s| s.buf.capacity() - s.buf.len());
+            let room = inner.segments.back().map_or(0, Segment::room);
             if room == 0 {
                 let size = rest.len().max(inner.len).min(SEGMENT);
                 let segment = self.new_segment(size, now);
                 inner.segments.push_back(segment);
                 continue;
             }
-            if let Some(last) = inner.segments.back_mut() {
+            if let Some(Segment::Owned { buf, .. }) = inner.segments.back_mut() {
                 let n = room.min(rest.len());
-                last.buf.extend_from_slice(&rest[..n]);
+                buf.extend_from_slice(&rest[..n]);
                 rest = &rest[n..];
             }
         }
@@ -261,11 +301,34 @@ impl TxBuffers {
         self.mark_ready(key, outbox);
     }
 
+    /// Queues `payload` for the stream `key` without copying it, as a segment of its own (the
+    /// caller checked [`room`](Self::room) and charges `payload.len()`, as for
+    /// [`push_data`](Self::push_data)). Small payloads, below [`COPY_BELOW`], are copied
+    /// instead: a tiny slice would otherwise cost a piece of its own per frame and could keep a
+    /// large allocation alive behind a small charge.
+    pub(crate) fn push_chunk(
+        &mut self,
+        key: StreamKey,
+        outbox: &mut Outbox,
+        payload: Bytes,
+        now: Instant,
+    ) {
+        if payload.len() < COPY_BELOW {
+            self.push_data(key, outbox, &payload, now);
+            return;
+        }
+        let inner = self.open_outbox(outbox, now);
+        inner.len += payload.len();
+        self.queued += payload.len();
+        inner.segments.push_back(Segment::Shared(payload));
+        self.mark_ready(key, outbox);
+    }
+
     /// A segment with room for `size` bytes: a pooled full-size one from half of [`SEGMENT`]
     /// up (at most twice the room asked for, and the next write of a busy stream fills it).
     fn new_segment(&mut self, size: usize, now: Instant) -> Segment {
         if size < SEGMENT / 2 {
-            return Segment {
+            return Segment::Owned {
                 buf: BytesMut::with_capacity(size),
                 pooled: false,
             };
@@ -277,7 +340,7 @@ impl TxBuffers {
             }
             None => BytesMut::with_capacity(SEGMENT),
         };
-        Segment { buf, pooled: true }
+        Segment::Owned { buf, pooled: true }
     }
 
     /// Pooled segments kept (free and retired together): the write budget's worth.
@@ -288,8 +351,10 @@ impl TxBuffers {
     /// A served segment leaves its outbox; a pooled one waits in `retired` for its bytes to be
     /// written (if there is room; otherwise it is freed with the last batch holding it).
     fn retire(&mut self, segment: Segment) {
-        if segment.pooled && self.free_segments.len() + self.retired.len() < self.pool_limit() {
-            self.retired.push(segment.buf);
+        if let Segment::Owned { buf, pooled: true } = segment {
+            if self.free_segments.len() + self.retired.len() < self.pool_limit() {
+                self.retired.push(buf);
+            }
         }
     }
 
@@ -381,14 +446,22 @@ impl TxBuffers {
                 let Some(front) = inner.segments.front_mut() else {
                     break;
                 };
-                let take = left.min(front.buf.len());
-                batch.push(front.buf.split_to(take).freeze());
+                let take = left.min(front.len());
+                if take > 0 {
+                    batch.push(front.split_to(take));
+                }
                 left -= take;
-                // A served segment with no room left is done; the last one keeps its room.
-                if front.buf.is_empty() && front.buf.capacity() == 0 {
+                // A served segment with no room left is done; the last one keeps its room, but
+                // not once a caller's buffer follows it (nothing is appended to it any more).
+                let followed = inner.segments.len() > 1;
+                let front = &inner.segments[0];
+                if front.len() == 0 && (front.room() == 0 || followed) {
                     if let Some(done) = inner.segments.pop_front() {
                         self.retire(done);
                     }
+                } else if take == 0 {
+                    // Nothing left to take (`len` says otherwise): never spin on it.
+                    break;
                 }
             }
             added += self.dialect.header_len() + n;
@@ -626,6 +699,84 @@ mod tests {
                 }
             }
             assert_eq!(got, sent, "{}", dialect.name());
+        }
+    }
+
+    /// Zero-copy writes mixed with copied ones: every byte arrives once and in order, no
+    /// frame is over size, and the payload of a large chunk goes out as slices of the caller's
+    /// buffer (no copy), while a small one is copied.
+    #[test]
+    fn chunks_are_queued_without_copying_and_mix_with_copied_writes() {
+        for dialect in [
+            Dialect::Yamux,
+            Dialect::SmuxV1,
+            Dialect::SmuxV2,
+            Dialect::NetMux,
+        ] {
+            let now = Instant::now();
+            let (mut c, key) = open(dialect, now);
+            // Within the initial credit of every dialect (256 KiB).
+            let sent: Vec<u8> = (0..210_000u32).map(|i| (i % 253) as u8).collect();
+            let big = bytes::Bytes::copy_from_slice(&sent[10..200_010]);
+            let small = bytes::Bytes::copy_from_slice(&sent[200_010..200_110]);
+            let big_range = big.as_ptr() as usize..big.as_ptr() as usize + big.len();
+            let small_range = small.as_ptr() as usize..small.as_ptr() as usize + small.len();
+            let mut wire = Vec::new();
+            let mut payload_ptrs = Vec::new();
+            let mut drain = |c: &mut Connection, wire: &mut Vec<u8>| {
+                while let Some(batch) = c.poll_transmit(now) {
+                    payload_ptrs.extend(batch.data.iter().map(|p| p.as_ptr() as usize));
+                    batch.copy_to(wire);
+                    c.transmitted(batch);
+                }
+            };
+            // A copied write first leaves its segment with room, which the chunk follows.
+            write(&mut c, key, &sent[..10], now);
+            for mut chunk in [big, small] {
+                // Written out only when the outbox is full: chunks pile up behind each other.
+                let mut drained = false;
+                while !chunk.is_empty() {
+                    match c.poll_write_chunk(key, Waker::noop(), &chunk, now) {
+                        Poll::Ready(Ok(n)) => {
+                            let _ = chunk.split_to(n);
+                            drained = false;
+                        }
+                        Poll::Pending if !drained => {
+                            drain(&mut c, &mut wire);
+                            drained = true;
+                        }
+                        other => panic!("{}: {other:?}", dialect.name()),
+                    }
+                }
+            }
+            write(&mut c, key, &sent[200_110..], now);
+            drain(&mut c, &mut wire);
+            assert!(
+                payload_ptrs.iter().any(|p| big_range.contains(p)),
+                "{}: the large chunk is sent from the caller's buffer",
+                dialect.name()
+            );
+            assert!(
+                !payload_ptrs.iter().any(|p| small_range.contains(p)),
+                "{}: a small chunk is copied",
+                dialect.name()
+            );
+            let mut got = Vec::new();
+            let mut at = 0;
+            let max = Config::for_dialect(dialect).max_frame_payload();
+            while at < wire.len() {
+                let Ok(Some((frame, used))) = dialect.decode(&wire[at..]) else {
+                    panic!("{}: undecodable output", dialect.name())
+                };
+                at += used;
+                if let crate::Frame::Data { len, .. } = frame {
+                    assert!(len <= max, "{}: frame of {len}", dialect.name());
+                    got.extend_from_slice(&wire[at..at + len as usize]);
+                    at += len as usize;
+                }
+            }
+            assert_eq!(got, sent, "{}", dialect.name());
+            assert!(c.tx_buffers().is_idle(), "{}", dialect.name());
         }
     }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -370,10 +371,25 @@ pub fn transfer_figures(size: u64, secs: f64) -> Figures {
     ]
 }
 
-/// Writes `len` bytes, `chunk` at a time.
-async fn write_payload<W: AsyncWrite + Unpin>(w: &mut W, len: u64, chunk: usize) -> io::Result<()> {
+/// Writes `len` bytes, `chunk` at a time. A polymux stream writes them with
+/// `Stream::write_chunk` (the payload as `Bytes`, not copied into its write buffer), the
+/// write-side counterpart of the sinks' `read_chunk`; every other stream with `write_all`.
+async fn write_payload<W: AsyncWrite + Unpin + Any>(
+    w: &mut W,
+    len: u64,
+    chunk: usize,
+) -> io::Result<()> {
     let chunk = chunk.min(PAYLOAD.len()) as u64;
     let mut left = len;
+    if let Some(stream) = (w as &mut dyn Any).downcast_mut::<polymux::Stream>() {
+        let payload = Bytes::from_static(&PAYLOAD);
+        while left > 0 {
+            let n = left.min(chunk) as usize;
+            stream.write_chunk(payload.slice(..n)).await?;
+            left -= n as u64;
+        }
+        return Ok(());
+    }
     while left > 0 {
         let n = left.min(chunk) as usize;
         w.write_all(&PAYLOAD[..n]).await?;
@@ -384,7 +400,7 @@ async fn write_payload<W: AsyncWrite + Unpin>(w: &mut W, len: u64, chunk: usize)
 
 /// Sends `len` bytes, `chunk` at a time, with their length in front and waits for the sink's
 /// count.
-pub async fn push<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn push<S: AsyncRead + AsyncWrite + Unpin + Any>(
     mut s: S,
     len: u64,
     chunk: usize,

@@ -11,6 +11,7 @@ use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Bytes;
 use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_FRAMES};
 use polymux_proto::StreamKey;
 
@@ -24,14 +25,44 @@ pub(crate) fn poll_write(
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
+    poll_write_payload(shared, key, cx, buf, None)
+}
+
+/// [`poll_write`] of a prefix of `chunk` without copying it: queued as slices of it when the
+/// output is busy (a direct write copies nothing either way). Returns how many bytes; the
+/// caller advances `chunk`.
+pub(crate) fn poll_write_chunk(
+    shared: &Shared,
+    key: StreamKey,
+    cx: &mut Context<'_>,
+    chunk: &Bytes,
+) -> Poll<io::Result<usize>> {
+    poll_write_payload(shared, key, cx, chunk, Some(chunk))
+}
+
+/// The write of `buf`, which is `chunk`'s bytes when there is one (then queued zero-copy).
+fn poll_write_payload(
+    shared: &Shared,
+    key: StreamKey,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    chunk: Option<&Bytes>,
+) -> Poll<io::Result<usize>> {
+    let now = Instant::now();
     let Some(mut io) = shared.try_lock_io() else {
         let mut conn = shared.lock();
-        let polled = conn.poll_write(key, cx.waker(), buf, Instant::now());
+        let polled = match chunk {
+            Some(chunk) => conn.poll_write_chunk(key, cx.waker(), chunk, now),
+            None => conn.poll_write(key, cx.waker(), buf, now),
+        };
         return polled.map_err(io::Error::from);
     };
     let outcome = {
         let mut conn = shared.lock();
-        conn.poll_write_direct(key, cx.waker(), buf, Instant::now())
+        match chunk {
+            Some(chunk) => conn.poll_write_chunk_direct(key, cx.waker(), chunk, now),
+            None => conn.poll_write_direct(key, cx.waker(), buf, now),
+        }
     };
     let direct = match outcome {
         Poll::Ready(Ok(WriteOutcome::Direct(direct))) => direct,

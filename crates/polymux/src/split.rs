@@ -25,7 +25,7 @@ pub struct ReadHalf<'a> {
 }
 
 /// The writing half of a [`Stream`], from [`Stream::halves`]: `AsyncWrite` (futures', and
-/// tokio's with the `tokio` feature); closing it half-closes the stream (FIN).
+/// tokio's with the `tokio` feature) and [`write_chunk`](WriteHalf::write_chunk); closing it half-closes the stream (FIN).
 #[derive(Debug)]
 pub struct WriteHalf<'a> {
     stream: &'a Stream,
@@ -54,6 +54,20 @@ impl<'a> ReadHalf<'a> {
 impl<'a> WriteHalf<'a> {
     pub(crate) fn new(stream: &'a Stream) -> Self {
         WriteHalf { stream }
+    }
+
+    /// [`Stream::write_chunk`] on this half.
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.stream.write_all_chunk(cx, &mut data)).await
+    }
+
+    /// [`Stream::poll_write_chunk`] on this half.
+    pub fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.write_chunk_step(cx, data)
     }
 }
 

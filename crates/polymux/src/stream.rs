@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use polymux_proto::{StreamId, StreamKey};
 
 use crate::session::Shared;
@@ -30,7 +30,8 @@ use crate::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 /// Dropping the handle half-closes an unfinished stream and discards what arrives for it.
 ///
 /// Besides `AsyncRead`, [`read_chunk`](Stream::read_chunk) hands out received data as the
-/// [`Bytes`] it arrived in, without copying; [`halves`](Stream::halves) gives a reading and a
+/// [`Bytes`] it arrived in, without copying, and [`write_chunk`](Stream::write_chunk) sends a
+/// caller's [`Bytes`] without copying it into the write buffer; [`halves`](Stream::halves) gives a reading and a
 /// writing half that can be used at the same time (e.g. by the two directions of a relay).
 #[derive(Debug)]
 pub struct Stream {
@@ -128,6 +129,58 @@ impl Stream {
         self.chunk(cx, max)
     }
 
+    /// Writes all of `data` without copying it into the session's write buffer: while the
+    /// output is busy, the stream's frames are queued as slices of `data` (each at most a
+    /// frame's payload, headers encoded apart) and written straight from it; while it is idle,
+    /// they go to the transport directly, as with `write`. Flow control, the write budget,
+    /// fairness between streams and errors are exactly those of writing the same bytes with
+    /// `write_all` (see the table in this module's docs). If the future is dropped, a prefix
+    /// of `data` may have been sent.
+    ///
+    /// The write budget is charged the bytes queued, not the allocation behind them: a queued
+    /// slice keeps the whole buffer `data` came from alive until its frame is written. Pieces
+    /// under 8 KiB are copied instead (a tiny slice is not worth a pinned buffer).
+    ///
+    /// ```
+    /// # use tokio_util::compat::TokioAsyncReadCompatExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use polymux::{Config, Session};
+    /// # let (a, b) = tokio::io::duplex(64 * 1024);
+    /// # let (client, driver) = Session::client(a.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// # let (server, driver) = Session::server(b.compat(), Config::yamux());
+    /// # tokio::spawn(driver);
+    /// use bytes::Bytes;
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let mut stream = client.open().await?;
+    /// let payload = Bytes::from(vec![7u8; 200 * 1024]);
+    /// stream.write_chunk(payload.clone()).await?; // shares `payload`'s buffer, no copy
+    /// stream.close().await?;
+    ///
+    /// let mut inbound = server.accept().await?;
+    /// let mut got = Vec::new();
+    /// inbound.read_to_end(&mut got).await?;
+    /// assert_eq!(got, payload);
+    /// # Ok(()) }
+    /// ```
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.write_all_chunk(cx, &mut data)).await
+    }
+
+    /// The poll form of one step of [`write_chunk`](Stream::write_chunk): writes a prefix of
+    /// `data` (as much as a `write` would take), advances `data` past it and returns its
+    /// length; `Pending` (with `cx`'s waker registered) while there is no credit or budget
+    /// room.
+    pub fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        self.write_chunk_step(cx, data)
+    }
+
     /// Splits the stream into a reading and a writing half that borrow it, so that both
     /// directions can be driven concurrently (e.g. joined in one task), the reader with
     /// [`ReadHalf::read_chunk`] too. The stream itself stays with the caller, to
@@ -205,6 +258,36 @@ impl Stream {
     /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
     pub(crate) fn write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         crate::direct::poll_write(&self.shared, self.key, cx, buf)
+    }
+
+    /// One zero-copy write of a prefix of `data`, which it advances.
+    pub(crate) fn write_chunk_step(
+        &self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        let polled = crate::direct::poll_write_chunk(&self.shared, self.key, cx, data);
+        if let Poll::Ready(Ok(n)) = polled {
+            data.advance(n);
+        }
+        polled
+    }
+
+    /// Zero-copy writes until `data` is empty.
+    pub(crate) fn write_all_chunk(
+        &self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<()>> {
+        while !data.is_empty() {
+            match self.write_chunk_step(cx, data) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     pub(crate) fn close_write(&self) -> Poll<io::Result<()>> {

@@ -616,7 +616,9 @@ impl Report {
                  the first open to the sink's acknowledgement of the last byte; the client \
                  writes 64 KiB at a time (raw-tcp-large: 1 MiB, and its sink reads 1 MiB at a \
                  time). polymux sinks take their data with `Stream::read_chunk` (no copy into \
-                 a read buffer); every other sink reads into a buffer.\n"
+                 a read buffer), and polymux clients write theirs with `Stream::write_chunk` \
+                 (no copy into the write buffer); every other sink reads into a buffer, and \
+                 every other client writes from one.\n"
             );
         }
         out

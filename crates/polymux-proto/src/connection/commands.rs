@@ -1,4 +1,4 @@
-//! Commands from the application: open, accept, read (copying, or zero-copy by chunk), write,
+//! Commands from the application: open, accept, read and write (copying, or zero-copy by chunk),
 //! half-close, reset, release, ping, GoAway and graceful close.
 //!
 //! A command that cannot complete now returns `Poll::Pending` after registering the caller's
@@ -236,6 +236,38 @@ impl Connection {
         buf: &[u8],
         now: Instant,
     ) -> Poll<Result<usize, Error>> {
+        self.poll_queue(key, waker, buf.len(), |tx, key, outbox, n| {
+            tx.push_data(key, outbox, &buf[..n], now);
+        })
+    }
+
+    /// [`poll_write`](Self::poll_write) without the copy: queues a prefix of `data` (the
+    /// same length `poll_write` would take) as a slice of the caller's buffer, which frames
+    /// then reference until they are written; returns how many bytes. The caller advances
+    /// `data` by that much. Flow control, budget, fairness and errors are `poll_write`'s;
+    /// the budget is charged the bytes queued (not the allocation they may keep alive), and
+    /// slices under 8 KiB are copied, as `poll_write` would.
+    pub fn poll_write_chunk(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        data: &Bytes,
+        now: Instant,
+    ) -> Poll<Result<usize, Error>> {
+        self.poll_queue(key, waker, data.len(), |tx, key, outbox, n| {
+            tx.push_chunk(key, outbox, data.slice(..n), now);
+        })
+    }
+
+    /// The admission of a queued write of up to `len` bytes (credit, budget room, frame
+    /// size), then `push` of the admitted `n > 0` bytes into the stream's outbox.
+    fn poll_queue(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        len: usize,
+        push: impl FnOnce(&mut crate::tx::TxBuffers, StreamKey, &mut crate::tx::Outbox, usize),
+    ) -> Poll<Result<usize, Error>> {
         if let Some(e) = self.ended_error() {
             return Poll::Ready(Err(e));
         }
@@ -248,7 +280,7 @@ impl Connection {
         if s.is_local_closed() {
             return Poll::Ready(Err(Error::WriteAfterClose));
         }
-        if buf.is_empty() {
+        if len == 0 {
             return Poll::Ready(Ok(0));
         }
         let credit = s.send.available();
@@ -266,13 +298,12 @@ impl Connection {
             }
             return Poll::Pending;
         }
-        let n = buf
-            .len()
+        let n = len
             .min(credit.min(usize::MAX as u64) as usize)
             .min(room)
             .min(frame_payload);
         s.send.spend(n as u64);
-        self.tx.push_data(key, &mut s.outbox, &buf[..n], now);
+        push(&mut self.tx, key, &mut s.outbox, n);
         self.stats.bytes_sent += n as u64;
         self.wake_driver();
         Poll::Ready(Ok(n))

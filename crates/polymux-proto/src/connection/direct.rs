@@ -18,6 +18,8 @@
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::error::Error;
 
 use super::{Connection, StreamKey};
@@ -89,14 +91,36 @@ impl Connection {
         buf: &[u8],
         now: Instant,
     ) -> Poll<Result<WriteOutcome, Error>> {
+        self.direct_or_queue(key, buf, |c| c.poll_write(key, waker, buf, now))
+    }
+
+    /// [`poll_write_direct`](Self::poll_write_direct) for a zero-copy write: when the output
+    /// is busy, a prefix of `data` is queued as by
+    /// [`poll_write_chunk`](Self::poll_write_chunk) instead of being copied. A direct write's
+    /// frames are pieces of `data`, as they are of `buf` above.
+    pub fn poll_write_chunk_direct(
+        &mut self,
+        key: StreamKey,
+        waker: &Waker,
+        data: &Bytes,
+        now: Instant,
+    ) -> Poll<Result<WriteOutcome, Error>> {
+        self.direct_or_queue(key, data, |c| c.poll_write_chunk(key, waker, data, now))
+    }
+
+    /// Frames of `buf` for a direct write when the output is idle; otherwise `queue`.
+    fn direct_or_queue(
+        &mut self,
+        key: StreamKey,
+        buf: &[u8],
+        queue: impl FnOnce(&mut Self) -> Poll<Result<usize, Error>>,
+    ) -> Poll<Result<WriteOutcome, Error>> {
         let credit = match self.streams.get(key.0) {
             Some(s) if s.can_send() => s.send.available(),
             _ => 0,
         };
         if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.is_idle() {
-            return self
-                .poll_write(key, waker, buf, now)
-                .map(|r| r.map(WriteOutcome::Queued));
+            return queue(self).map(|r| r.map(WriteOutcome::Queued));
         }
         let frame_payload = self.config.max_frame_payload() as usize;
         let n = buf
