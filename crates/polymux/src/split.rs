@@ -112,6 +112,22 @@ impl OwnedReadHalf {
     }
 }
 
+impl OwnedWriteHalf {
+    /// [`Stream::write_chunk`] on this half.
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.stream.write_all_chunk(cx, &mut data)).await
+    }
+
+    /// [`Stream::poll_write_chunk`] on this half.
+    pub fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.write_chunk_step(cx, data)
+    }
+}
+
 impl Drop for OwnedWriteHalf {
     fn drop(&mut self) {
         // A FIN already sent, or a stream reset or ended, makes this a no-op or an error

@@ -179,7 +179,11 @@ fn owned_halves_in_two_tasks_echo_and_dropping_the_writer_sends_fin() {
             let sent = pattern(TOTAL);
             let payload = sent.clone();
             let writer = smol::spawn(async move {
-                w.write_all(&payload).await.expect("write");
+                let (head, tail) = payload.split_at(TOTAL / 2);
+                w.write_all(head).await.expect("write");
+                w.write_chunk(bytes::Bytes::copy_from_slice(tail))
+                    .await
+                    .expect("write_chunk");
                 // No close: the drop is what must end the echo.
             });
             let reader = smol::spawn(async move {
