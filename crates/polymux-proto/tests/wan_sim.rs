@@ -400,3 +400,46 @@ fn a_known_round_trip_sizes_the_first_window_at_once() {
         assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.2} BDP");
     }
 }
+
+/// A bulk transfer that outlasts the round-trip filter behind `Stats::rtt` (one to two
+/// minutes): the window still settles within 4 bandwidth-delay products. Guards issue 13's
+/// leftover (window sizing from a round trip that expires): every round trip measured during
+/// a bulk includes queueing (a Pong waits behind the bulk in the bottleneck; a flow-control
+/// sample includes the peer's unsent credit, which grows with the window), so a window sized
+/// from a minimum that only remembers those samples feeds on its own queueing. Measured with
+/// window sizing on the plain windowed minimum: 8 BDP (yamux) after 180 s, and smux v2
+/// doubling per expiry (16 BDP at 300 s).
+#[test]
+fn a_transfer_longer_than_the_round_trip_filter_keeps_its_window() {
+    for dialect in [Dialect::SmuxV2, Dialect::Yamux] {
+        let shape = path(50);
+        let limit = Duration::from_secs(185);
+        let out = wan::run(&Scenario {
+            config: Config::for_dialect(dialect),
+            shape,
+            bulk_bytes: 1 << 40,
+            rpc: false,
+            limit,
+            seed: 1,
+            notsent_lowat: Some(128 * 1024),
+            slow_reader: None,
+            ping_at: None,
+            bulk_at: Duration::ZERO,
+        });
+        let name = dialect.name();
+        // Past two filter periods (2 × 60 s) of bulk-only samples.
+        let max = out
+            .windows
+            .iter()
+            .filter(|&&(t, _)| t >= Duration::from_secs(125))
+            .map(|&(_, w)| w)
+            .max()
+            .unwrap_or(u64::MAX);
+        let bdps = max as f64 / shape.bdp() as f64;
+        eprintln!(
+            "{name}: window up to {bdps:.2} BDP after 125 s of bulk, goodput {:.3} of the link",
+            out.goodput() / shape.rate as f64
+        );
+        assert!(bdps <= 4.0, "{name}: the window grew to {bdps:.2} BDP");
+    }
+}
