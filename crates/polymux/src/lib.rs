@@ -22,10 +22,12 @@
 //!
 //! - `session` — [`Session`], the cheap cloneable handle: open, accept, ping, GoAway, close, stats.
 //! - `driver` — [`Driver`], the future that reads the transport, writes queued output, and runs
-//!   timers (a stream may write its own data frames directly while the output is idle).
+//!   timers.
+//! - `direct` — the I/O half of the direct-write path: a stream writes its own data frames to
+//!   the transport while the output is idle (the rule is the engine's, in `polymux_proto`).
 //! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature),
-//!   and [`Stream::read_chunk`], received data as zero-copy `Bytes`.
+//!   plus [`Stream::read_chunk`] / [`Stream::write_chunk`], data as zero-copy `Bytes`.
 //! - `split` — [`ReadHalf`] / [`WriteHalf`] (borrowed) and [`OwnedReadHalf`] /
 //!   [`OwnedWriteHalf`]: a stream's two directions used at once.
 //! - `transport` — [`Transport`]: what the driver needs from the underlying byte stream.
