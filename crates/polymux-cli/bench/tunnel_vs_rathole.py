@@ -14,7 +14,8 @@ from elsewhere on the machine hits both alike. Measured per tunnel:
   and after the bulk transfers (after a 2 s pause);
 - TCP connections between tunnel client and server while 1000 visitors are open;
 - reconnect: the server is killed (SIGKILL), stays down 10 s, is started again; the time
-  from its restart to the first echo through the tunnel.
+  from its restart to the first echo through the tunnel (median of --outages outages, the two
+  tunnels alternating: where a restart falls in the client's back-off wait is chance).
 
 Everything listens on and connects to 127.0.0.1; every loop is bounded in count and time.
 Writes a markdown report (--out) with the date, CPU model and commit; prints it too.
@@ -426,8 +427,14 @@ def run(args):
                 time.sleep(2)
                 for t in (pm, rh):
                     results[t.name]["rss bulk"] = t.rss()
-                    results[t.name]["reconnect"] = reconnect(t, args.outage)
-                    log(f"{t.name}: reconnect {results[t.name]['reconnect']:.2f} s")
+                outages = {pm.name: [], rh.name: []}
+                for _ in range(args.outages):
+                    for t in (pm, rh):
+                        outages[t.name].append(reconnect(t, args.outage))
+                        log(f"{t.name}: reconnect {outages[t.name][-1]:.2f} s")
+                for t in (pm, rh):
+                    results[t.name]["reconnect"] = median(outages[t.name])
+                    results[t.name]["reconnects"] = outages[t.name]
             for t in (pm, rh):
                 t.stop()
     finally:
@@ -487,7 +494,8 @@ def report(results, args):
                     f"| {rv[0]:.1f} / {rv[1]:.1f} | {win} |")
     row("TCP connections client↔server with 1000 visitors open", p["control conns"],
         r["control conns"], "lower", str)
-    row(f"reconnect after a {args.outage:g} s server outage (s, restart → first echo)",
+    row(f"reconnect after a {args.outage:g} s server outage (s, restart → first echo, "
+        f"median of {args.outages})",
         p["reconnect"], r["reconnect"], "lower", lambda v: f"{v:.2f}")
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -530,6 +538,10 @@ def report(results, args):
         "",
         f"Trials (MiB/s): {trials}.",
         "",
+        "Reconnects (s): " + " / ".join(
+            f"{name}: " + ", ".join(f"{v:.2f}" for v in results[name].get("reconnects", []))
+            for name in ("polymux", "rathole")) + ".",
+        "",
     ])
 
 
@@ -540,6 +552,7 @@ def main():
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--outage", type=float, default=10.0)
+    ap.add_argument("--outages", type=int, default=3)
     ap.add_argument("--out", help="write the markdown report here")
     ap.add_argument("--serve", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
