@@ -684,22 +684,29 @@ mod tests {
                 batch.copy_to(&mut wire);
                 c.transmitted(batch);
             }
-            let mut got = Vec::new();
-            let mut at = 0;
-            let max = Config::for_dialect(dialect).max_frame_payload();
-            while at < wire.len() {
-                let Ok(Some((frame, used))) = dialect.decode(&wire[at..]) else {
-                    panic!("{}: undecodable output", dialect.name())
-                };
-                at += used;
-                if let crate::Frame::Data { len, .. } = frame {
-                    assert!(len <= max, "{}: frame of {len}", dialect.name());
-                    got.extend_from_slice(&wire[at..at + len as usize]);
-                    at += len as usize;
-                }
-            }
+            let got = data_payload(dialect, &wire);
             assert_eq!(got, sent, "{}", dialect.name());
         }
+    }
+
+    /// The payload of every Data frame in `wire`, in order; checks each frame is within the
+    /// dialect's frame size.
+    fn data_payload(dialect: Dialect, wire: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut at = 0;
+        let max = Config::for_dialect(dialect).max_frame_payload();
+        while at < wire.len() {
+            let Ok(Some((frame, used))) = dialect.decode(&wire[at..]) else {
+                panic!("{}: undecodable output", dialect.name())
+            };
+            at += used;
+            if let crate::Frame::Data { len, .. } = frame {
+                assert!(len <= max, "{}: frame of {len}", dialect.name());
+                got.extend_from_slice(&wire[at..at + len as usize]);
+                at += len as usize;
+            }
+        }
+        got
     }
 
     /// Zero-copy writes mixed with copied ones: every byte arrives once and in order, no
@@ -761,20 +768,7 @@ mod tests {
                 "{}: a small chunk is copied",
                 dialect.name()
             );
-            let mut got = Vec::new();
-            let mut at = 0;
-            let max = Config::for_dialect(dialect).max_frame_payload();
-            while at < wire.len() {
-                let Ok(Some((frame, used))) = dialect.decode(&wire[at..]) else {
-                    panic!("{}: undecodable output", dialect.name())
-                };
-                at += used;
-                if let crate::Frame::Data { len, .. } = frame {
-                    assert!(len <= max, "{}: frame of {len}", dialect.name());
-                    got.extend_from_slice(&wire[at..at + len as usize]);
-                    at += len as usize;
-                }
-            }
+            let got = data_payload(dialect, &wire);
             assert_eq!(got, sent, "{}", dialect.name());
             assert!(c.tx_buffers().is_idle(), "{}", dialect.name());
         }

@@ -3,35 +3,17 @@
 //! completes on chunks alone), in every dialect, and a stream's two directions used at once,
 //! on `futures::executor`-style runtimes (smol) over a Unix socket pair.
 
+mod common;
+
+use common::{dialects, pair};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
-use polymux::{Config, Session, Stream};
+use polymux::{Config, Stream};
 
 /// Bytes sent per transfer: eight 256 KiB windows, so credit must come back for it to finish.
 const TOTAL: usize = 2 << 20;
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-fn dialects() -> [Config; 4] {
-    [
-        Config::yamux(),
-        Config::smux_v1(),
-        Config::smux_v2(),
-        Config::net_mux(),
-    ]
-}
-
-/// A client and a server session over a Unix socket pair, drivers spawned.
-fn pair(config: Config) -> (Session, Session) {
-    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socket pair");
-    let a = smol::Async::new(a).expect("async a");
-    let b = smol::Async::new(b).expect("async b");
-    let (client, client_driver) = Session::client(a, config.clone());
-    let (server, server_driver) = Session::server(b, config);
-    smol::spawn(client_driver).detach();
-    smol::spawn(server_driver).detach();
-    (client, server)
 }
 
 /// Reads `stream` to EOF with `read_chunk(max)`, checking every chunk's bound.

@@ -3,33 +3,15 @@
 //! streams at once (so the output is busy and chunks are queued as well as written directly),
 //! in every dialect; its errors are `write`'s. smol over a Unix socket pair.
 
+mod common;
+
 use bytes::Bytes;
+use common::{dialects, pair};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
-use polymux::{Config, Session};
+use polymux::Config;
 
 /// Concurrent streams per session: enough to keep the output busy.
 const STREAMS: usize = 6;
-
-fn dialects() -> [Config; 4] {
-    [
-        Config::yamux(),
-        Config::smux_v1(),
-        Config::smux_v2(),
-        Config::net_mux(),
-    ]
-}
-
-/// A client and a server session over a Unix socket pair, drivers spawned.
-fn pair(config: Config) -> (Session, Session) {
-    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socket pair");
-    let a = smol::Async::new(a).expect("async a");
-    let b = smol::Async::new(b).expect("async b");
-    let (client, client_driver) = Session::client(a, config.clone());
-    let (server, server_driver) = Session::server(b, config);
-    smol::spawn(client_driver).detach();
-    smol::spawn(server_driver).detach();
-    (client, server)
-}
 
 /// Stream `i`'s bytes: a pattern offset by `i`, about 1.3 MiB (five 256 KiB windows), so
 /// credit must come back while chunks are queued.
