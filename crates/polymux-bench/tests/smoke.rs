@@ -6,11 +6,9 @@
 //! Needs Go and the Debian Go packages (the Go peers are part of the suite); without them the
 //! test fails and says what to install.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const LIMIT: Duration = Duration::from_secs(180);
+use std::path::PathBuf;
 const INSTALL: &str =
     "apt-get install golang-go golang-github-hashicorp-yamux-dev golang-github-xtaci-smux-dev";
 
@@ -19,8 +17,8 @@ fn tiny_run_measures_every_cell() {
     let dir = std::env::temp_dir().join(format!("polymux-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let out: PathBuf = dir.join("results.md");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polymux-bench"))
-        .args([
+    let log = common::run_bench(
+        &[
             "--impls",
             "raw-tcp,raw-tcp-large,polymux-yamux,polymux-smux1,tokio-yamux-0.3,go-yamux,go-smux2",
             "--size",
@@ -39,31 +37,9 @@ fn tiny_run_measures_every_cell() {
             "1",
             "--timeout",
             "60",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--raw")
-        .arg(dir.join("raw.tsv"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start polymux-bench");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("polymux-bench did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = log.join().unwrap_or_default();
-    assert!(status.success(), "polymux-bench failed ({status}):\n{log}");
+        ],
+        &out,
+    );
     if log.contains("Go peers skipped") {
         panic!("the Go peers could not be built; install Go and the libraries: {INSTALL}\n{log}");
     }

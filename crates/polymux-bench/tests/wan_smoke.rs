@@ -5,11 +5,9 @@
 //! build on a shared machine says nothing); that everything runs end to end and every cell
 //! was measured is. The relay itself is tested in `src/link.rs`.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const LIMIT: Duration = Duration::from_secs(180);
+use std::path::PathBuf;
 
 #[test]
 fn tiny_wan_run_measures_every_cell_in_its_own_section() {
@@ -20,8 +18,8 @@ fn tiny_wan_run_measures_every_cell_in_its_own_section() {
     let loopback = "<!-- polymux-bench section: Other -->\nloopback table\n\
                     <!-- polymux-bench end: Other -->\n";
     std::fs::write(&out, format!("# Benchmarks\n\n{loopback}")).expect("seed the results");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polymux-bench"))
-        .args([
+    let log = common::run_bench(
+        &[
             "--impls",
             "raw-tcp,polymux-yamux",
             "--scenarios",
@@ -35,31 +33,9 @@ fn tiny_wan_run_measures_every_cell_in_its_own_section() {
             "1",
             "--timeout",
             "60",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--raw")
-        .arg(dir.join("raw.tsv"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start polymux-bench");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("polymux-bench did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = log.join().unwrap_or_default();
-    assert!(status.success(), "polymux-bench failed ({status}):\n{log}");
+        ],
+        &out,
+    );
     let table = std::fs::read_to_string(&out).expect("the results file");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
