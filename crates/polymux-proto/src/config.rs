@@ -28,6 +28,16 @@
 //! above" holds for any frame sizes and interleavings: a flood of 1-byte frames or small
 //! slices pinning big buffers hits the budget at the same heap as one large frame. An idle
 //! stream holds no buffer.
+//!
+//! Before input pauses, buffers charged well beyond their unread slices (their other slices
+//! read already) have those slices copied out and are freed, so a session pauses when unread
+//! *payload* fills the budget, not the buffers around it; while that copy runs, the heap may
+//! exceed the charge by one receive buffer's unread bytes. A peer that stays within its credit
+//! then never pauses the session as long as the credit of all streams fits in the budget
+//! (about 120 streams at the 256 KiB initial window in the default 32 MiB). Beyond that, an application that
+//! waits for its writes before it reads (an echo) can stall with input paused: the window
+//! update its write waits for is behind data the session no longer reads. Raise the budget
+//! for such applications with many busy streams.
 
 use std::fmt;
 use std::time::Duration;
@@ -241,9 +251,11 @@ impl Config {
     ///
     /// What is charged is memory, not payload: the whole allocations of the chunks small
     /// payloads are merged into, each stream's slot ring, and the whole receive buffer a
-    /// zero-copy slice keeps alive (once per buffer). When the next piece does not fit, the
-    /// session stops reading its transport until applications read (back-pressure, never
-    /// loss), whatever the frame sizes. See the memory bounds in the module docs.
+    /// zero-copy slice keeps alive (once per buffer). When the next piece does not fit, even
+    /// after the unread slices of such buffers are copied out, the session stops reading its
+    /// transport until applications read (back-pressure, never loss), whatever the frame
+    /// sizes. See the memory bounds in the module docs, and what a budget smaller than the
+    /// streams' credit means for applications that write before they read.
     ///
     /// ```
     /// use polymux_proto::Config;

@@ -11,7 +11,10 @@
 //!   buffer would not fit the budget is copied out instead. Charging (rather than always
 //!   copying) keeps the bulk path zero-copy: large frames fill the driver's buffers with
 //!   slices, so a buffer's charge is close to the payload it carries, while a small slice
-//!   pinning a large buffer costs the whole buffer and soon pauses the attacker.
+//!   pinning a large buffer costs the whole buffer. Before input would pause, buffers charged
+//!   well beyond their unread slices have those slices copied out and are freed
+//!   (`Connection::compact_pins`), so the budget pauses a peer on its payload, not on the
+//!   buffers around it.
 //!
 //! Invariant (kept by [`RecvMemory::try_charge`], the only way `held` grows): `held`, the
 //! heap this session keeps for received data, never exceeds `session_recv_budget`; when the
@@ -246,6 +249,10 @@ pub(crate) type PinKey = usize;
 pub(crate) struct Pins {
     /// Pinned buffer → (slices queued, bytes charged for it).
     table: HashMap<PinKey, (usize, usize)>,
+    /// The charges in `table`, summed.
+    charged: usize,
+    /// Unread bytes of the queued slices, summed (≤ `charged`: a slice lies in its buffer).
+    live: usize,
     /// The input buffer seen last: its key and the lowest address seen in it, so that the
     /// bytes already decoded from its front are charged too when a slice pins it.
     current: (PinKey, usize),
@@ -373,11 +380,26 @@ impl RecvMemory {
         }
     }
 
-    /// A slice of the current input buffer was queued: charges the buffer on its first slice.
-    /// The caller has already charged `cost().1` for it.
-    pub(crate) fn pin(&mut self, key: PinKey, charge: usize) {
-        let entry = self.pins.table.entry(key).or_insert((0, charge));
+    /// A slice of `len` bytes of the current input buffer was queued: charges the buffer on
+    /// its first slice. The caller has already charged `cost().1` for it.
+    pub(crate) fn pin(&mut self, key: PinKey, charge: usize, len: usize) {
+        let entry = self.pins.table.entry(key).or_insert_with(|| {
+            self.pins.charged += charge;
+            (0, charge)
+        });
         entry.0 += 1;
+        self.pins.live += len;
+    }
+
+    /// `n` bytes of pinned slices were read or dropped (their pins are settled separately).
+    pub(crate) fn pinned_consumed(&mut self, n: usize) {
+        self.pins.live -= n;
+    }
+
+    /// What pinned buffers are charged beyond the unread bytes their slices still hold:
+    /// memory [`unpin_copied`](Self::unpin_copied) could give back.
+    pub(crate) fn pinned_waste(&self) -> usize {
+        self.pins.charged.saturating_sub(self.pins.live)
     }
 
     /// A queued slice of buffer `key` was read or dropped: the buffer's charge is returned
@@ -392,8 +414,30 @@ impl RecvMemory {
             None => None,
         };
         if let Some(charge) = freed {
+            self.pins.charged -= charge;
             self.release(charge);
         }
+    }
+
+    /// Every slice of buffer `key`, `unread` bytes in all, was replaced by copies the queues
+    /// own, allocated `copies` bytes in all and fewer than the buffer is charged (the caller
+    /// checks): the copies are charged in its place and the rest is freed. Returns the bytes
+    /// freed.
+    pub(crate) fn unpin_copied(&mut self, key: PinKey, unread: usize, copies: usize) -> usize {
+        let Some((_, charge)) = self.pins.table.remove(&key) else {
+            return 0;
+        };
+        debug_assert!(copies <= charge, "copies {copies} > buffer charge {charge}");
+        self.pins.charged -= charge;
+        self.pins.live -= unread;
+        let freed = charge.saturating_sub(copies);
+        self.release(freed);
+        freed
+    }
+
+    /// The charge of pinned buffer `key` (0 if it is not pinned).
+    pub(crate) fn pin_charge(&self, key: PinKey) -> usize {
+        self.pins.table.get(&key).map_or(0, |&(_, charge)| charge)
     }
 }
 

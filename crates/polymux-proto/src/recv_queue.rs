@@ -233,15 +233,18 @@ impl RecvQueue {
         };
         let mut copied = 0;
         while copied < out.len() {
-            let front = match inner.pieces.front_mut() {
-                Some(p) => &mut p.data,
-                None if !inner.tail.is_empty() => &mut inner.tail,
+            let (front, pinned) = match inner.pieces.front_mut() {
+                Some(p) => (&mut p.data, matches!(p.hold, Hold::Pinned(_))),
+                None if !inner.tail.is_empty() => (&mut inner.tail, false),
                 None => break,
             };
             let n = front.len().min(out.len() - copied);
             out[copied..copied + n].copy_from_slice(&front[..n]);
             front.advance(n);
             copied += n;
+            if pinned {
+                memory.pinned_consumed(n);
+            }
             if front.is_empty() {
                 match inner.pieces.pop_front() {
                     Some(p) => release(inner, p.hold, memory),
@@ -266,9 +269,17 @@ impl RecvQueue {
         }
         let inner = self.inner.as_mut()?;
         let chunk = match inner.pieces.front_mut() {
-            Some(front) if front.data.len() > max => front.data.split_to(max).freeze(),
+            Some(front) if front.data.len() > max => {
+                if matches!(front.hold, Hold::Pinned(_)) {
+                    memory.pinned_consumed(max);
+                }
+                front.data.split_to(max).freeze()
+            }
             Some(_) => {
                 let piece = inner.pieces.pop_front()?;
+                if matches!(piece.hold, Hold::Pinned(_)) {
+                    memory.pinned_consumed(piece.data.len());
+                }
                 release(inner, piece.hold, memory);
                 piece.data.freeze()
             }
@@ -295,11 +306,51 @@ impl RecvQueue {
         }
     }
 
+    /// The queued slices that pin input buffers: each as (buffer, piece index, bytes).
+    pub(crate) fn pinned(&self) -> impl Iterator<Item = (PinKey, usize, usize)> + '_ {
+        let pieces = self.inner.as_ref().map(|i| i.pieces.iter());
+        pieces
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, p)| match p.hold {
+                Hold::Pinned(key) => Some((key, i, p.data.len())),
+                Hold::Chunk(_) => None,
+            })
+    }
+
+    /// Replaces piece `index`, a slice pinning an input buffer, by an exact copy the queue
+    /// owns; returns the copy's allocation, now part of [`charge`](Self::charge). The buffer's
+    /// pin is the caller's to settle (`RecvMemory::unpin_copied`): its slice count is not
+    /// touched here.
+    pub(crate) fn copy_out(&mut self, index: usize) -> usize {
+        let Some(inner) = self.inner.as_mut() else {
+            return 0;
+        };
+        let Some(piece) = inner.pieces.get_mut(index) else {
+            return 0;
+        };
+        if !matches!(piece.hold, Hold::Pinned(_)) {
+            return 0;
+        }
+        let copy = BytesMut::from(&piece.data[..]);
+        let alloc = copy.capacity();
+        *piece = Piece {
+            data: copy,
+            hold: Hold::Chunk(alloc),
+        };
+        inner.chunks += alloc;
+        alloc
+    }
+
     /// Drops everything queued (and the queue's own allocation); returns how many bytes.
     pub(crate) fn discard(&mut self, memory: &mut RecvMemory) -> usize {
         let n = self.len;
         if let Some(mut inner) = self.inner.take() {
             while let Some(p) = inner.pieces.pop_front() {
+                if matches!(p.hold, Hold::Pinned(_)) {
+                    memory.pinned_consumed(p.data.len());
+                }
                 release(&mut inner, p.hold, memory);
             }
         }
@@ -329,6 +380,7 @@ mod tests {
         let mut q = RecvQueue::default();
         q.append(b"hel", 64);
         q.append(b"", 64);
+        m.pin(7, 0, 4);
         q.push_slice(BytesMut::from(&b"lo w"[..]), 7);
         q.append(b"orld", 64);
         assert_eq!(q.len, 11);
@@ -369,6 +421,7 @@ mod tests {
         assert_eq!(q.pop_chunk(8, &mut m), None);
         let big = BytesMut::from(&[7u8; 10][..]);
         let origin = big.as_ptr();
+        m.pin(7, 0, big.len());
         q.push_slice(big, 7);
         q.append(b"tail", 64);
         assert_eq!(q.pop_chunk(0, &mut m), None);

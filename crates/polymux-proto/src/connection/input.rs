@@ -14,6 +14,7 @@ use bytes::{Buf, BytesMut};
 use super::{Connection, Refusal, RxFrame, State, StreamKey};
 use crate::error::Violation;
 use crate::frame::{Flags, Frame, StreamId};
+use crate::memory::PinKey;
 use crate::stream::Opening;
 
 /// Payload pieces smaller than this are copied into their stream's chunks (merged, so a flood
@@ -154,7 +155,8 @@ impl Connection {
     fn queue_payload(&mut self, k: StreamKey, rx: &mut BytesMut, n: usize) -> Option<usize> {
         let taken = match self.try_queue(k, rx, n) {
             Some(taken) => taken,
-            None if self.trim_retained() => self.try_queue(k, rx, n)?,
+            // Give back memory that holds no unread data, then try again.
+            None if self.trim_retained() | self.compact_pins() => self.try_queue(k, rx, n)?,
             None => return None,
         };
         // A first attempt may have marked input paused before the retry fitted.
@@ -181,7 +183,7 @@ impl Connection {
                 let (pin, pin_charge) = memory.pins.cost();
                 let bound = s.queue.slice_bound();
                 if memory.try_charge(pin_charge + bound) {
-                    memory.pin(pin, pin_charge);
+                    memory.pin(pin, pin_charge, n);
                     s.queue.push_slice(rx.split_to(n), pin);
                     break 'plan Some((n, bound));
                 }
@@ -226,6 +228,50 @@ impl Connection {
         self.retained = self.retained + s.queue.retained() - before.1;
         self.memory.release(bound.saturating_sub(grew));
         Some(taken)
+    }
+
+    /// Copies out the unread slices of pinned input buffers that are charged well beyond them,
+    /// so that their buffers are freed; returns whether that gave memory back.
+    ///
+    /// A buffer is charged whole while any of its slices is unread, so once readers have taken
+    /// some of the streams sharing it, the budget holds less data than it is charged for: many
+    /// streams with 32 KiB frames in 128 KiB buffers can fill it at a quarter of its payload.
+    /// Pausing then would stall an application that writes before it reads (an echo) for good:
+    /// the window update it waits for is behind the data we no longer read. Compacting keeps a
+    /// pause for when the payload itself fills the budget.
+    ///
+    /// Cost: a pass over the queued pieces, and each pinned byte copied at most once (a copy
+    /// is never pinned again); it runs only when input would otherwise pause and at least an
+    /// eighth of what is held is waste. Each buffer is copied out before the next, so the heap
+    /// exceeds the charge by at most one buffer's unread bytes while it runs.
+    fn compact_pins(&mut self) -> bool {
+        let waste = self.memory.pinned_waste();
+        if waste == 0 || waste < self.memory.held() / 8 {
+            return false;
+        }
+        let mut slices: Vec<(PinKey, usize, usize, usize)> = self
+            .streams
+            .iter()
+            .flat_map(|(k, s)| s.queue.pinned().map(move |(pin, i, len)| (pin, k, i, len)))
+            .collect();
+        slices.sort_unstable_by_key(|&(pin, ..)| pin);
+        let mut freed = 0;
+        for buffer in slices.chunk_by(|a, b| a.0 == b.0) {
+            let pin = buffer[0].0;
+            let unread: usize = buffer.iter().map(|&(.., len)| len).sum();
+            if unread >= self.memory.pin_charge(pin) {
+                continue; // copying would free nothing
+            }
+            let mut copies = 0;
+            for &(_, k, i, _) in buffer {
+                if let Some(s) = self.streams.get_mut(k) {
+                    copies += s.queue.copy_out(i);
+                }
+            }
+            freed += self.memory.unpin_copied(pin, unread, copies);
+        }
+        tracing::debug!(freed, waste, "receive memory compacted");
+        freed > 0
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), Violation> {
