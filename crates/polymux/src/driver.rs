@@ -106,6 +106,9 @@ impl<T> std::fmt::Debug for Driver<T> {
 enum Step {
     Progress,
     Idle,
+    /// Input was decoded, and the transport, polled again, had nothing more: this task is
+    /// registered for its next bytes, so input needs no further turn.
+    Drained,
 }
 
 /// The transport is gone (the driver finished): nothing can be read or written any more.
@@ -136,12 +139,12 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Writes as much of the current batch as the transport takes.
-    fn poll_output(&mut self, cx: &mut Context<'_>) -> Step {
+    fn poll_output(&mut self, cx: &mut Context<'_>, now: Instant) -> Step {
         let mut progress = false;
         loop {
             if self.batch.is_none() {
                 let mut conn = self.shared.lock();
-                self.batch = conn.poll_transmit_within(self.batch_limit, Instant::now());
+                self.batch = conn.poll_transmit_within(self.batch_limit, now);
                 self.written = 0;
             }
             let Some(batch) = &self.batch else { break };
@@ -192,7 +195,7 @@ impl<T: Transport> Driver<T> {
                     return Step::Progress;
                 }
                 Poll::Pending => {
-                    self.report_write_blocked();
+                    self.report_write_blocked(now);
                     break;
                 }
             }
@@ -219,7 +222,7 @@ impl<T: Transport> Driver<T> {
                     self.fail(&e);
                     return Step::Progress;
                 }
-                Poll::Pending => self.report_write_blocked(),
+                Poll::Pending => self.report_write_blocked(now),
             }
         }
         if progress {
@@ -230,9 +233,9 @@ impl<T: Transport> Driver<T> {
     }
 
     /// The transport accepts none of the output: the engine's write-timeout clock runs.
-    fn report_write_blocked(&mut self) {
+    fn report_write_blocked(&mut self, now: Instant) {
         self.write_blocked = true;
-        self.shared.lock().handle_write_blocked(Instant::now());
+        self.shared.lock().handle_write_blocked(now);
     }
 
     fn report_write_progress(&mut self) {
@@ -243,8 +246,8 @@ impl<T: Transport> Driver<T> {
 
     /// Reads from the transport and feeds the engine, while the engine wants input (or, paused
     /// on the receive budget, reads ahead a bounded amount so the peer's liveness stays known).
-    fn poll_input(&mut self, cx: &mut Context<'_>) -> Step {
-        let now = Instant::now();
+    /// `retry`: this is the second poll after a short read (see [`Step::Drained`]).
+    fn poll_input(&mut self, cx: &mut Context<'_>, now: Instant, retry: bool) -> Step {
         let mut conn = self.shared.lock();
         let decoding = conn.wants_input();
         if !decoding && !conn.wants_read_ahead() {
@@ -312,14 +315,25 @@ impl<T: Transport> Driver<T> {
                         conn.handle_paused_input(rx.len(), true, now);
                     }
                 } else if decoding {
-                    self.last_read = now;
-                    conn.handle_input_deferring(rx, Instant::now(), &mut self.woken);
+                    // The arrival time: RTT samples are taken from it.
+                    let arrived = Instant::now();
+                    self.last_read = arrived;
+                    conn.handle_input_deferring(rx, arrived, &mut self.woken);
                     drop(conn);
                     wake_all(&mut self.woken);
+                    // A short read emptied the transport (tokio then clears its readiness):
+                    // polling it once more registers this task for the next bytes, without a
+                    // system call there, so the turn can end here and the woken tasks run.
+                    if n < want && !retry {
+                        return match self.poll_input(cx, arrived, true) {
+                            Step::Idle => Step::Drained,
+                            other => other,
+                        };
+                    }
                     return Step::Progress;
                 } else {
                     self.last_read = now;
-                    conn.handle_paused_input(rx.len(), false, Instant::now());
+                    conn.handle_paused_input(rx.len(), false, now);
                 }
                 Step::Progress
             }
@@ -333,8 +347,7 @@ impl<T: Transport> Driver<T> {
 
     /// Fires the engine's timer when due and arms a `Delay` for the next deadline (`conn`:
     /// the engine, locked by the caller).
-    fn poll_timer(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Step {
-        let now = Instant::now();
+    fn poll_timer(&mut self, conn: &mut Connection, cx: &mut Context<'_>, now: Instant) -> Step {
         if now.saturating_duration_since(self.last_read) >= TRIM_AFTER {
             self.rx.trim();
         }
@@ -429,12 +442,14 @@ impl<T: Transport> Future for Driver<T> {
         // the end check anyway: one engine lock fewer per turn) for the next.
         this.shared.lock().register_driver(cx.waker());
         for _ in 0..TURNS_PER_POLL {
-            let wrote = this.poll_output(cx);
-            let read = this.poll_input(cx);
+            // One clock reading per turn (a read takes its own, for the arrival time).
+            let now = Instant::now();
+            let wrote = this.poll_output(cx, now);
+            let read = this.poll_input(cx, now, false);
             let (timed, ended, reason, pending_output) = {
                 let shared = Arc::clone(&this.shared);
                 let mut conn = shared.lock();
-                let timed = this.poll_timer(&mut conn, cx);
+                let timed = this.poll_timer(&mut conn, cx, now);
                 conn.register_driver(cx.waker());
                 (
                     timed,
@@ -469,8 +484,12 @@ impl<T: Transport> Future for Driver<T> {
                     Some(other) => Err(other),
                 });
             }
-            if matches!((wrote, read, timed), (Step::Idle, Step::Idle, Step::Idle)) {
-                return Poll::Pending;
+            match (wrote, read, timed) {
+                (Step::Idle, Step::Idle, Step::Idle) => return Poll::Pending,
+                // Input left nothing to write and waits for the transport: the tasks it woke
+                // run sooner if the driver stops here.
+                (Step::Idle, Step::Drained, Step::Idle) if !pending_output => return Poll::Pending,
+                _ => {}
             }
         }
         cx.waker().wake_by_ref();

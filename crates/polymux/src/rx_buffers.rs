@@ -55,6 +55,11 @@ impl RxBuffers {
     /// `current.len() + want ≤ BUFFER`, so the move never needs a larger buffer.
     pub(crate) fn reserve(&mut self, want: usize) {
         debug_assert!(self.current.len() + want <= BUFFER);
+        // Everything read was decoded and nothing holds a slice of it: read into the front of
+        // the buffer again, whose cache lines are warm, instead of moving on through it.
+        if self.current.is_empty() && self.current.try_reclaim(BUFFER) {
+            return;
+        }
         if self.current.capacity() - self.current.len() >= want || self.current.try_reclaim(want) {
             return;
         }

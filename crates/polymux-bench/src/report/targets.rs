@@ -23,14 +23,14 @@ impl Report {
         };
         let checks: Vec<Check> = vec![
             (
-                "bulk ≥ 0.8× raw TCP and ahead of every peer",
+                "bulk ≥ 0.8× raw TCP and ≥ 1.2× every peer",
                 vec![(
                     find(Scenario::Bulk, "mibps").expect("column"),
                     Target::Throughput,
                 )],
             ),
             (
-                "multi ≥ 0.8× raw TCP and ahead of every peer",
+                "multi ≥ 0.8× raw TCP and ≥ 1.2× every peer",
                 vec![(
                     find(Scenario::Multi, "mibps").expect("column"),
                     Target::Throughput,
@@ -64,10 +64,10 @@ impl Report {
                 ],
             ),
             (
-                "rpc p50 ≤ 1.1× raw TCP",
+                "rpc p50 ≤ 1.05× raw TCP",
                 vec![(
                     find(Scenario::Rpc, "p50_us").expect("column"),
-                    Target::RawAtMost(1.1),
+                    Target::RawAtMost(1.05),
                 )],
             ),
             (
@@ -231,7 +231,7 @@ impl Report {
         match target {
             Target::Throughput => match (raw, peer) {
                 (Some(r), Some(p)) => {
-                    format!("{r:.2}× TCP, {p:.2}× peer {}", mark(r >= 0.8 && p > 1.0))
+                    format!("{r:.2}× TCP, {p:.2}× peer {}", mark(r >= 0.8 && p >= 1.2))
                 }
                 (Some(r), None) => format!("{r:.2}× TCP {}", mark(r >= 0.8)),
                 _ => "–".into(),
