@@ -35,6 +35,9 @@ use crate::codec::Dialect;
 use crate::connection::StreamKey;
 use crate::frame::Frame;
 
+/// Queued control bytes a direct write may carry ahead of its frames (a few opens, ACKs,
+/// window updates or pongs); beyond, the driver writes them and the data waits its turn.
+pub(crate) const DIRECT_CONTROL: usize = 64;
 /// Control bytes queued beyond which input decoding pauses.
 pub(crate) const CONTROL_LIMIT: usize = 64 * 1024;
 /// Data bytes a batch is filled up to (it may exceed it by one frame). Small enough that a
@@ -574,10 +577,24 @@ impl TxBuffers {
         !self.is_idle()
     }
 
-    /// A direct write starts (the output is idle; see `connection/direct.rs`).
-    pub(crate) fn begin_direct(&mut self) {
-        debug_assert!(self.is_idle());
+    /// Whether a direct write may start: nothing is being written, no stream's data is queued,
+    /// and the queued control bytes (if any) are few enough for the direct write to carry
+    /// ahead of its frames.
+    pub(crate) fn direct_may_start(&self) -> bool {
+        self.writing == Writing::Nothing
+            && self.ready.is_empty()
+            && self.control.len() <= DIRECT_CONTROL
+    }
+
+    /// A direct write starts (see `connection/direct.rs`): it takes the queued control bytes
+    /// into `out`, to write them first; returns how many.
+    pub(crate) fn begin_direct(&mut self, out: &mut [u8; DIRECT_CONTROL]) -> usize {
+        debug_assert!(self.direct_may_start());
+        let n = self.control.len();
+        out[..n].copy_from_slice(&self.control);
+        self.control.clear();
         self.writing = Writing::Direct;
+        n
     }
 
     /// The direct write ended; `unwritten` (what the transport did not take, in order) is

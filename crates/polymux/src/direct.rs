@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_FRAMES};
+use polymux_proto::connection::{WriteOutcome, DIRECT_MAX_PIECES};
 use polymux_proto::StreamKey;
 
 use crate::session::Shared;
@@ -70,7 +70,7 @@ fn poll_write_payload(
         Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
         Poll::Pending => return Poll::Pending,
     };
-    let mut slices = [IoSlice::new(&[]); 2 * DIRECT_MAX_FRAMES];
+    let mut slices = [IoSlice::new(&[]); DIRECT_MAX_PIECES];
     for (slot, piece) in slices.iter_mut().zip(direct.pieces(buf)) {
         *slot = IoSlice::new(piece);
     }

@@ -9,9 +9,11 @@
 //! a flush sends is the caller's and its driver's business, not the engine's.
 //!
 //! **Invariant** (kept here, with the output state in `tx.rs`): permission is given only while
-//! nothing is queued or being written; between the two calls the engine hands out no batch;
-//! what the transport did not take is queued ahead of everything else. So frames never
-//! interleave on the wire and no accepted byte is lost. Such a remainder (at most
+//! nothing is being written and no stream's data is queued; the few control bytes queued then
+//! (an open, an ACK, a window update: at most `tx::DIRECT_CONTROL`) are taken into the direct
+//! write, ahead of its frames; between the two calls the engine hands out no batch; what the
+//! transport did not take is queued ahead of everything else. So frames never interleave or
+//! reorder on the wire and no accepted byte is lost. Such a remainder (at most
 //! [`DIRECT_MAX_FRAMES`] frames) may exceed the write budget once, until the driver has
 //! written it.
 
@@ -21,11 +23,15 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::error::Error;
+use crate::tx::DIRECT_CONTROL;
 
 use super::{Connection, StreamKey};
 
 /// Data frames one direct write may carry.
 pub const DIRECT_MAX_FRAMES: usize = 4;
+/// Pieces of one direct write at most ([`DirectWrite::pieces`]): the control bytes it carries,
+/// then a header and a payload piece per frame.
+pub const DIRECT_MAX_PIECES: usize = 1 + 2 * DIRECT_MAX_FRAMES;
 /// The largest data-frame header of any dialect.
 const MAX_HEADER: usize = crate::codec::MAX_HEADER_LEN;
 
@@ -33,6 +39,9 @@ const MAX_HEADER: usize = crate::codec::MAX_HEADER_LEN;
 /// caller's buffer. Obtained from [`Connection::poll_write_direct`].
 #[derive(Debug)]
 pub struct DirectWrite {
+    /// Control frames that were queued, written first (`control_len` bytes).
+    control: [u8; DIRECT_CONTROL],
+    control_len: usize,
     /// The frames' headers, back to back, `header_len` bytes each (in the value itself: a
     /// direct write allocates nothing).
     headers: [u8; DIRECT_MAX_FRAMES * MAX_HEADER],
@@ -50,13 +59,19 @@ impl DirectWrite {
 
     /// The frames' bytes in wire order, as header and payload pieces of `buf` (the buffer that
     /// was passed to `poll_write_direct`).
+    /// At most [`DIRECT_MAX_PIECES`]; none is empty.
     pub fn pieces<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-        (0..self.frames).flat_map(move |i| {
+        let control = &self.control[..self.control_len];
+        let frames = (0..self.frames).flat_map(move |i| {
             let start = i * self.frame_payload;
             let end = (start + self.frame_payload).min(self.payload);
             let header = &self.headers[i * self.header_len..(i + 1) * self.header_len];
             [header, &buf[start..end]]
-        })
+        });
+        (!control.is_empty())
+            .then_some(control)
+            .into_iter()
+            .chain(frames)
     }
 
     /// The pieces after the first `written` bytes.
@@ -119,7 +134,7 @@ impl Connection {
             Some(s) if s.can_send() => s.send.available(),
             _ => 0,
         };
-        if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.is_idle() {
+        if credit == 0 || buf.is_empty() || self.is_ended() || !self.tx.direct_may_start() {
             return queue(self).map(|r| r.map(WriteOutcome::Queued));
         }
         let frame_payload = self.config.max_frame_payload() as usize;
@@ -134,6 +149,8 @@ impl Connection {
         let id = s.id;
         let header_len = self.dialect.header_len();
         let mut direct = DirectWrite {
+            control: [0; DIRECT_CONTROL],
+            control_len: 0,
             headers: [0; DIRECT_MAX_FRAMES * MAX_HEADER],
             header_len,
             frames: n.div_ceil(frame_payload),
@@ -146,7 +163,7 @@ impl Connection {
             self.tx.data_header_into(id, len, slot);
         }
         self.stats.bytes_sent += n as u64;
-        self.tx.begin_direct();
+        direct.control_len = self.tx.begin_direct(&mut direct.control);
         Poll::Ready(Ok(WriteOutcome::Direct(direct)))
     }
 
@@ -245,13 +262,42 @@ mod tests {
         }
     }
 
+    /// A queued open (a few control bytes) goes out first, in the direct write itself: the
+    /// bytes are those of the queued path.
     #[test]
-    fn busy_output_takes_the_queued_path() {
+    fn queued_control_bytes_lead_the_direct_write() {
+        for dialect in [Dialect::Yamux, Dialect::SmuxV2] {
+            let now = Instant::now();
+            let (mut queued, qk) = open_pair(dialect, now);
+            let Poll::Ready(Ok(3)) = queued.poll_write(qk, Waker::noop(), b"abc", now) else {
+                panic!("queued write")
+            };
+            let expected = drain(&mut queued, now);
+            let (mut c, key) = open_pair(dialect, now);
+            let Poll::Ready(Ok(WriteOutcome::Direct(d))) =
+                c.poll_write_direct(key, Waker::noop(), b"abc", now)
+            else {
+                panic!("{}: expected a direct write", dialect.name())
+            };
+            let wire: Vec<u8> = d.pieces(b"abc").flatten().copied().collect();
+            assert_eq!(wire, expected, "{}", dialect.name());
+            assert!(d.pieces(b"abc").count() <= DIRECT_MAX_PIECES);
+            c.direct_done(&d, b"abc", wire.len());
+            assert!(drain(&mut c, now).is_empty(), "{}", dialect.name());
+        }
+    }
+
+    /// Stream data queued (here: a write while another was in flight) keeps later writes on
+    /// the queued path: a direct write would overtake it.
+    #[test]
+    fn queued_data_takes_the_queued_path() {
         let now = Instant::now();
         let (mut c, key) = open_pair(Dialect::Yamux, now);
-        // The SYN is still queued: a direct write now would overtake it.
+        let Poll::Ready(Ok(3)) = c.poll_write(key, Waker::noop(), b"abc", now) else {
+            panic!("queued write")
+        };
         assert!(matches!(
-            c.poll_write_direct(key, Waker::noop(), b"abc", now),
+            c.poll_write_direct(key, Waker::noop(), b"def", now),
             Poll::Ready(Ok(WriteOutcome::Queued(3)))
         ));
     }

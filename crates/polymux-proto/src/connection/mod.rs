@@ -59,7 +59,7 @@ use crate::stream::{Opening, Stream};
 use crate::tx::{Transmit, TxBuffers};
 use crate::waiters::Waiters;
 
-pub use direct::{DirectWrite, WriteOutcome, DIRECT_MAX_FRAMES};
+pub use direct::{DirectWrite, WriteOutcome, DIRECT_MAX_FRAMES, DIRECT_MAX_PIECES};
 pub use input::COPY_BELOW;
 
 /// Entries the stream table grows by at least (it grows by an eighth of its size).
