@@ -46,8 +46,6 @@ const MAX_READ: usize = READ_CHUNK + 64;
 const RX_LIMIT: usize = rx_buffers::BUFFER - MAX_READ;
 // Reading ahead during a budget pause must stay within what the receive buffer may hold.
 const _: () = assert!(PAUSED_READ_AHEAD <= RX_LIMIT);
-/// Receive buffers kept for reuse are dropped once nothing arrived for this long.
-const TRIM_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Pieces of a batch passed to one vectored write (the rest goes in the next).
 const MAX_SLICES: usize = 128;
 /// Data bytes asked for per batch while the transport makes writes wait (the engine's own
@@ -69,9 +67,6 @@ pub struct Driver<T> {
     shared: Arc<Shared>,
     /// The transport's type, kept for the API; the transport itself is in `shared`.
     transport: PhantomData<fn() -> T>,
-    rx: RxBuffers,
-    /// When a read last returned data (for trimming `rx`).
-    last_read: Instant,
     batch: Option<Transmit>,
     /// Tasks the last input made ready, woken once the engine's lock is released (kept for
     /// its capacity).
@@ -97,7 +92,6 @@ pub struct Driver<T> {
 impl<T> std::fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("rx_buffered", &self.rx.current.len())
             .field("eof", &self.eof)
             .finish_non_exhaustive()
     }
@@ -119,11 +113,10 @@ fn closed() -> io::Error {
 impl<T: Transport> Driver<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let recv_budget = shared.lock().config().session_recv_budget();
+        shared.lock_io().rx = Some(RxBuffers::new(recv_budget));
         Driver {
             shared,
             transport: PhantomData,
-            rx: RxBuffers::new(recv_budget),
-            last_read: Instant::now(),
             batch: None,
             woken: Vec::new(),
             batch_limit: MIN_BATCH,
@@ -246,14 +239,60 @@ impl<T: Transport> Driver<T> {
 
     /// Reads from the transport and feeds the engine, while the engine wants input (or, paused
     /// on the receive budget, reads ahead a bounded amount so the peer's liveness stays known).
-    /// `retry`: this is the second poll after a short read (see [`Step::Drained`]).
-    fn poll_input(&mut self, cx: &mut Context<'_>, now: Instant, retry: bool) -> Step {
+    /// The receive buffers live with the transport, where a reader about to wait may use them
+    /// too (`inline_read.rs`); the driver holds them while it works, and first takes over the
+    /// end of input or the error such a read met.
+    fn poll_input(&mut self, cx: &mut Context<'_>, now: Instant) -> Step {
+        let (rx, ended) = {
+            let mut io = self.shared.lock_io();
+            (io.rx.take(), io.read_end.take())
+        };
+        // Only a reader's read takes them, and it gives them back before it unlocks.
+        let Some(mut rx) = rx else { return Step::Idle };
+        let step = match ended {
+            Some(Err(e)) => {
+                self.fail(&e);
+                Step::Progress
+            }
+            ended => {
+                if ended.is_some() {
+                    // Reported below, once everything before it is decoded.
+                    self.eof = true;
+                    self.eof_reported = false;
+                }
+                match self.input_step(cx, now, &mut rx) {
+                    // A short read emptied the transport (tokio then clears its readiness):
+                    // polling it once more registers this task for the next bytes, without a
+                    // system call there, so the turn can end here and the woken tasks run.
+                    (Step::Progress, Some(arrived)) => {
+                        match self.input_step(cx, arrived, &mut rx) {
+                            (Step::Idle, _) => Step::Drained,
+                            (step, _) => step,
+                        }
+                    }
+                    (step, _) => step,
+                }
+            }
+        };
+        rx.trim_if_quiet(now);
+        self.shared.lock_io().rx = Some(rx);
+        step
+    }
+
+    /// One read and its decoding. With `Some(arrival)`: data was decoded after a read shorter
+    /// than asked for.
+    fn input_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+        buffers: &mut RxBuffers,
+    ) -> (Step, Option<Instant>) {
         let mut conn = self.shared.lock();
         let decoding = conn.wants_input();
         if !decoding && !conn.wants_read_ahead() {
-            return Step::Idle;
+            return (Step::Idle, None);
         }
-        let rx = &mut self.rx.current;
+        let rx = &mut buffers.current;
         if decoding && !rx.is_empty() {
             // Bytes left over from a pause: offer them again first.
             let before = rx.len();
@@ -262,7 +301,7 @@ impl<T: Transport> Driver<T> {
             drop(conn);
             wake_all(&mut self.woken);
             if progress {
-                return Step::Progress;
+                return (Step::Progress, None);
             }
             conn = self.shared.lock();
         }
@@ -271,13 +310,13 @@ impl<T: Transport> Driver<T> {
                 // EOF arrived during a read-ahead: everything before it is decoded now.
                 self.eof_reported = true;
                 conn.handle_eof(rx.len());
-                return Step::Progress;
+                return (Step::Progress, None);
             }
             if !decoding {
                 // Paused again after a read-ahead saw EOF: nothing more can arrive.
                 conn.handle_paused_input(rx.len(), true, now);
             }
-            return Step::Idle;
+            return (Step::Idle, None);
         }
         let limit = if decoding {
             RX_LIMIT
@@ -289,16 +328,12 @@ impl<T: Transport> Driver<T> {
             conn.handle_paused_input(rx.len(), false, now);
         }
         if rx.len() >= limit {
-            return Step::Idle;
+            return (Step::Idle, None);
         }
-        let want = match conn.read_hint(rx.len()) {
-            _ if !decoding => limit - rx.len(),
-            Some(hint) => hint.clamp(1, MAX_READ),
-            None => READ_CHUNK,
-        };
+        let want = read_size(&conn, rx.len(), decoding, limit);
         drop(conn);
-        self.rx.reserve(want);
-        let rx = &mut self.rx.current;
+        buffers.reserve(want);
+        let rx = &mut buffers.current;
         let polled = match self.shared.lock_io().transport.as_mut() {
             Some(io) => io.poll_read_into(cx, rx, want),
             None => Poll::Ready(Err(closed())),
@@ -317,40 +352,28 @@ impl<T: Transport> Driver<T> {
                 } else if decoding {
                     // The arrival time: RTT samples are taken from it.
                     let arrived = Instant::now();
-                    self.last_read = arrived;
+                    buffers.last_read = arrived;
                     conn.handle_input_deferring(rx, arrived, &mut self.woken);
                     drop(conn);
                     wake_all(&mut self.woken);
-                    // A short read emptied the transport (tokio then clears its readiness):
-                    // polling it once more registers this task for the next bytes, without a
-                    // system call there, so the turn can end here and the woken tasks run.
-                    if n < want && !retry {
-                        return match self.poll_input(cx, arrived, true) {
-                            Step::Idle => Step::Drained,
-                            other => other,
-                        };
-                    }
-                    return Step::Progress;
+                    return (Step::Progress, (n < want).then_some(arrived));
                 } else {
-                    self.last_read = now;
+                    buffers.last_read = now;
                     conn.handle_paused_input(rx.len(), false, now);
                 }
-                Step::Progress
+                (Step::Progress, None)
             }
             Poll::Ready(Err(e)) => {
                 self.fail(&e);
-                Step::Progress
+                (Step::Progress, None)
             }
-            Poll::Pending => Step::Idle,
+            Poll::Pending => (Step::Idle, None),
         }
     }
 
     /// Fires the engine's timer when due and arms a `Delay` for the next deadline (`conn`:
     /// the engine, locked by the caller).
     fn poll_timer(&mut self, conn: &mut Connection, cx: &mut Context<'_>, now: Instant) -> Step {
-        if now.saturating_duration_since(self.last_read) >= TRIM_AFTER {
-            self.rx.trim();
-        }
         let Some(deadline) = conn.poll_timeout() else {
             self.timer = None;
             return Step::Idle;
@@ -387,6 +410,17 @@ impl<T: Transport> Driver<T> {
         self.eof_reported = true;
         self.write_failed = true;
         self.shared.lock().handle_transport_error(error);
+    }
+}
+
+/// Bytes to ask the transport for: while decoding, up to the end of the payload being received
+/// plus the next header (see `Connection::read_hint`), else a chunk; while paused, what the
+/// read-ahead allows.
+pub(crate) fn read_size(conn: &Connection, buffered: usize, decoding: bool, limit: usize) -> usize {
+    match conn.read_hint(buffered) {
+        _ if !decoding => limit - buffered,
+        Some(hint) => hint.clamp(1, MAX_READ),
+        None => READ_CHUNK,
     }
 }
 
@@ -445,7 +479,7 @@ impl<T: Transport> Future for Driver<T> {
             // One clock reading per turn (a read takes its own, for the arrival time).
             let now = Instant::now();
             let wrote = this.poll_output(cx, now);
-            let read = this.poll_input(cx, now, false);
+            let read = this.poll_input(cx, now);
             let (timed, ended, reason, pending_output) = {
                 let shared = Arc::clone(&this.shared);
                 let mut conn = shared.lock();

@@ -43,6 +43,7 @@
 
 mod direct;
 mod driver;
+mod inline_read;
 mod rx_buffers;
 mod session;
 mod split;

@@ -21,12 +21,15 @@
 //! quiet session keeps no receive memory.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 /// Capacity of one receive buffer. A slice of it (payload pieces of 8 KiB or more,
 /// `polymux_proto::connection::COPY_BELOW`) pins all of it, and the engine charges all of it.
 pub(crate) const BUFFER: usize = 128 * 1024;
+/// Spares are dropped once nothing arrived for this long.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// Buffers tracked beyond those the receive budget can fill: what the driver reads in one poll
 /// before the readers get to run (its turn limit × read size = 4 MiB).
 const FREE_SPARES: usize = 32;
@@ -38,6 +41,8 @@ pub(crate) struct RxBuffers {
     /// Earlier buffers, oldest first: still held by streams, or free for reuse.
     spares: VecDeque<BytesMut>,
     max_tracked: usize,
+    /// When a read last returned data (set by whoever read).
+    pub(crate) last_read: Instant,
 }
 
 impl RxBuffers {
@@ -47,6 +52,7 @@ impl RxBuffers {
             current: BytesMut::new(),
             spares: VecDeque::new(),
             max_tracked: recv_budget / BUFFER + FREE_SPARES + 1,
+            last_read: Instant::now(),
         }
     }
 
@@ -76,6 +82,13 @@ impl RxBuffers {
         old.clear();
         if self.spares.len() < self.max_tracked {
             self.spares.push_back(old);
+        }
+    }
+
+    /// [`trim`](Self::trim)s once nothing arrived for [`TRIM_AFTER`].
+    pub(crate) fn trim_if_quiet(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_read) >= TRIM_AFTER {
+            self.trim();
         }
     }
 

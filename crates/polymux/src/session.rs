@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use polymux_proto::{Config, Connection, Dialect, Error, Role, Stats};
 
 use crate::driver::Driver;
+use crate::rx_buffers::RxBuffers;
 use crate::stream::Stream;
 use crate::transport::Transport;
 
@@ -137,6 +138,15 @@ pub(crate) struct Io {
     /// Bytes were written that the transport may hold until a flush; the driver flushes once
     /// it has no batch left to write, and clears this only when the flush completes.
     pub(crate) needs_flush: bool,
+    /// The driver's receive buffers, here so that a reader about to wait can read on the
+    /// driver's behalf (`inline_read.rs`). `None` while the driver uses them (and before it
+    /// starts).
+    pub(crate) rx: Option<RxBuffers>,
+    /// What such a read met that only the driver handles: the end of input (`Ok`) or an
+    /// error.
+    pub(crate) read_end: Option<std::io::Result<()>>,
+    /// The wakers that such a read's input made ready (kept for its capacity).
+    pub(crate) woken: Vec<std::task::Waker>,
 }
 
 /// A multiplexed session. Clone it freely; every clone refers to the same session.
@@ -252,6 +262,9 @@ impl Session {
             io: Mutex::new(Io {
                 transport: Some(Box::new(io)),
                 needs_flush: false,
+                rx: None,
+                read_end: None,
+                woken: Vec::new(),
             }),
             handles: AtomicUsize::new(1),
         });

@@ -18,6 +18,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes};
 use polymux_proto::{StreamId, StreamKey};
 
+use crate::inline_read::read_for_driver;
 use crate::session::Shared;
 use crate::split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
 
@@ -223,18 +224,31 @@ impl Stream {
         cx: &mut Context<'_>,
         max: usize,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        let polled = self
-            .shared
-            .lock()
-            .poll_read_chunk(self.key, cx.waker(), max, Instant::now());
+        let read = || {
+            self.shared
+                .lock()
+                .poll_read_chunk(self.key, cx.waker(), max, Instant::now())
+        };
+        let mut polled = read();
+        if polled.is_pending() && read_for_driver(&self.shared, cx.waker()) {
+            polled = read();
+        }
         polled.map_err(io::Error::from)
     }
 
+    /// Copies received bytes into `buf`. With nothing queued, it first reads the transport
+    /// for the driver (`inline_read.rs`), which saves a reply that has already arrived the
+    /// hand-off through the driver task.
     pub(crate) fn read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let polled = self
-            .shared
-            .lock()
-            .poll_read(self.key, cx.waker(), buf, Instant::now());
+        let read = |buf: &mut [u8]| {
+            self.shared
+                .lock()
+                .poll_read(self.key, cx.waker(), buf, Instant::now())
+        };
+        let mut polled = read(buf);
+        if polled.is_pending() && read_for_driver(&self.shared, cx.waker()) {
+            polled = read(buf);
+        }
         polled.map_err(io::Error::from)
     }
 

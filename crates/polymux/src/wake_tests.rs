@@ -262,3 +262,56 @@ fn control_frames_queued_by_input_do_not_wake_the_driver_handling_it() {
     assert_eq!(server.driver_probe.woken_in_poll.load(Ordering::SeqCst), 0);
     assert_eq!(client.app_probe.woken_locked.load(Ordering::SeqCst), 0);
 }
+
+/// A reply already in the transport when its reader looks is read by the reader itself
+/// (`inline_read.rs`): no driver has to run for it, no reader is woken for it, and the
+/// transport stays registered for the driver, which is woken for the next bytes whether or not
+/// the reader still waits.
+#[test]
+fn a_reader_reads_a_reply_already_in_the_transport_itself() {
+    const MSG: [u8; 64] = [0x5A; 64];
+    for dialect in [
+        Dialect::Yamux,
+        Dialect::SmuxV1,
+        Dialect::SmuxV2,
+        Dialect::NetMux,
+    ] {
+        let (mut client, mut server) = pair(dialect);
+        let (mut c, mut s) = open(&mut client, &mut server);
+        for _ in 0..4 {
+            client.run_driver();
+            server.run_driver();
+        }
+        read_pending(&server, &mut s);
+        read_pending(&client, &mut c);
+        for round in 0..10 {
+            let readers = [client.app_probe.woken(), server.app_probe.woken()];
+            // Neither driver runs: each reader finds its bytes in the pipe.
+            write(&client, &mut c, &MSG);
+            read(&server, &mut s, MSG.len());
+            write(&server, &mut s, &MSG);
+            read(&client, &mut c, MSG.len());
+            assert_eq!(
+                [client.app_probe.woken(), server.app_probe.woken()],
+                readers,
+                "{} round {round}: a reader was woken for bytes it read itself",
+                dialect.name()
+            );
+            // The drivers still own the input: they run (finding nothing, or the window
+            // announcement smux v2 writes after a first read) and wait again.
+            client.run_driver();
+            server.run_driver();
+        }
+        // A reader that gave up: its poll left the transport registered for the driver.
+        read_pending(&server, &mut s);
+        let drivers = server.driver_probe.woken();
+        write(&client, &mut c, &MSG);
+        assert!(
+            server.driver_probe.woken() > drivers,
+            "{}: the bytes woke the server's driver",
+            dialect.name()
+        );
+        server.run_driver();
+        read(&server, &mut s, MSG.len());
+    }
+}

@@ -528,6 +528,13 @@ impl Connection {
         crate::stream::register(&mut self.driver_waker, waker);
     }
 
+    /// The driver's registered waker while it waits for work (`None` once it has been woken).
+    /// An async layer whose tasks may read the transport on the driver's behalf registers
+    /// this one with the transport, so that the transport's readiness wakes the driver.
+    pub fn driver_waker(&self) -> Option<&Waker> {
+        self.driver_waker.as_ref()
+    }
+
     /// Wakes the driver's registered task. The engine does so itself whenever it has work for
     /// the driver; the async layer calls it for work it left outside the engine (a direct
     /// write's bytes that the transport sends only on a flush). With

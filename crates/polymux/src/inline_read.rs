@@ -1,0 +1,87 @@
+//! A reader about to wait reads the transport itself, on the driver's behalf.
+//!
+//! When a stream has nothing queued, the bytes its task waits for may already be in the
+//! transport (a reply that came back while the task was writing). The driver would learn so
+//! only at the executor's next pass over its I/O events, then read, decode, and wake the
+//! reader: an event-loop pass and a task hand-off per message that an application reading a
+//! socket itself does not pay. So the reader first tries one read, as the driver would make
+//! it, and decodes what comes.
+//!
+//! Rules, so that this stays the driver's input and never a second one:
+//! - it reads only while the driver waits (its waker is in the engine), the engine wants
+//!   input, and the driver's buffers are free (with the transport's lock) and hold no
+//!   undecoded bytes;
+//! - the transport is polled with the *driver's* waker, never the reader's: the transport
+//!   keeps one read waker, and a reader whose future is dropped must not leave the session's
+//!   input unwatched;
+//! - the end of input or an error it meets is handed to the driver (`Io::read_end`), which is
+//!   woken; so is the driver whenever the input left it work (output to write, bytes of a
+//!   frame still to come, an earlier deadline).
+
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::driver::read_size;
+use crate::session::Shared;
+
+/// Tries one read of the transport for the driver; returns whether input was decoded (the
+/// caller then looks at its stream again). `own` is the reader's waker: the reader is not
+/// woken for input it is about to look at.
+pub(crate) fn read_for_driver(shared: &Shared, own: &Waker) -> bool {
+    let Some(mut io) = shared.try_lock_io() else {
+        return false;
+    };
+    let io = &mut *io;
+    let (Some(transport), Some(buffers)) = (io.transport.as_mut(), io.rx.as_mut()) else {
+        return false;
+    };
+    if !buffers.current.is_empty() || io.read_end.is_some() {
+        return false;
+    }
+    let (driver, want, deadline) = {
+        let conn = shared.lock();
+        let Some(driver) = conn.driver_waker().filter(|_| conn.wants_input()) else {
+            return false;
+        };
+        let want = read_size(&conn, 0, true, 0);
+        (driver.clone(), want, conn.poll_timeout())
+    };
+    buffers.reserve(want);
+    let mut cx = Context::from_waker(&driver);
+    let n = match transport.poll_read_into(&mut cx, &mut buffers.current, want) {
+        Poll::Pending => return false,
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(e)) => {
+            io.read_end = Some(Err(e));
+            shared.lock().wake_driver();
+            return false;
+        }
+    };
+    let mut conn = shared.lock();
+    if n == 0 {
+        io.read_end = Some(Ok(()));
+        conn.wake_driver();
+        return false;
+    }
+    let arrived = Instant::now();
+    buffers.last_read = arrived;
+    conn.handle_input_deferring(&mut buffers.current, arrived, &mut io.woken);
+    let earlier = match (conn.poll_timeout(), deadline) {
+        (Some(now), Some(before)) => now < before,
+        (now, before) => now.is_some() && before.is_none(),
+    };
+    // Work left for the driver: output the input caused (window updates, pongs, refusals), a
+    // frame not yet complete (it reads the rest), a timer to arm sooner, more input (a full
+    // read), or the end of the session. A paused input is resumed by the engine itself.
+    let work = conn.has_pending_output() || conn.is_ended() || earlier;
+    if work || !buffers.current.is_empty() || n == want {
+        conn.wake_driver();
+    }
+    drop(conn);
+    for waker in io.woken.drain(..) {
+        if !waker.will_wake(own) {
+            waker.wake();
+        }
+    }
+    true
+}
