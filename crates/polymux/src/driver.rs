@@ -8,7 +8,10 @@
 //! *outside* the engine's lock, so streams keep working while the driver waits on the kernel.
 //! The transport itself lives in [`Shared`], where a stream may also write its data frames
 //! directly while the output is idle (`direct.rs`); the driver writes everything else, and
-//! does the flush either kind of write may leave it (`Io::needs_flush`).
+//! does the flush either kind of write may leave it (`Io::needs_flush`). Likewise a reader
+//! about to wait may make one read for the driver (`inline_read.rs`), which is why the
+//! receive buffers live there too. A turn whose input emptied the transport, leaving nothing
+//! to write, ends the poll, so that the tasks it woke run at once.
 //! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
 //!
 //! Liveness (the engine decides, on the times the driver reports): a write or flush that

@@ -25,7 +25,10 @@
 //!   timers.
 //! - `direct` — the I/O half of the direct-write path: a stream writes its own data frames to
 //!   the transport while the output is idle (the rule is the engine's, in `polymux_proto`).
-//! - `rx_buffers` — the driver's receive buffers, recycled once streams have read them.
+//! - `inline_read` — the read path's counterpart: a reader about to wait reads the transport
+//!   itself, for the driver, when the bytes it waits for are already there.
+//! - `rx_buffers` — the driver's receive buffers (kept with the transport, so that such a
+//!   read can use them), recycled once streams have read them.
 //! - `stream` — [`Stream`], `futures::io::AsyncRead + AsyncWrite` (and tokio's, by feature),
 //!   plus [`Stream::read_chunk`] / [`Stream::write_chunk`], data as zero-copy `Bytes`.
 //! - `split` — [`ReadHalf`] / [`WriteHalf`] (borrowed) and [`OwnedReadHalf`] /
