@@ -170,24 +170,32 @@ fn read(side: &Side, stream: &mut Stream, len: usize) {
     assert_eq!(n, len);
 }
 
+const DIALECTS: [Dialect; 4] = [
+    Dialect::Yamux,
+    Dialect::SmuxV1,
+    Dialect::SmuxV2,
+    Dialect::NetMux,
+];
+
+/// Both sides of one open stream, settled: whatever the open left queued (ACKs, window
+/// announcements) has gone out, and neither reader has anything to read.
+fn settled_stream(dialect: Dialect) -> (Side, Side, Stream, Stream) {
+    let (mut client, mut server) = pair(dialect);
+    let (mut c, mut s) = open(&mut client, &mut server);
+    for _ in 0..4 {
+        client.run_driver();
+        server.run_driver();
+    }
+    read_pending(&server, &mut s);
+    read_pending(&client, &mut c);
+    (client, server, c, s)
+}
+
 #[test]
 fn a_round_trip_wakes_each_task_once_after_the_engine_is_released() {
     const MSG: [u8; 64] = [0x3C; 64];
-    for dialect in [
-        Dialect::Yamux,
-        Dialect::SmuxV1,
-        Dialect::SmuxV2,
-        Dialect::NetMux,
-    ] {
-        let (mut client, mut server) = pair(dialect);
-        let (mut c, mut s) = open(&mut client, &mut server);
-        // Settle: whatever the open left queued (ACKs, window announcements) goes out.
-        for _ in 0..4 {
-            client.run_driver();
-            server.run_driver();
-        }
-        read_pending(&server, &mut s);
-        read_pending(&client, &mut c);
+    for dialect in DIALECTS {
+        let (mut client, mut server, mut c, mut s) = settled_stream(dialect);
         for round in 0..20 {
             let before = [
                 client.driver_probe.woken(),
@@ -270,20 +278,8 @@ fn control_frames_queued_by_input_do_not_wake_the_driver_handling_it() {
 #[test]
 fn a_reader_reads_a_reply_already_in_the_transport_itself() {
     const MSG: [u8; 64] = [0x5A; 64];
-    for dialect in [
-        Dialect::Yamux,
-        Dialect::SmuxV1,
-        Dialect::SmuxV2,
-        Dialect::NetMux,
-    ] {
-        let (mut client, mut server) = pair(dialect);
-        let (mut c, mut s) = open(&mut client, &mut server);
-        for _ in 0..4 {
-            client.run_driver();
-            server.run_driver();
-        }
-        read_pending(&server, &mut s);
-        read_pending(&client, &mut c);
+    for dialect in DIALECTS {
+        let (mut client, mut server, mut c, mut s) = settled_stream(dialect);
         for round in 0..10 {
             let readers = [client.app_probe.woken(), server.app_probe.woken()];
             // Neither driver runs: each reader finds its bytes in the pipe.
