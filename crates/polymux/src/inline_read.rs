@@ -18,16 +18,16 @@
 //!   woken; so is the driver whenever the input left it work (output to write, bytes of a
 //!   frame still to come, an earlier deadline).
 
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::driver::read_size;
 use crate::session::Shared;
 
-/// Tries one read of the transport for the driver; returns whether input was decoded (the
-/// caller then looks at its stream again). `own` is the reader's waker: the reader is not
-/// woken for input it is about to look at.
-pub(crate) fn read_for_driver(shared: &Shared, own: &Waker) -> bool {
+/// Tries one read of the transport for the driver; returns whether input was decoded. The
+/// caller looks at its stream again afterwards, having registered no waker for it before
+/// (so the tasks woken here are others, or other futures of its own task).
+pub(crate) fn read_for_driver(shared: &Shared) -> bool {
     let Some(mut io) = shared.try_lock_io() else {
         return false;
     };
@@ -79,9 +79,7 @@ pub(crate) fn read_for_driver(shared: &Shared, own: &Waker) -> bool {
     }
     drop(conn);
     for waker in io.woken.drain(..) {
-        if !waker.will_wake(own) {
-            waker.wake();
-        }
+        waker.wake();
     }
     true
 }

@@ -12,7 +12,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
@@ -224,32 +224,38 @@ impl Stream {
         cx: &mut Context<'_>,
         max: usize,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        let read = || {
+        let read = |waker: &Waker| {
             self.shared
                 .lock()
-                .poll_read_chunk(self.key, cx.waker(), max, Instant::now())
+                .poll_read_chunk(self.key, waker, max, Instant::now())
         };
-        let mut polled = read();
-        if polled.is_pending() && read_for_driver(&self.shared, cx.waker()) {
-            polled = read();
+        // First without registering: see `read`.
+        let polled = read(Waker::noop());
+        if polled.is_ready() {
+            return polled.map_err(io::Error::from);
         }
-        polled.map_err(io::Error::from)
+        read_for_driver(&self.shared);
+        read(cx.waker()).map_err(io::Error::from)
     }
 
     /// Copies received bytes into `buf`. With nothing queued, it first reads the transport
     /// for the driver (`inline_read.rs`), which saves a reply that has already arrived the
-    /// hand-off through the driver task.
+    /// hand-off through the driver task. The first look registers no waker (a no-op one), so
+    /// that what that read decodes wakes only other tasks, or other futures of this one (a
+    /// writer `join`ed with this reader, waiting for credit), never this read for its own
+    /// bytes; the second look registers the task's waker, and sees whatever arrived between.
     pub(crate) fn read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let read = |buf: &mut [u8]| {
+        let read = |waker: &Waker, buf: &mut [u8]| {
             self.shared
                 .lock()
-                .poll_read(self.key, cx.waker(), buf, Instant::now())
+                .poll_read(self.key, waker, buf, Instant::now())
         };
-        let mut polled = read(buf);
-        if polled.is_pending() && read_for_driver(&self.shared, cx.waker()) {
-            polled = read(buf);
+        let polled = read(Waker::noop(), buf);
+        if polled.is_ready() {
+            return polled.map_err(io::Error::from);
         }
-        polled.map_err(io::Error::from)
+        read_for_driver(&self.shared);
+        read(cx.waker(), buf).map_err(io::Error::from)
     }
 
     /// [`read`](Self::read) into tokio's `ReadBuf`.

@@ -311,3 +311,43 @@ fn a_reader_reads_a_reply_already_in_the_transport_itself() {
         read(&server, &mut s, MSG.len());
     }
 }
+
+/// A writer and a reader of one task (`join`ed, as `Stream::halves` allows) share its waker.
+/// When the reader's own read of the transport decodes the window update the writer waits
+/// for, the task is woken: that the reader is about to look at its stream does not mean the
+/// writer will be polled again.
+#[test]
+fn a_readers_own_read_wakes_its_tasks_writer_waiting_for_credit() {
+    for dialect in [Dialect::Yamux, Dialect::SmuxV2, Dialect::NetMux] {
+        let (mut client, mut server, mut c, mut s) = settled_stream(dialect);
+        // Spend the stream's credit: the writer waits, its waker the task's.
+        let chunk = [7u8; 16 * 1024];
+        let mut sent = 0;
+        while let Poll::Ready(n) = client.poll_app(|cx| Pin::new(&mut c).poll_write(cx, &chunk)) {
+            sent += n.expect("write");
+            client.run_driver();
+            assert!(sent <= 64 << 20, "{}: credit never ran out", dialect.name());
+        }
+        server.run_driver();
+        // The server's application reads everything: its credit goes back on the wire.
+        let mut got = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < sent {
+            match server.poll_app(|cx| Pin::new(&mut s).poll_read(cx, &mut buf)) {
+                Poll::Ready(n) => got += n.expect("read"),
+                Poll::Pending => server.run_driver(),
+            }
+        }
+        server.run_driver();
+        // The client's driver does not run: the reader's own read takes the window update.
+        let woken = client.app_probe.woken();
+        read_pending(&client, &mut c);
+        assert!(
+            client.app_probe.woken() > woken,
+            "{}: the writer waiting for credit was not woken",
+            dialect.name()
+        );
+        let more = client.poll_app(|cx| Pin::new(&mut c).poll_write(cx, &chunk));
+        assert!(more.is_ready(), "{}: the credit came back", dialect.name());
+    }
+}
