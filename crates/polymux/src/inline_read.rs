@@ -24,24 +24,24 @@ use std::time::Instant;
 use crate::driver::read_size;
 use crate::session::Shared;
 
-/// Tries one read of the transport for the driver; returns whether input was decoded. The
-/// caller looks at its stream again afterwards, having registered no waker for it before
-/// (so the tasks woken here are others, or other futures of its own task).
-pub(crate) fn read_for_driver(shared: &Shared) -> bool {
+/// Tries one read of the transport for the driver. The caller looks at its stream again
+/// afterwards, having registered no waker for it before (so the tasks woken here are others,
+/// or other futures of its own task).
+pub(crate) fn read_for_driver(shared: &Shared) {
     let Some(mut io) = shared.try_lock_io() else {
-        return false;
+        return;
     };
     let io = &mut *io;
     let (Some(transport), Some(buffers)) = (io.transport.as_mut(), io.rx.as_mut()) else {
-        return false;
+        return;
     };
     if !buffers.current.is_empty() || io.read_end.is_some() {
-        return false;
+        return;
     }
     let (driver, want, deadline) = {
         let conn = shared.lock();
         let Some(driver) = conn.driver_waker().filter(|_| conn.wants_input()) else {
-            return false;
+            return;
         };
         let want = read_size(&conn, 0, true, 0);
         (driver.clone(), want, conn.poll_timeout())
@@ -49,19 +49,19 @@ pub(crate) fn read_for_driver(shared: &Shared) -> bool {
     buffers.reserve(want);
     let mut cx = Context::from_waker(&driver);
     let n = match transport.poll_read_into(&mut cx, &mut buffers.current, want) {
-        Poll::Pending => return false,
+        Poll::Pending => return,
         Poll::Ready(Ok(n)) => n,
         Poll::Ready(Err(e)) => {
             io.read_end = Some(Err(e));
             shared.lock().wake_driver();
-            return false;
+            return;
         }
     };
     let mut conn = shared.lock();
     if n == 0 {
         io.read_end = Some(Ok(()));
         conn.wake_driver();
-        return false;
+        return;
     }
     let arrived = Instant::now();
     buffers.last_read = arrived;
@@ -81,5 +81,4 @@ pub(crate) fn read_for_driver(shared: &Shared) -> bool {
     for waker in io.woken.drain(..) {
         waker.wake();
     }
-    true
 }
