@@ -35,6 +35,19 @@ pub(crate) struct RecvCredit {
     window: u32,
     /// When credit was last returned.
     last_grant: Option<Instant>,
+    /// What window sizing measures once credit flows back; allocated by the first grant of
+    /// credit or the first retune with a round trip known, so that an idle stream holds only
+    /// an empty pointer (`tests/idle_memory.rs`).
+    measures: Option<Box<Measures>>,
+    /// While the first window arrives: when its first payload did, in microseconds since the
+    /// session began (wrapping; [`FIRST_RX_DONE`] once measured). Four bytes in what would
+    /// otherwise be padding: idle streams must stay small (`tests/idle_memory.rs`).
+    first_rx: u32,
+}
+
+/// The measurements behind [`RecvCredit::retune`] and the round-trip samples of credit grants.
+#[derive(Debug, Clone, Default)]
+struct Measures {
     /// Set when credit is returned (one at a time): when, and the limit before. The first byte
     /// beyond that limit cannot arrive before the grant reached the peer and the byte came
     /// back, so its arrival is a round-trip sample, never below the path's round trip, even
@@ -44,10 +57,6 @@ pub(crate) struct RecvCredit {
     /// at least a round trip (so a window that arrives in one burst is measured over the
     /// round trip it took, not over the burst).
     rate_mark: Option<(Instant, u64)>,
-    /// While the first window arrives: when its first payload did, in microseconds since the
-    /// session began (wrapping; [`FIRST_RX_DONE`] once measured). Four bytes in what would
-    /// otherwise be padding: idle streams must stay small (`tests/idle_memory.rs`).
-    first_rx: u32,
 }
 
 /// [`RecvCredit::first_rx`] once the first window was measured (or cannot be).
@@ -145,8 +154,7 @@ impl RecvCredit {
             consumed: 0,
             window,
             last_grant: None,
-            rtt_probe: None,
-            rate_mark: None,
+            measures: None,
             first_rx: 0,
         }
     }
@@ -180,11 +188,12 @@ impl RecvCredit {
     /// arrived (call after [`receive`](Self::receive)). At least the path's round trip, more
     /// when the peer still had credit to send first: the minimum over many is what counts.
     pub(crate) fn take_rtt_sample(&mut self, now: Instant) -> Option<Duration> {
-        let (granted_at, old_limit) = self.rtt_probe?;
+        let measures = self.measures.as_deref_mut()?;
+        let (granted_at, old_limit) = measures.rtt_probe?;
         if self.received <= old_limit {
             return None;
         }
-        self.rtt_probe = None;
+        measures.rtt_probe = None;
         Some(now.saturating_duration_since(granted_at))
     }
 
@@ -283,7 +292,9 @@ impl RecvCredit {
                 {
                     target = self.window.saturating_mul(2);
                 }
-                let (mark_at, mark_consumed) = *self.rate_mark.get_or_insert((now, self.consumed));
+                let measures = self.measures.get_or_insert_with(Box::default);
+                let (mark_at, mark_consumed) =
+                    *measures.rate_mark.get_or_insert((now, self.consumed));
                 let elapsed = now.saturating_duration_since(mark_at);
                 if elapsed >= rtt {
                     let delivered = u128::from(self.consumed - mark_consumed);
@@ -295,7 +306,7 @@ impl RecvCredit {
                     } else {
                         target = target.min(bound);
                     }
-                    self.rate_mark = Some((now, self.consumed));
+                    measures.rate_mark = Some((now, self.consumed));
                 }
             }
             None if starved => target = self.window.saturating_mul(2),
@@ -311,12 +322,28 @@ impl RecvCredit {
         self.window
     }
 
-    /// Tops credit back up to `consumed + window`; returns the delta granted.
+    /// Tops credit back up to `consumed + window`, for credit that fell due or was paced;
+    /// returns the delta granted. The first grant with nothing else pending starts a
+    /// round-trip probe ([`take_rtt_sample`](Self::take_rtt_sample)).
     pub(crate) fn grant(&mut self, now: Instant) -> u32 {
-        let delta = self.grantable().min(u64::from(u32::MAX));
-        if delta > 0 && self.rtt_probe.is_none() {
-            self.rtt_probe = Some((now, self.limit));
+        let limit_before = self.limit;
+        let delta = self.grant_unprobed(now);
+        if delta > 0 {
+            let measures = self.measures.get_or_insert_with(Box::default);
+            if measures.rtt_probe.is_none() {
+                measures.rtt_probe = Some((now, limit_before));
+            }
         }
+        delta
+    }
+
+    /// Like [`grant`](Self::grant) but starts no probe: for credit that did not fall due (an
+    /// open's or accept's credit beyond the protocol's, smux v2's first-read announcement).
+    /// The peer may still hold most of its first window then, so the first byte beyond the
+    /// old limit comes late and says little; and a stream whose credit never fell due (an
+    /// idle one) keeps no measures.
+    pub(crate) fn grant_unprobed(&mut self, now: Instant) -> u32 {
+        let delta = self.grantable().min(u64::from(u32::MAX));
         self.limit += delta;
         self.last_grant = Some(now);
         delta as u32

@@ -1,7 +1,8 @@
 //! Heap held per idle stream by the engine, on each side, in every dialect.
 //!
-//! The issue's target is at most 256 bytes of library state per idle stream; the async layer
-//! adds a 24-byte `Stream` handle, so the engine may hold at most 232. The test kit's counting
+//! The bound is 193 bytes of library state per idle stream (what the benchmark measured when
+//! issue 10 was filed, which asks for no regression); the async layer adds a 24-byte `Stream`
+//! handle, so the engine may hold at most 169. The test kit's counting
 //! allocator tracks the net bytes allocated (allocation counts and sizes are deterministic for
 //! the same code, unlike timings). Client and server [`Connection`]s open, acknowledge and
 //! accept 10,000 streams over an in-memory wire, in batches that respect the accept backlog
@@ -20,8 +21,8 @@ static GLOBAL: Counting = Counting;
 
 const STREAMS: usize = 10_000;
 const BATCH: usize = 128;
-/// The issue's 256 bytes per idle stream, less the async layer's 24-byte handle.
-const ENGINE_BOUND: i64 = 256 - 24;
+/// 193 bytes per idle stream, less the async layer's 24-byte handle.
+const ENGINE_BOUND: i64 = 193 - 24;
 
 /// Moves everything `from` has to send into `to`, through `wire` (cleared, never grown).
 fn pump(from: &mut Connection, to: &mut Connection, wire: &mut BytesMut, now: Instant) {
@@ -67,7 +68,7 @@ fn idle_bytes_per_stream(dialect: Dialect) -> i64 {
 }
 
 #[test]
-fn an_idle_stream_costs_the_engine_less_than_232_bytes_on_each_side() {
+fn an_idle_stream_costs_the_engine_at_most_169_bytes_on_each_side() {
     let mut report = String::new();
     let mut over = Vec::new();
     for dialect in [

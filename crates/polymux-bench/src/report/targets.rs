@@ -51,15 +51,15 @@ impl Report {
                 )],
             ),
             (
-                "idle heap ≤ 256 B/stream (client, server)",
+                "idle heap ≤ 193 B/stream (client, server)",
                 vec![
                     (
                         find(Scenario::Idle, "client_heap_b").expect("column"),
-                        Target::AtMost(256.0),
+                        Target::AtMost(193.0),
                     ),
                     (
                         find(Scenario::Idle, "server_heap_b").expect("column"),
-                        Target::AtMost(256.0),
+                        Target::AtMost(193.0),
                     ),
                 ],
             ),

@@ -53,7 +53,7 @@ impl Connection {
         };
         let key = self.insert_stream(id, opening);
         let s = &mut self.streams[key.0];
-        let extra = s.recv.grant(now);
+        let extra = s.recv.grant_unprobed(now);
         let (open, credit) = crate::policy::open(self.dialect, id, extra);
         self.push_control(&open);
         if let Some(credit) = credit {
@@ -103,7 +103,7 @@ impl Connection {
             let dialect = self.dialect;
             let s = &mut self.streams[key.0];
             if !s.is_reset() {
-                let extra = s.recv.grant(now);
+                let extra = s.recv.grant_unprobed(now);
                 let (ack, credit) = crate::policy::accept(dialect, s.id, extra);
                 for frame in [ack, credit].into_iter().flatten() {
                     self.push_control(&frame);

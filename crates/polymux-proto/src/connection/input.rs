@@ -385,7 +385,7 @@ impl Connection {
         if flags.contains(Flags::SYN) {
             return self.on_remote_open(id, now);
         }
-        let Some(&key) = self.ids.get(&id) else {
+        let Some(key) = self.ids.get(&id).map(|&key| StreamKey(key as usize)) else {
             // yamux-shaped peers legitimately send frames for streams we never saw opened
             // (Rust yamux sends a FIN without SYN for a stream closed before its first write),
             // so only smux, whose peers always open first, treats that as a violation.
