@@ -18,7 +18,8 @@
 //! credit while the receiver learns the path, and what was granted then is about one
 //! bandwidth-delay product. After that, [`RecvCredit::retune`] keeps the window within
 //! [`BDP_HEADROOM`] bandwidth-delay products of what is delivered, shrinking it when the reader
-//! or the path slows.
+//! or the path slows. Round trips below [`MIN_SIZING_RTT`] count as that: the credit loop also
+//! waits for tasks to wake, which a short path's round trip does not show.
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,14 @@ const RAMP_HEADROOM: u64 = 2;
 /// trip; this bounds what a stream that then sends nothing more is granted).
 pub(crate) const PACE_LIMIT: Duration = Duration::from_secs(1);
 
+/// The shortest round trip a window is sized for. Credit makes a longer loop than a ping: the
+/// reading task must be woken to read before credit is returned, and the writing task woken by
+/// it, on top of the path. On a short path (loopback, a LAN) a window sized to the path's round
+/// trip alone stays at the configured floor, and the sender waits for credit every half window
+/// (`polymux-bench/PROFILES.md`, "Credit on a short path"); a millisecond covers a late
+/// wake-up and leaves longer paths' sizing alone.
+pub(crate) const MIN_SIZING_RTT: Duration = Duration::from_millis(1);
+
 /// Shortest interval, in µs, the first window's arrival rate is measured over: a window that
 /// arrived in one read says only that the path is at least this fast.
 const MIN_ARRIVAL_SPAN_US: u64 = 1000;
@@ -119,7 +128,7 @@ impl Ramp {
         if self.base.is_none() && !drained {
             return true;
         }
-        if let Some(rtt) = rtt {
+        if let Some(rtt) = rtt.map(|rtt| rtt.max(MIN_SIZING_RTT)) {
             // Saturating: the peer sets both factors (a round trip it stretched, a first
             // window it sent in one frame); `grow_to` caps the result at `max`.
             let target = bdp(self.rate, rtt).saturating_mul(RAMP_HEADROOM);
@@ -268,9 +277,11 @@ impl RecvCredit {
     /// change in the session's window sum).
     ///
     /// The window doubles when it is what limits the stream: the grant was used up within two
-    /// round trips of the path (`rtt`, its minimum), or, while no round trip is known, the
-    /// reader has drained everything yet a grant is due. With a round trip known, it is also sized to the path: at most [`BDP_HEADROOM`] × the rate delivered over
-    /// the last round trip (or more) × the round trip, and halved (per grant) towards that
+    /// round trips of the path (`rtt`, its minimum, taken as at least [`MIN_SIZING_RTT`]), or,
+    /// while no round trip is known, the reader has drained everything yet a grant is due.
+    /// With a round trip known, it is also sized to the path: at most [`BDP_HEADROOM`] × the
+    /// rate delivered over the last round trip (or more) × the round trip, and halved (per
+    /// grant) towards that
     /// when the path or the reader slows down: a window-limited stream keeps doubling, a
     /// path-limited one settles within four bandwidth-delay products. Always within `floor`
     /// (the configured initial window) and `max`, and growth within `budget_left`.
@@ -284,7 +295,7 @@ impl RecvCredit {
     ) -> u32 {
         let starved = self.received == self.consumed;
         let mut target = self.window;
-        match rtt {
+        match rtt.map(|rtt| rtt.max(MIN_SIZING_RTT)) {
             Some(rtt) => {
                 if self
                     .last_grant
@@ -501,6 +512,38 @@ mod tests {
         assert_eq!(deliver(&mut c, 100_000, at, rtt, 150, 10_000), 150);
         at += ms(10);
         assert_eq!(deliver(&mut c, 100_000, at, rtt, 10_000, 30), 180);
+    }
+
+    #[test]
+    fn a_window_on_a_short_path_is_sized_for_a_wake_up_not_just_the_path() {
+        // Loopback: a 20 µs round trip, each window read within 40 µs of its grant. Sized to
+        // the path alone, 40 µs is two round trips and the window would stay at the floor;
+        // the credit loop also waits for wake-ups, so the window doubles while it limits.
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let rtt = Some(us(20));
+        let mut c = RecvCredit::new(100, 100);
+        c.grant(t0);
+        let mut at = t0;
+        for expected in [200, 400, 800] {
+            at += us(40);
+            let window = u64::from(c.window());
+            assert_eq!(deliver(&mut c, window, at, rtt, 10_000, 10_000), expected);
+        }
+        // A reader at 100 bytes per 40 µs, credit returned when due: the window stops doubling
+        // once a grant lasts two sizing round trips: between 1 and 4 × the 2500 bytes a
+        // millisecond delivers.
+        for _ in 0..2000 {
+            at += us(40);
+            let n = c.available().min(100);
+            assert!(c.receive(n));
+            c.consume(n);
+            if c.wants_update() {
+                c.retune(at, rtt, 100, 1 << 20, 1 << 20);
+                c.grant(at);
+            }
+        }
+        assert!((2_500..=10_000).contains(&c.window()), "{}", c.window());
     }
 
     #[test]
