@@ -11,23 +11,30 @@
 //! - it reads only while the driver waits (its waker is in the engine), the engine wants
 //!   input, and the driver's buffers are free (with the transport's lock) and hold no
 //!   undecoded bytes;
-//! - the transport is polled with the *driver's* waker, never the reader's: the transport
-//!   keeps one read waker, and a reader whose future is dropped must not leave the session's
-//!   input unwatched;
+//! - the transport is polled with the driver's waker, or, when the reader waits for a reply
+//!   (its stream wrote since it last read), with an [`InputWaker`], which wakes the reader
+//!   *and* the driver: when the reply arrives, the reader is woken by the transport itself and
+//!   reads it (the driver's read, decode and wake-up are no longer on the way), while the
+//!   driver, woken too, keeps the session's input watched even if the reader's future was
+//!   dropped (the transport keeps one read waker). A reader that only receives is left to the
+//!   driver: woken together, two tasks would race for the same input (on a multi-threaded
+//!   executor, a second worker is woken to take one of them);
 //! - the end of input or an error it meets is handed to the driver (`Io::read_end`), which is
 //!   woken; so is the driver whenever the input left it work (output to write, bytes of a
 //!   frame still to come, an earlier deadline).
 
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use crate::driver::read_size;
 use crate::session::Shared;
 
-/// Tries one read of the transport for the driver. The caller looks at its stream again
-/// afterwards, having registered no waker for it before (so the tasks woken here are others,
-/// or other futures of its own task).
-pub(crate) fn read_for_driver(shared: &Shared) {
+/// Tries one read of the transport for the driver; if there is nothing to read, the transport
+/// will wake the driver, and `reader` (the caller's task, when it waits for a reply) too. The caller looks at its stream
+/// again afterwards, having registered no waker for it before (so the tasks woken here are
+/// others, or other futures of its own task).
+pub(crate) fn read_for_driver(shared: &Shared, reader: Option<&Waker>) {
     let Some(mut io) = shared.try_lock_io() else {
         return;
     };
@@ -47,7 +54,13 @@ pub(crate) fn read_for_driver(shared: &Shared) {
         (driver.clone(), want, conn.poll_timeout())
     };
     buffers.reserve(want);
-    let mut cx = Context::from_waker(&driver);
+    let mut cx = match reader {
+        Some(reader) => {
+            io.input_waker.set(reader, &driver);
+            Context::from_waker(&io.input_waker.waker)
+        }
+        None => Context::from_waker(&driver),
+    };
     let n = match transport.poll_read_into(&mut cx, &mut buffers.current, want) {
         Poll::Pending => return,
         Poll::Ready(Ok(n)) => n,
@@ -80,5 +93,74 @@ pub(crate) fn read_for_driver(shared: &Shared) {
     drop(conn);
     for waker in io.woken.drain(..) {
         waker.wake();
+    }
+}
+
+/// The waker a reader's read leaves with the transport (one per session, made once): when
+/// input arrives it wakes the last reader that registered it, once, and the driver.
+pub(crate) struct InputWaker {
+    wakers: Arc<InputWakers>,
+    waker: Waker,
+}
+
+impl Default for InputWaker {
+    fn default() -> Self {
+        let wakers = Arc::new(InputWakers::default());
+        let waker = Waker::from(wakers.clone());
+        InputWaker { wakers, waker }
+    }
+}
+
+impl std::fmt::Debug for InputWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputWaker").finish_non_exhaustive()
+    }
+}
+
+impl InputWaker {
+    /// The next input wakes `reader` and `driver`.
+    fn set(&self, reader: &Waker, driver: &Waker) {
+        let mut guard = self
+            .wakers
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let wakers = &mut *guard;
+        for (slot, waker) in [(&mut wakers.reader, reader), (&mut wakers.driver, driver)] {
+            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *slot = Some(waker.clone());
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct InputWakers {
+    wakers: Mutex<ReaderAndDriver>,
+}
+
+#[derive(Default)]
+struct ReaderAndDriver {
+    reader: Option<Waker>,
+    driver: Option<Waker>,
+}
+
+impl Wake for InputWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let (reader, driver) = {
+            let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+            (wakers.reader.take(), wakers.driver.clone())
+        };
+        // The reader first: it is what the reply waits for.
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+        if let Some(driver) = driver {
+            driver.wake();
+        }
     }
 }

@@ -147,6 +147,9 @@ pub(crate) struct Io {
     pub(crate) read_end: Option<std::io::Result<()>>,
     /// The wakers that such a read's input made ready (kept for its capacity).
     pub(crate) woken: Vec<std::task::Waker>,
+    /// What such a read registers with the transport when it finds nothing: wakes the reader
+    /// and the driver.
+    pub(crate) input_waker: crate::inline_read::InputWaker,
 }
 
 /// A multiplexed session. Clone it freely; every clone refers to the same session.
@@ -265,6 +268,7 @@ impl Session {
                 rx: None,
                 read_end: None,
                 woken: Vec::new(),
+                input_waker: crate::inline_read::InputWaker::default(),
             }),
             handles: AtomicUsize::new(1),
         });

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -39,13 +40,22 @@ pub struct Stream {
     shared: Arc<Shared>,
     key: StreamKey,
     id: StreamId,
+    /// Written to since data was last read: a reader that waits now is likely waiting for a
+    /// reply, and is worth waking straight from the transport (`inline_read.rs`). A stream
+    /// that only receives (a sink) leaves that to the driver, which decodes the data first.
+    awaits_reply: AtomicBool,
 }
 
 impl Stream {
     pub(crate) fn new(shared: Arc<Shared>, key: StreamKey) -> Stream {
         let id = shared.lock().stream_id(key);
         shared.acquire();
-        Stream { shared, key, id }
+        Stream {
+            shared,
+            key,
+            id,
+            awaits_reply: AtomicBool::new(false),
+        }
     }
 
     /// The stream's id on the wire.
@@ -232,10 +242,10 @@ impl Stream {
         // First without registering: see `read`.
         let polled = read(Waker::noop());
         if polled.is_ready() {
-            return polled.map_err(io::Error::from);
+            return self.note_read(polled.map_err(io::Error::from), Option::is_some);
         }
-        read_for_driver(&self.shared);
-        read(cx.waker()).map_err(io::Error::from)
+        self.read_for_driver(cx);
+        self.note_read(read(cx.waker()).map_err(io::Error::from), Option::is_some)
     }
 
     /// Copies received bytes into `buf`. With nothing queued, it first reads the transport
@@ -252,10 +262,10 @@ impl Stream {
         };
         let polled = read(Waker::noop(), buf);
         if polled.is_ready() {
-            return polled.map_err(io::Error::from);
+            return self.note_read(polled.map_err(io::Error::from), |&n| n > 0);
         }
-        read_for_driver(&self.shared);
-        read(cx.waker(), buf).map_err(io::Error::from)
+        self.read_for_driver(cx);
+        self.note_read(read(cx.waker(), buf).map_err(io::Error::from), |&n| n > 0)
     }
 
     /// [`read`](Self::read) into tokio's `ReadBuf`.
@@ -277,7 +287,39 @@ impl Stream {
     /// Writes directly to the transport when the session's output is idle and the transport
     /// free (no copy, no driver hop); otherwise queues the bytes for the driver.
     pub(crate) fn write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        crate::direct::poll_write(&self.shared, self.key, cx, buf)
+        let polled = crate::direct::poll_write(&self.shared, self.key, cx, buf);
+        self.note_written(&polled);
+        polled
+    }
+
+    fn note_written(&self, polled: &Poll<io::Result<usize>>) {
+        if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.awaits_reply.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the transport for the driver before this reader waits (`inline_read.rs`); if it
+    /// waits for a reply, the transport will wake it too.
+    fn read_for_driver(&self, cx: &Context<'_>) {
+        let reader = self
+            .awaits_reply
+            .load(Ordering::Relaxed)
+            .then(|| cx.waker());
+        read_for_driver(&self.shared, reader);
+    }
+
+    /// A read's outcome: data read ends the wait for a reply.
+    fn note_read<T>(
+        &self,
+        polled: Poll<io::Result<T>>,
+        got_data: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Ok(v)) = &polled {
+            if got_data(v) {
+                self.awaits_reply.store(false, Ordering::Relaxed);
+            }
+        }
+        polled
     }
 
     /// One zero-copy write of a prefix of `data`, which it advances.
@@ -287,6 +329,7 @@ impl Stream {
         data: &mut Bytes,
     ) -> Poll<io::Result<usize>> {
         let polled = crate::direct::poll_write_chunk(&self.shared, self.key, cx, data);
+        self.note_written(&polled);
         if let Poll::Ready(Ok(n)) = polled {
             data.advance(n);
         }

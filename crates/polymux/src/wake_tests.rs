@@ -272,9 +272,11 @@ fn control_frames_queued_by_input_do_not_wake_the_driver_handling_it() {
 }
 
 /// A reply already in the transport when its reader looks is read by the reader itself
-/// (`inline_read.rs`): no driver has to run for it, no reader is woken for it, and the
-/// transport stays registered for the driver, which is woken for the next bytes whether or not
-/// the reader still waits.
+/// (`inline_read.rs`): no driver has to run for it, no reader is woken for it. A reader that
+/// waits for a reply (its stream wrote since it last read) is woken by the transport itself
+/// when bytes come, once, and reads them itself; a reader that only receives is left to the
+/// driver. The driver is woken for the bytes either way, whether or not the reader still
+/// waits.
 #[test]
 fn a_reader_reads_a_reply_already_in_the_transport_itself() {
     const MSG: [u8; 64] = [0x5A; 64];
@@ -298,17 +300,36 @@ fn a_reader_reads_a_reply_already_in_the_transport_itself() {
             client.run_driver();
             server.run_driver();
         }
-        // A reader that gave up: its poll left the transport registered for the driver.
-        read_pending(&server, &mut s);
-        let drivers = server.driver_probe.woken();
-        write(&client, &mut c, &MSG);
-        assert!(
-            server.driver_probe.woken() > drivers,
-            "{}: the bytes woke the server's driver",
-            dialect.name()
-        );
-        server.run_driver();
-        read(&server, &mut s, MSG.len());
+        // The server's stream wrote last (the echo): its reader waits for a reply. The next
+        // bytes wake it and the driver (which keeps the input watched should the reader have
+        // gone), and it reads them itself, no driver running.
+        for awaits_reply in [true, false] {
+            read_pending(&server, &mut s);
+            let drivers = server.driver_probe.woken();
+            let readers = server.app_probe.woken();
+            write(&client, &mut c, &MSG);
+            assert!(
+                server.driver_probe.woken() > drivers,
+                "{}: the bytes woke the server's driver",
+                dialect.name()
+            );
+            assert_eq!(
+                server.app_probe.woken() - readers,
+                usize::from(awaits_reply),
+                "{}: wake-ups of a reader {} a reply",
+                dialect.name(),
+                if awaits_reply {
+                    "waiting for"
+                } else {
+                    "not waiting for"
+                }
+            );
+            // Then (having read, it no longer waits for a reply) only the driver is woken.
+            if !awaits_reply {
+                server.run_driver();
+            }
+            read(&server, &mut s, MSG.len());
+        }
     }
 }
 
