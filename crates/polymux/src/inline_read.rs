@@ -16,9 +16,12 @@
 //!   *and* the driver: when the reply arrives, the reader is woken by the transport itself and
 //!   reads it (the driver's read, decode and wake-up are no longer on the way), while the
 //!   driver, woken too, keeps the session's input watched even if the reader's future was
-//!   dropped (the transport keeps one read waker). A reader that only receives is left to the
-//!   driver: woken together, two tasks would race for the same input (on a multi-threaded
-//!   executor, a second worker is woken to take one of them);
+//!   dropped (the transport keeps one read waker). Left to the driver are a reader that only
+//!   receives, and one whose waker has the driver's vtable (a task of the same executor,
+//!   which runs right after the driver wakes it, on the same worker): woken together, two
+//!   tasks would race for the same input, and a multi-threaded executor would wake a second
+//!   worker to take one of them. (Equal vtables are a hint, never needed for correctness: a
+//!   false "different" only wakes the reader too.)
 //! - the end of input or an error it meets is handed to the driver (`Io::read_end`), which is
 //!   woken; so is the driver whenever the input left it work (output to write, bytes of a
 //!   frame still to come, an earlier deadline).
@@ -54,6 +57,8 @@ pub(crate) fn read_for_driver(shared: &Shared, reader: Option<&Waker>) {
         (driver.clone(), want, conn.poll_timeout())
     };
     buffers.reserve(want);
+    // See the module doc: a task of the driver's executor is left to the driver.
+    let reader = reader.filter(|reader| reader.vtable() != driver.vtable());
     let mut cx = match reader {
         Some(reader) => {
             io.input_waker.set(reader, &driver);

@@ -63,6 +63,20 @@ impl Wake for Probe {
     }
 }
 
+/// The application task's waker: a type of its own, so that its vtable differs from the
+/// driver's.
+struct AppWaker(Arc<Probe>);
+
+impl Wake for AppWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_by_ref();
+    }
+}
+
 /// One side: its session, driver, and the probes of the driver's and the application's task.
 struct Side {
     session: Session,
@@ -93,9 +107,11 @@ impl Side {
         assert!(polled.is_pending(), "the driver finished: {polled:?}");
     }
 
-    /// Polls `f` once as the application's task.
+    /// Polls `f` once as the application's task, whose waker is of another kind than the
+    /// driver's (as a thread blocked on the application's future is): `inline_read.rs` has
+    /// the transport wake such a reader itself.
     fn poll_app<T>(&self, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        let waker = Waker::from(self.app_probe.clone());
+        let waker = Waker::from(Arc::new(AppWaker(self.app_probe.clone())));
         let mut cx = Context::from_waker(&waker);
         f(&mut cx)
     }
