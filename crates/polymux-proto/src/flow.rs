@@ -37,8 +37,8 @@ pub(crate) struct RecvCredit {
     /// When credit was last returned.
     last_grant: Option<Instant>,
     /// What window sizing measures once credit flows back; allocated by the first grant of
-    /// credit or the first retune with a round trip known, so that an idle stream holds only
-    /// an empty pointer (`tests/idle_memory.rs`).
+    /// credit that fell due (or was paced) or the first retune with a round trip known, so
+    /// that an idle stream holds only an empty pointer (`tests/idle_memory.rs`).
     measures: Option<Box<Measures>>,
     /// While the first window arrives: when its first payload did, in microseconds since the
     /// session began (wrapping; [`FIRST_RX_DONE`] once measured). Four bytes in what would
@@ -281,10 +281,10 @@ impl RecvCredit {
     /// while no round trip is known, the reader has drained everything yet a grant is due.
     /// With a round trip known, it is also sized to the path: at most [`BDP_HEADROOM`] × the
     /// rate delivered over the last round trip (or more) × the round trip, and halved (per
-    /// grant) towards that
-    /// when the path or the reader slows down: a window-limited stream keeps doubling, a
-    /// path-limited one settles within four bandwidth-delay products. Always within `floor`
-    /// (the configured initial window) and `max`, and growth within `budget_left`.
+    /// grant) towards that when the path or the reader slows down: a window-limited stream
+    /// keeps doubling, a path-limited one settles within four bandwidth-delay products. Always
+    /// within `floor` (the configured initial window) and `max`, and growth within
+    /// `budget_left`.
     pub(crate) fn retune(
         &mut self,
         now: Instant,

@@ -292,9 +292,18 @@ impl Stream {
         polled
     }
 
+    /// A write's outcome: bytes written start a wait for a reply.
     fn note_written(&self, polled: &Poll<io::Result<usize>>) {
         if matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
-            self.awaits_reply.store(true, Ordering::Relaxed);
+            self.set_awaits_reply(true);
+        }
+    }
+
+    /// Stores only a change: the halves of a split stream read and write on different threads,
+    /// and a store per operation would move the cache line between them.
+    fn set_awaits_reply(&self, awaits: bool) {
+        if self.awaits_reply.load(Ordering::Relaxed) != awaits {
+            self.awaits_reply.store(awaits, Ordering::Relaxed);
         }
     }
 
@@ -316,7 +325,7 @@ impl Stream {
     ) -> Poll<io::Result<T>> {
         if let Poll::Ready(Ok(v)) = &polled {
             if got_data(v) {
-                self.awaits_reply.store(false, Ordering::Relaxed);
+                self.set_awaits_reply(false);
             }
         }
         polled
