@@ -34,9 +34,9 @@ use crate::driver::read_size;
 use crate::session::Shared;
 
 /// Tries one read of the transport for the driver; if there is nothing to read, the transport
-/// will wake the driver, and `reader` (the caller's task, when it waits for a reply) too. The caller looks at its stream
-/// again afterwards, having registered no waker for it before (so the tasks woken here are
-/// others, or other futures of its own task).
+/// will wake the driver, and `reader` (the caller's task, when it waits for a reply) too. The
+/// caller looks at its stream again afterwards, having registered no waker for it before (so
+/// the tasks woken here are others, or other futures of its own task).
 pub(crate) fn read_for_driver(shared: &Shared, reader: Option<&Waker>) {
     let Some(mut io) = shared.try_lock_io() else {
         return;
