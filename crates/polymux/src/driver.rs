@@ -12,6 +12,16 @@
 //! about to wait may make one read for the driver (`inline_read.rs`), which is why the
 //! receive buffers live there too. A turn whose input emptied the transport, leaving nothing
 //! to write, ends the poll, so that the tasks it woke run at once.
+//!
+//! **Settling** (one write per input batch's replies): when input woke tasks of the driver's
+//! own executor (their wakers share its vtable), the next write waits one executor turn: the
+//! driver wakes itself and returns, those tasks run, and what they queue meanwhile (an echo
+//! server's FIN for one stream and its reply on the next, a reader's credit) leaves in the
+//! same write as what was already queued (a direct write meanwhile carries the queued control
+//! bytes itself, `connection/direct.rs`, so nothing is overtaken either way). Bounded: one
+//! yield per such input, never a timer; tasks of other executors (a thread blocked on the
+//! application's future) run elsewhere anyway, so their wake-ups never delay output.
+//!
 //! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
 //!
 //! Liveness (the engine decides, on the times the driver reports): a write or flush that
@@ -26,7 +36,7 @@ use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, RawWakerVTable, Waker};
 use std::time::Instant;
 
 use futures_timer::Delay;
@@ -73,7 +83,10 @@ pub struct Driver<T> {
     batch: Option<Transmit>,
     /// Tasks the last input made ready, woken once the engine's lock is released (kept for
     /// its capacity).
-    woken: Vec<std::task::Waker>,
+    woken: Vec<Waker>,
+    /// The last input woke a task of this executor, and no write has waited for it yet (see
+    /// "Settling" above).
+    settle: bool,
     /// Data bytes to ask for in the next batch: [`MIN_BATCH`], doubling up to [`MAX_BATCH`]
     /// while batches go out whole in one write.
     batch_limit: usize,
@@ -122,6 +135,7 @@ impl<T: Transport> Driver<T> {
             transport: PhantomData,
             batch: None,
             woken: Vec::new(),
+            settle: false,
             batch_limit: MIN_BATCH,
             written: 0,
             write_blocked: false,
@@ -301,8 +315,9 @@ impl<T: Transport> Driver<T> {
             let before = rx.len();
             conn.handle_input_deferring(rx, now, &mut self.woken);
             let progress = rx.len() != before;
+            let own = driver_vtable(&conn);
             drop(conn);
-            wake_all(&mut self.woken);
+            self.wake_ready(own);
             if progress {
                 return (Step::Progress, None);
             }
@@ -357,8 +372,9 @@ impl<T: Transport> Driver<T> {
                     let arrived = Instant::now();
                     buffers.last_read = arrived;
                     conn.handle_input_deferring(rx, arrived, &mut self.woken);
+                    let own = driver_vtable(&conn);
                     drop(conn);
-                    wake_all(&mut self.woken);
+                    self.wake_ready(own);
                     return (Step::Progress, (n < want).then_some(arrived));
                 } else {
                     buffers.last_read = now;
@@ -407,6 +423,16 @@ impl<T: Transport> Driver<T> {
         Step::Idle
     }
 
+    /// Wakes the tasks the last input made ready (the engine's lock is released by now), and
+    /// notes whether one of them runs on this executor (its waker has `own`, the driver's
+    /// vtable): then the next write settles first.
+    fn wake_ready(&mut self, own: Option<&'static RawWakerVTable>) {
+        self.settle |= own.is_some_and(|own| self.woken.iter().any(|w| w.vtable() == own));
+        for waker in self.woken.drain(..) {
+            waker.wake();
+        }
+    }
+
     fn fail(&mut self, error: &io::Error) {
         self.batch = None;
         self.eof = true;
@@ -427,11 +453,11 @@ pub(crate) fn read_size(conn: &Connection, buffered: usize, decoding: bool, limi
     }
 }
 
-/// Wakes the tasks the last input made ready, once the engine's lock is released.
-fn wake_all(woken: &mut Vec<std::task::Waker>) {
-    for waker in woken.drain(..) {
-        waker.wake();
-    }
+/// The vtable of the driver's registered waker: a stored clone, compared with the stored
+/// clones of the tasks' wakers (not every waker keeps its vtable through clones: those of
+/// `std::task::Wake` do not).
+fn driver_vtable(conn: &Connection) -> Option<&'static RawWakerVTable> {
+    conn.driver_waker().map(Waker::vtable)
 }
 
 /// Fills `slices` with the pieces of `batch` after its first `written` bytes (as many as fit);
@@ -481,6 +507,12 @@ impl<T: Transport> Future for Driver<T> {
         for _ in 0..TURNS_PER_POLL {
             // One clock reading per turn (a read takes its own, for the arrival time).
             let now = Instant::now();
+            if this.settle && this.shared.lock().has_pending_output() {
+                // Settling: the tasks the last input woke run before this output is written.
+                this.settle = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let wrote = this.poll_output(cx, now);
             let read = this.poll_input(cx, now);
             let (timed, ended, reason, pending_output) = {

@@ -5,16 +5,19 @@
 //! Rules checked: a task the driver's input made ready is woken only after the driver has
 //! released the engine's lock (woken earlier, on another worker thread it would only wake up
 //! to sleep on that lock); the driver never wakes itself while it hands over input (that
-//! would reschedule it for nothing); and a request/response round trip wakes each side's
-//! driver once (the reply's arrival) and each reader once.
+//! would reschedule it for nothing); a request/response round trip wakes each side's
+//! driver once (the reply's arrival) and each reader once; and when input woke tasks of the
+//! driver's own executor, its next write waits one turn for their replies (the driver's
+//! "settling"), and only then.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
 use futures::io::{AsyncRead, AsyncWrite};
+use futures::task::{waker, ArcWake};
 use polymux_proto::{Config, Dialect};
 use polymux_testkit::pipe::{pipe, Pipe};
 
@@ -47,18 +50,17 @@ impl Probe {
     }
 }
 
-impl Wake for Probe {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.fetch_add(1, Ordering::SeqCst);
-        if self.shared.engine_locked() {
-            self.woken_locked.fetch_add(1, Ordering::SeqCst);
+// `futures`' `ArcWake`, not `std::task::Wake`: its wakers keep one vtable through clones, as
+// an executor's do (std's clones get another vtable, which would hide "the driver's executor"
+// from the driver's comparison of the wakers it stores).
+impl ArcWake for Probe {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.woken.fetch_add(1, Ordering::SeqCst);
+        if arc_self.shared.engine_locked() {
+            arc_self.woken_locked.fetch_add(1, Ordering::SeqCst);
         }
-        if self.in_poll.load(Ordering::SeqCst) {
-            self.woken_in_poll.fetch_add(1, Ordering::SeqCst);
+        if arc_self.in_poll.load(Ordering::SeqCst) {
+            arc_self.woken_in_poll.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -67,39 +69,39 @@ impl Wake for Probe {
 /// driver's.
 struct AppWaker(Arc<Probe>);
 
-impl Wake for AppWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.wake_by_ref();
+impl ArcWake for AppWaker {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        ArcWake::wake_by_ref(&arc_self.0);
     }
 }
 
-/// One side: its session, driver, and the probes of the driver's and the application's task.
+/// One side: its session, driver, and the probes of the driver's task, of the application's
+/// task, and of a task of the driver's own executor.
 struct Side {
     session: Session,
     driver: Driver<Pipe>,
     driver_probe: Arc<Probe>,
     app_probe: Arc<Probe>,
+    task_probe: Arc<Probe>,
 }
 
 impl Side {
     fn new(session: Session, driver: Driver<Pipe>) -> Side {
         let driver_probe = Probe::new(&session);
         let app_probe = Probe::new(&session);
+        let task_probe = Probe::new(&session);
         Side {
             session,
             driver,
             driver_probe,
             app_probe,
+            task_probe,
         }
     }
 
     /// Polls the driver until it waits (it never finishes here).
     fn run_driver(&mut self) {
-        let waker = Waker::from(self.driver_probe.clone());
+        let waker = waker(self.driver_probe.clone());
         let mut cx = Context::from_waker(&waker);
         self.driver_probe.in_poll.store(true, Ordering::SeqCst);
         let polled = Pin::new(&mut self.driver).poll(&mut cx);
@@ -111,7 +113,28 @@ impl Side {
     /// driver's (as a thread blocked on the application's future is): `inline_read.rs` has
     /// the transport wake such a reader itself.
     fn poll_app<T>(&self, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-        let waker = Waker::from(Arc::new(AppWaker(self.app_probe.clone())));
+        let waker = waker(Arc::new(AppWaker(self.app_probe.clone())));
+        let mut cx = Context::from_waker(&waker);
+        f(&mut cx)
+    }
+
+    /// [`poll_task`](Self::poll_task) or [`poll_app`](Self::poll_app).
+    fn poll_as<T>(
+        &self,
+        own_executor: bool,
+        f: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        if own_executor {
+            self.poll_task(f)
+        } else {
+            self.poll_app(f)
+        }
+    }
+
+    /// Polls `f` once as a task of the driver's own executor: its waker has the driver's
+    /// vtable.
+    fn poll_task<T>(&self, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let waker = waker(self.task_probe.clone());
         let mut cx = Context::from_waker(&waker);
         f(&mut cx)
     }
@@ -386,5 +409,93 @@ fn a_readers_own_read_wakes_its_tasks_writer_waiting_for_credit() {
         );
         let more = client.poll_app(|cx| Pin::new(&mut c).poll_write(cx, &chunk));
         assert!(more.is_ready(), "{}: the credit came back", dialect.name());
+    }
+}
+
+/// An echo server's input batch: the client's FIN on one stream and a request on another. The
+/// tasks it wakes are of the driver's own executor, so the driver's next write waits one turn
+/// for them (it wakes itself and returns): the FIN the first task then writes and the reply of
+/// the second leave together, the reply queued behind the FIN, not overtaking it. Tasks of
+/// another executor run elsewhere anyway: their FIN is written at once.
+#[test]
+fn replies_to_one_input_from_tasks_of_the_drivers_executor_leave_in_one_write() {
+    const MSG: [u8; 16] = [0x42; 16];
+    for dialect in DIALECTS {
+        for own_executor in [true, false] {
+            let what = format!(
+                "{} ({} executor)",
+                dialect.name(),
+                if own_executor {
+                    "the driver's"
+                } else {
+                    "another"
+                }
+            );
+            let (mut client, mut server) = pair(dialect);
+            let (mut c1, mut s1) = open(&mut client, &mut server);
+            let (mut c2, mut s2) = open(&mut client, &mut server);
+            for _ in 0..4 {
+                client.run_driver();
+                server.run_driver();
+            }
+            let mut buf = [0u8; 64];
+            for s in [&mut s1, &mut s2] {
+                let polled =
+                    server.poll_as(own_executor, |cx| Pin::new(&mut *s).poll_read(cx, &mut buf));
+                assert!(polled.is_pending(), "{what}: nothing to read yet");
+            }
+            // The client closes the first stream and writes a request on the second.
+            ready(
+                client.poll_app(|cx| Pin::new(&mut c1).poll_close(cx)),
+                "close",
+            )
+            .expect("close");
+            write(&client, &mut c2, &MSG);
+            client.run_driver();
+            server.run_driver();
+            read_pending(&client, &mut c1);
+            // The first task sees EOF and closes: its FIN is queued.
+            let eof = server.poll_as(own_executor, |cx| Pin::new(&mut s1).poll_read(cx, &mut buf));
+            assert!(matches!(eof, Poll::Ready(Ok(0))), "{what}: EOF: {eof:?}");
+            let closed = server.poll_as(own_executor, |cx| {
+                Pin::new(&mut s1).poll_close(cx).map_ok(|()| 0)
+            });
+            assert!(closed.is_ready(), "{what}: close");
+            let self_wakes = server.driver_probe.woken_in_poll.load(Ordering::SeqCst);
+            server.run_driver();
+            client.run_driver();
+            let fin_seen = matches!(
+                client.poll_app(|cx| Pin::new(&mut c1).poll_read(cx, &mut buf)),
+                Poll::Ready(Ok(0))
+            );
+            let yielded = server.driver_probe.woken_in_poll.load(Ordering::SeqCst) - self_wakes;
+            assert_eq!(
+                (fin_seen, yielded),
+                (!own_executor, usize::from(own_executor)),
+                "{what}: (FIN written at once, driver woke itself to settle)"
+            );
+            // The second task echoes the request: queued behind the FIN (not written directly
+            // ahead of it), then both leave with the driver's next write.
+            let n = ready(
+                server.poll_as(own_executor, |cx| Pin::new(&mut s2).poll_read(cx, &mut buf)),
+                "read the request",
+            )
+            .expect("read");
+            assert_eq!(&buf[..n], &MSG, "{what}");
+            let echoed = server.poll_as(own_executor, |cx| Pin::new(&mut s2).poll_write(cx, &MSG));
+            assert!(matches!(echoed, Poll::Ready(Ok(16))), "{what}: {echoed:?}");
+            if own_executor {
+                client.run_driver();
+                read_pending(&client, &mut c2);
+                server.run_driver();
+                client.run_driver();
+                ready(
+                    client.poll_app(|cx| Pin::new(&mut c1).poll_read(cx, &mut buf)),
+                    "the FIN",
+                )
+                .expect("EOF");
+            }
+            read(&client, &mut c2, MSG.len());
+        }
     }
 }
