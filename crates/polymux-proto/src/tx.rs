@@ -15,7 +15,8 @@
 //!   served round-robin, one frame (at most `max_frame_payload`) each per turn, into batches
 //!   of about [`BATCH_TARGET`] bytes: a small frame waits behind at most one frame of every
 //!   other busy stream, never behind megabytes of one of them. A stream's FIN or RST follows its data
-//!   through the same outbox, so it is never overtaken.
+//!   through the same outbox, so it is never overtaken; with no data of the stream queued, it
+//!   goes with the control frames (so a direct write can carry it, as it carries an open).
 //!
 //! A batch is written completely before the next is taken. Budget invariant: the payload in
 //! all outboxes plus the data in flight is at most the write budget (a direct write's
@@ -361,7 +362,9 @@ impl TxBuffers {
         }
     }
 
-    /// Queues `frame` (FIN or RST) to follow everything the stream `key` queued before it.
+    /// Queues `frame` (FIN or RST) to follow everything the stream `key` queued before it:
+    /// behind its payload in its outbox, or with the control frames when nothing of the stream
+    /// waits there (what it queued before is then in a batch or direct write that goes first).
     pub(crate) fn push_after_data(
         &mut self,
         key: StreamKey,
@@ -369,6 +372,10 @@ impl TxBuffers {
         frame: Frame,
         now: Instant,
     ) {
+        if outbox.is_empty() {
+            self.push_control(&frame);
+            return;
+        }
         self.open_outbox(outbox, now).then = Some(frame);
         self.mark_ready(key, outbox);
     }
@@ -703,6 +710,89 @@ mod tests {
             }
             let got = data_payload(dialect, &wire);
             assert_eq!(got, sent, "{}", dialect.name());
+        }
+    }
+
+    /// Every frame in `wire`, payloads skipped.
+    fn frames(dialect: Dialect, wire: &[u8]) -> Vec<crate::Frame> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let Ok(Some((frame, used))) = dialect.decode(&wire[at..]) else {
+                panic!("{}: undecodable output", dialect.name())
+            };
+            at += used;
+            if let crate::Frame::Data { len, .. } = frame {
+                at += len as usize;
+            }
+            frames.push(frame);
+        }
+        frames
+    }
+
+    /// A FIN follows its stream's data: behind the payload still queued; once nothing of the
+    /// stream is queued, with the control frames, so that another stream's direct write
+    /// carries it ahead of its own frames (as it carries an open).
+    #[test]
+    fn a_fin_follows_its_data_and_rides_a_direct_write_once_the_data_is_out() {
+        use crate::connection::WriteOutcome;
+        for dialect in [
+            Dialect::Yamux,
+            Dialect::SmuxV1,
+            Dialect::SmuxV2,
+            Dialect::NetMux,
+        ] {
+            let now = Instant::now();
+            let (mut c, key) = open(dialect, now);
+            let fin = crate::policy::fin(dialect, c.stream_id(key));
+            write(&mut c, key, &[7u8; 100_000], now);
+            c.close_write(key, now).expect("close");
+            let mut wire = Vec::new();
+            while let Some(batch) = c.poll_transmit(now) {
+                batch.copy_to(&mut wire);
+                c.transmitted(batch);
+            }
+            assert_eq!(
+                data_payload(dialect, &wire).len(),
+                100_000,
+                "{}",
+                dialect.name()
+            );
+            let sent = frames(dialect, &wire);
+            assert_eq!(
+                sent.last(),
+                Some(&fin),
+                "{}: the FIN is last",
+                dialect.name()
+            );
+            assert_eq!(sent.iter().filter(|f| **f == fin).count(), 1);
+
+            // Both streams' data is out: the FIN of one waits with the control frames.
+            let (mut c, first) = open(dialect, now);
+            let Poll::Ready(Ok(second)) = c.poll_open(Waker::noop(), now) else {
+                panic!("open")
+            };
+            write(&mut c, first, b"request", now);
+            while let Some(batch) = c.poll_transmit(now) {
+                c.transmitted(batch);
+            }
+            c.close_write(first, now).expect("close");
+            let fin = crate::policy::fin(dialect, c.stream_id(first));
+            let Poll::Ready(Ok(WriteOutcome::Direct(direct))) =
+                c.poll_write_direct(second, Waker::noop(), b"hello", now)
+            else {
+                panic!("{}: the output holds only control frames", dialect.name())
+            };
+            let bytes: Vec<u8> = direct.pieces(b"hello").flatten().copied().collect();
+            c.direct_done(&direct, b"hello", bytes.len());
+            let carried = frames(dialect, &bytes);
+            assert_eq!(carried.first(), Some(&fin), "{}: FIN first", dialect.name());
+            assert_eq!(data_payload(dialect, &bytes), b"hello");
+            assert!(
+                c.poll_transmit(now).is_none(),
+                "{}: all written",
+                dialect.name()
+            );
         }
     }
 
