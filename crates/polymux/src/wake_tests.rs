@@ -414,9 +414,9 @@ fn a_readers_own_read_wakes_its_tasks_writer_waiting_for_credit() {
 
 /// An echo server's input batch: the client's FIN on one stream and a request on another. The
 /// tasks it wakes are of the driver's own executor, so the driver's next write waits one turn
-/// for them (it wakes itself and returns): the FIN the first task then writes and the reply of
-/// the second leave together, the reply queued behind the FIN, not overtaking it. Tasks of
-/// another executor run elsewhere anyway: their FIN is written at once.
+/// for them (it wakes itself and returns): the FIN the first task then queues and the reply of
+/// the second leave together, the FIN first. Tasks of another executor run elsewhere anyway:
+/// their FIN is written at once.
 #[test]
 fn replies_to_one_input_from_tasks_of_the_drivers_executor_leave_in_one_write() {
     const MSG: [u8; 16] = [0x42; 16];
@@ -474,8 +474,9 @@ fn replies_to_one_input_from_tasks_of_the_drivers_executor_leave_in_one_write() 
                 (!own_executor, usize::from(own_executor)),
                 "{what}: (FIN written at once, driver woke itself to settle)"
             );
-            // The second task echoes the request: queued behind the FIN (not written directly
-            // ahead of it), then both leave with the driver's next write.
+            // The second task echoes the request: its write carries the queued FIN ahead of
+            // the reply, both in one direct write (no server driver runs before the client
+            // sees them).
             let n = ready(
                 server.poll_as(own_executor, |cx| Pin::new(&mut s2).poll_read(cx, &mut buf)),
                 "read the request",
@@ -484,11 +485,8 @@ fn replies_to_one_input_from_tasks_of_the_drivers_executor_leave_in_one_write() 
             assert_eq!(&buf[..n], &MSG, "{what}");
             let echoed = server.poll_as(own_executor, |cx| Pin::new(&mut s2).poll_write(cx, &MSG));
             assert!(matches!(echoed, Poll::Ready(Ok(16))), "{what}: {echoed:?}");
+            client.run_driver();
             if own_executor {
-                client.run_driver();
-                read_pending(&client, &mut c2);
-                server.run_driver();
-                client.run_driver();
                 ready(
                     client.poll_app(|cx| Pin::new(&mut c1).poll_read(cx, &mut buf)),
                     "the FIN",
