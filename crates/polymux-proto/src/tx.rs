@@ -1,6 +1,7 @@
 //! Bytes waiting to be written to the transport, and the order in which they go.
 //!
-//! - **control** (window updates, ACKs, pings and pongs, opens, GoAway): never held back by
+//! - **control** (window updates, ACKs, pings and pongs, opens, GoAway, and a FIN or RST whose
+//!   stream has nothing else queued while it fits a direct write): never held back by
 //!   the write budget, and first in every batch, so credit and liveness never wait behind bulk
 //!   data. Bounded by [`CONTROL_LIMIT`]: past it the session stops decoding input (each control
 //!   frame is a reply to input or to a local call), so a ping flood cannot grow it.
@@ -16,7 +17,9 @@
 //!   of about [`BATCH_TARGET`] bytes: a small frame waits behind at most one frame of every
 //!   other busy stream, never behind megabytes of one of them. A stream's FIN or RST follows its data
 //!   through the same outbox, so it is never overtaken; with no data of the stream queued, it
-//!   goes with the control frames (so a direct write can carry it, as it carries an open).
+//!   goes with the control frames while they fit [`DIRECT_CONTROL`] (so a direct write can
+//!   carry it, as it carries an open; app-made FINs never push control towards
+//!   [`CONTROL_LIMIT`], where input would pause).
 //!
 //! A batch is written completely before the next is taken. Budget invariant: the payload in
 //! all outboxes plus the data in flight is at most the write budget (a direct write's
@@ -37,7 +40,7 @@ use crate::connection::StreamKey;
 use crate::frame::Frame;
 
 /// Queued control bytes a direct write may carry ahead of its frames (a few opens, ACKs,
-/// window updates or pongs); beyond, the driver writes them and the data waits its turn.
+/// window updates, pongs or FINs); beyond, the driver writes them and the data waits its turn.
 pub(crate) const DIRECT_CONTROL: usize = 64;
 /// Control bytes queued beyond which input decoding pauses.
 pub(crate) const CONTROL_LIMIT: usize = 64 * 1024;
@@ -364,7 +367,8 @@ impl TxBuffers {
 
     /// Queues `frame` (FIN or RST) to follow everything the stream `key` queued before it:
     /// behind its payload in its outbox, or with the control frames when nothing of the stream
-    /// waits there (what it queued before is then in a batch or direct write that goes first).
+    /// waits there and they stay within [`DIRECT_CONTROL`] (what the stream queued before is
+    /// then in a batch, or a direct write's remainder, that goes first).
     pub(crate) fn push_after_data(
         &mut self,
         key: StreamKey,
@@ -372,7 +376,7 @@ impl TxBuffers {
         frame: Frame,
         now: Instant,
     ) {
-        if outbox.is_empty() {
+        if outbox.is_empty() && self.control.len() + self.dialect.header_len() <= DIRECT_CONTROL {
             self.push_control(&frame);
             return;
         }
@@ -793,6 +797,104 @@ mod tests {
                 "{}: all written",
                 dialect.name()
             );
+        }
+    }
+
+    /// A FIN queued while its stream's data is on its way (in a batch handed out, or in a
+    /// direct write of which the transport took only part) still follows that data.
+    #[test]
+    fn a_fin_queued_while_its_data_is_on_its_way_follows_it() {
+        use crate::connection::WriteOutcome;
+        for dialect in [
+            Dialect::Yamux,
+            Dialect::SmuxV1,
+            Dialect::SmuxV2,
+            Dialect::NetMux,
+        ] {
+            let now = Instant::now();
+            // In a batch handed out, not yet reported written.
+            let (mut c, key) = open(dialect, now);
+            let fin = crate::policy::fin(dialect, c.stream_id(key));
+            write(&mut c, key, &[3u8; 5_000], now);
+            let first = c.poll_transmit(now).expect("a batch");
+            c.close_write(key, now).expect("close");
+            let mut wire = Vec::new();
+            first.copy_to(&mut wire);
+            c.transmitted(first);
+            while let Some(batch) = c.poll_transmit(now) {
+                batch.copy_to(&mut wire);
+                c.transmitted(batch);
+            }
+            assert_eq!(
+                data_payload(dialect, &wire).len(),
+                5_000,
+                "{}",
+                dialect.name()
+            );
+            assert_eq!(
+                frames(dialect, &wire).last(),
+                Some(&fin),
+                "{}",
+                dialect.name()
+            );
+
+            // In a direct write the transport took 5 bytes of.
+            let (mut c, key) = open(dialect, now);
+            let fin = crate::policy::fin(dialect, c.stream_id(key));
+            let buf = [9u8; 300];
+            let Poll::Ready(Ok(WriteOutcome::Direct(direct))) =
+                c.poll_write_direct(key, Waker::noop(), &buf, now)
+            else {
+                panic!("{}: the output is idle", dialect.name())
+            };
+            c.close_write(key, now).expect("close");
+            let bytes: Vec<u8> = direct.pieces(&buf).flatten().copied().collect();
+            c.direct_done(&direct, &buf, 5);
+            let mut wire = bytes[..5].to_vec();
+            while let Some(batch) = c.poll_transmit(now) {
+                batch.copy_to(&mut wire);
+                c.transmitted(batch);
+            }
+            assert_eq!(data_payload(dialect, &wire), buf, "{}", dialect.name());
+            assert_eq!(
+                frames(dialect, &wire).last(),
+                Some(&fin),
+                "{}",
+                dialect.name()
+            );
+        }
+    }
+
+    /// Closes of many idle streams keep the control queue within what a direct write carries
+    /// (the rest wait in their outboxes), so local FINs never bring input near its pause; every
+    /// FIN still goes out once.
+    #[test]
+    fn fins_go_with_the_control_frames_only_while_a_direct_write_could_carry_them() {
+        let now = Instant::now();
+        let (mut c, first) = open(Dialect::Yamux, now);
+        let mut keys = vec![first];
+        for _ in 0..19 {
+            let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop(), now) else {
+                panic!("open")
+            };
+            keys.push(key);
+        }
+        while let Some(batch) = c.poll_transmit(now) {
+            c.transmitted(batch);
+        }
+        for &key in &keys {
+            c.close_write(key, now).expect("close");
+            assert!(c.tx_buffers().control.len() <= super::DIRECT_CONTROL);
+        }
+        let mut wire = Vec::new();
+        while let Some(batch) = c.poll_transmit(now) {
+            batch.copy_to(&mut wire);
+            c.transmitted(batch);
+        }
+        let sent = frames(Dialect::Yamux, &wire);
+        for key in keys {
+            let fin = crate::policy::fin(Dialect::Yamux, c.stream_id(key));
+            assert_eq!(sent.iter().filter(|f| **f == fin).count(), 1, "{fin:?}");
         }
     }
 

@@ -20,7 +20,10 @@
 //! same write as what was already queued (a direct write meanwhile carries the queued control
 //! bytes itself, `connection/direct.rs`, so nothing is overtaken either way). Bounded: one
 //! yield per such input, never a timer; tasks of other executors (a thread blocked on the
-//! application's future) run elsewhere anyway, so their wake-ups never delay output.
+//! application's future) run elsewhere anyway, so their wake-ups never delay output. "Same
+//! vtable" is a heuristic, and it fails safe: tokio gives every task one vtable (a task of
+//! another tokio runtime matches too and costs one needless yield); an executor with a vtable
+//! per future type never matches, and output is then never held.
 //!
 //! The loop yields after a fixed number of turns so one busy session cannot starve an executor.
 //!
@@ -507,7 +510,8 @@ impl<T: Transport> Future for Driver<T> {
         for _ in 0..TURNS_PER_POLL {
             // One clock reading per turn (a read takes its own, for the arrival time).
             let now = Instant::now();
-            if this.settle && this.shared.lock().has_pending_output() {
+            // (Not while a batch is half written: it goes first whatever the tasks queue.)
+            if this.settle && this.batch.is_none() && this.shared.lock().has_pending_output() {
                 // Settling: the tasks the last input woke run before this output is written.
                 this.settle = false;
                 cx.waker().wake_by_ref();

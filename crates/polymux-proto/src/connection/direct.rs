@@ -10,7 +10,7 @@
 //!
 //! **Invariant** (kept here, with the output state in `tx.rs`): permission is given only while
 //! nothing is being written and no stream's data is queued; the few control bytes queued then
-//! (an open, an ACK, a window update: at most `tx::DIRECT_CONTROL`) are taken into the direct
+//! (an open, an ACK, a window update, a FIN: at most `tx::DIRECT_CONTROL`) are taken into the direct
 //! write, ahead of its frames; between the two calls the engine hands out no batch; what the
 //! transport did not take is queued ahead of everything else. So frames never interleave or
 //! reorder on the wire and no accepted byte is lost. Such a remainder (at most
