@@ -672,6 +672,23 @@ mod tests {
     use super::SEGMENT;
     use crate::{Config, Connection, Dialect, Role, StreamKey};
 
+    const DIALECTS: [Dialect; 4] = [
+        Dialect::Yamux,
+        Dialect::SmuxV1,
+        Dialect::SmuxV2,
+        Dialect::NetMux,
+    ];
+
+    /// Takes every batch `c` has to send, reports each written, and returns their bytes.
+    fn transmit_all(c: &mut Connection, now: Instant) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while let Some(batch) = c.poll_transmit(now) {
+            batch.copy_to(&mut wire);
+            c.transmitted(batch);
+        }
+        wire
+    }
+
     fn open(dialect: Dialect, now: Instant) -> (Connection, StreamKey) {
         let mut c = Connection::new(Role::Client, Config::for_dialect(dialect), now);
         let Poll::Ready(Ok(key)) = c.poll_open(Waker::noop(), now) else {
@@ -707,11 +724,7 @@ mod tests {
                 write(&mut c, key, &sent[off..off + len], now);
                 off += len;
             }
-            let mut wire = Vec::new();
-            while let Some(batch) = c.poll_transmit(now) {
-                batch.copy_to(&mut wire);
-                c.transmitted(batch);
-            }
+            let wire = transmit_all(&mut c, now);
             let got = data_payload(dialect, &wire);
             assert_eq!(got, sent, "{}", dialect.name());
         }
@@ -740,22 +753,13 @@ mod tests {
     #[test]
     fn a_fin_follows_its_data_and_rides_a_direct_write_once_the_data_is_out() {
         use crate::connection::WriteOutcome;
-        for dialect in [
-            Dialect::Yamux,
-            Dialect::SmuxV1,
-            Dialect::SmuxV2,
-            Dialect::NetMux,
-        ] {
+        for dialect in DIALECTS {
             let now = Instant::now();
             let (mut c, key) = open(dialect, now);
             let fin = crate::policy::fin(dialect, c.stream_id(key));
             write(&mut c, key, &[7u8; 100_000], now);
             c.close_write(key, now).expect("close");
-            let mut wire = Vec::new();
-            while let Some(batch) = c.poll_transmit(now) {
-                batch.copy_to(&mut wire);
-                c.transmitted(batch);
-            }
+            let wire = transmit_all(&mut c, now);
             assert_eq!(
                 data_payload(dialect, &wire).len(),
                 100_000,
@@ -805,12 +809,7 @@ mod tests {
     #[test]
     fn a_fin_queued_while_its_data_is_on_its_way_follows_it() {
         use crate::connection::WriteOutcome;
-        for dialect in [
-            Dialect::Yamux,
-            Dialect::SmuxV1,
-            Dialect::SmuxV2,
-            Dialect::NetMux,
-        ] {
+        for dialect in DIALECTS {
             let now = Instant::now();
             // In a batch handed out, not yet reported written.
             let (mut c, key) = open(dialect, now);
@@ -821,10 +820,7 @@ mod tests {
             let mut wire = Vec::new();
             first.copy_to(&mut wire);
             c.transmitted(first);
-            while let Some(batch) = c.poll_transmit(now) {
-                batch.copy_to(&mut wire);
-                c.transmitted(batch);
-            }
+            wire.extend(transmit_all(&mut c, now));
             assert_eq!(
                 data_payload(dialect, &wire).len(),
                 5_000,
@@ -851,10 +847,7 @@ mod tests {
             let bytes: Vec<u8> = direct.pieces(&buf).flatten().copied().collect();
             c.direct_done(&direct, &buf, 5);
             let mut wire = bytes[..5].to_vec();
-            while let Some(batch) = c.poll_transmit(now) {
-                batch.copy_to(&mut wire);
-                c.transmitted(batch);
-            }
+            wire.extend(transmit_all(&mut c, now));
             assert_eq!(data_payload(dialect, &wire), buf, "{}", dialect.name());
             assert_eq!(
                 frames(dialect, &wire).last(),
@@ -886,11 +879,7 @@ mod tests {
             c.close_write(key, now).expect("close");
             assert!(c.tx_buffers().control.len() <= super::DIRECT_CONTROL);
         }
-        let mut wire = Vec::new();
-        while let Some(batch) = c.poll_transmit(now) {
-            batch.copy_to(&mut wire);
-            c.transmitted(batch);
-        }
+        let wire = transmit_all(&mut c, now);
         let sent = frames(Dialect::Yamux, &wire);
         for key in keys {
             let fin = crate::policy::fin(Dialect::Yamux, c.stream_id(key));
@@ -923,12 +912,7 @@ mod tests {
     /// buffer (no copy), while a small one is copied.
     #[test]
     fn chunks_are_queued_without_copying_and_mix_with_copied_writes() {
-        for dialect in [
-            Dialect::Yamux,
-            Dialect::SmuxV1,
-            Dialect::SmuxV2,
-            Dialect::NetMux,
-        ] {
+        for dialect in DIALECTS {
             let now = Instant::now();
             let (mut c, key) = open(dialect, now);
             // Within the initial credit of every dialect (256 KiB).
